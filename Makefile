@@ -1,0 +1,19 @@
+.PHONY: run test deps collector bench clean
+
+run:        ## bring the whole pipeline up with a simulated agent workload (Ctrl-C stops it)
+	bash scripts/run.sh
+
+test:       ## install what is needed and run every test
+	bash scripts/test.sh
+
+deps:       ## install Debian packages, Python deps and the collector build
+	bash scripts/bootstrap.sh
+
+collector:  ## build (or reuse the cached) collector distribution
+	bash collector/build.sh
+
+bench:      ## overhead benchmark (see docs/benchmarks.md)
+	.venv/bin/python -m bench.overhead
+
+clean:
+	rm -rf .venv collector/_build .pytest_cache

@@ -1,0 +1,1 @@
+"""CUGAr telemetry library: OpenTelemetry setup and an agent-facing instrumentation API."""

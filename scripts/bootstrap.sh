@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs everything the pipeline and its tests need, from the project's own files:
+# Debian packages (Prometheus, promtool, Alertmanager, docker-compose, Chromium), a Python
+# virtualenv with the project's dependencies, and our collector build. Idempotent and cached.
+# In CI (CI=true) any missing piece is an error; elsewhere it is a warning.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+strict=${CI:-false}
+warn_or_die() { if [[ "$strict" == "true" ]]; then echo "bootstrap: ERROR: $*" >&2; exit 1; else echo "bootstrap: warning: $*" >&2; fi; }
+
+# --- Debian packages ---------------------------------------------------------------------
+declare -A pkg_for=([prometheus]=prometheus [promtool]=prometheus [prometheus-alertmanager]=prometheus-alertmanager
+                    [amtool]=prometheus-alertmanager [docker-compose]=docker-compose [chromium]=chromium)
+missing=()
+for cmd in "${!pkg_for[@]}"; do command -v "$cmd" >/dev/null || missing+=("${pkg_for[$cmd]}"); done
+if ((${#missing[@]})); then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "bootstrap: installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    warn_or_die "missing Debian packages (${missing[*]}); install them with apt-get as root"
+  fi
+fi
+
+# --- Python virtualenv -------------------------------------------------------------------
+venv="$root/.venv"
+stamp="$venv/.deps.sha256"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [[ ! -x "$venv/bin/python" || ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+  echo "bootstrap: installing Python dependencies into .venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q -U pip
+  "$venv/bin/pip" install -q -e '.[test]'
+  echo "$want" > "$stamp"
+fi
+
+# --- Collector build (cached outside the work tree) --------------------------------------
+if command -v go >/dev/null; then
+  bash collector/build.sh >/dev/null
+else
+  warn_or_die "Go toolchain not found: the collector cannot be built (the run command falls back to embedded mode)"
+fi
+echo "bootstrap: ready"

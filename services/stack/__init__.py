@@ -1,0 +1,1 @@
+"""Starting and stopping the pipeline's real processes (collector, Prometheus, Alertmanager)."""

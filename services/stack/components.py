@@ -1,0 +1,61 @@
+"""Where the pipeline's external programs live, and a clear error when one is missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COLLECTOR_LINK = REPO_ROOT / "collector" / "_build" / "cugar-otelcol"
+
+
+class MissingComponent(RuntimeError):
+    """A program the pipeline needs is not installed; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    env_var: str          # explicit path override
+    candidates: tuple[str, ...]
+    install_hint: str
+
+    def find(self) -> Path | None:
+        override = os.environ.get(self.env_var)
+        if override:
+            path = Path(override)
+            return path if path.is_file() and os.access(path, os.X_OK) else None
+        for candidate in self.candidates:
+            if "/" in candidate:
+                path = Path(candidate)
+                if path.is_file() and os.access(path, os.X_OK):
+                    return path
+            elif found := shutil.which(candidate):
+                return Path(found)
+        return None
+
+    def require(self) -> Path:
+        path = self.find()
+        if path is None:
+            raise MissingComponent(f"{self.name} not found ({self.env_var} unset or invalid); "
+                                   f"{self.install_hint}")
+        return path
+
+
+COLLECTOR = Component("cugar-otelcol (our collector build)", "CUGAR_COLLECTOR_BIN",
+                      (str(COLLECTOR_LINK),), "run `bash collector/build.sh` (needs Go)")
+PROMETHEUS = Component("prometheus", "CUGAR_PROMETHEUS_BIN", ("prometheus",),
+                       "run `apt-get install prometheus` (or `make deps`)")
+PROMTOOL = Component("promtool", "CUGAR_PROMTOOL_BIN", ("promtool",),
+                     "run `apt-get install prometheus` (or `make deps`)")
+ALERTMANAGER = Component("alertmanager", "CUGAR_ALERTMANAGER_BIN",
+                         ("prometheus-alertmanager", "alertmanager"),
+                         "run `apt-get install prometheus-alertmanager` (or `make deps`)")
+AMTOOL = Component("amtool", "CUGAR_AMTOOL_BIN", ("amtool",),
+                   "run `apt-get install prometheus-alertmanager` (or `make deps`)")
+CHROMIUM = Component("chromium", "CUGAR_CHROMIUM_BIN", ("chromium", "chromium-browser"),
+                     "run `apt-get install chromium` (or `make deps`)")
+DOCKER_COMPOSE = Component("docker-compose", "CUGAR_DOCKER_COMPOSE_BIN", ("docker-compose",),
+                           "run `apt-get install docker-compose` (or `make deps`)")
