@@ -1,0 +1,232 @@
+"""The FastAPI application: routes, auth, content negotiation and instrumentation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from datetime import datetime
+from importlib import resources
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+
+from .auth import key_matches, require_api_key
+from .metrics import ApiMetrics
+from .prometheus import PrometheusClient, PrometheusQueryError, PrometheusUnavailable
+from .settings import Settings
+from .summary import dashboard, health_summary
+from .window import InvalidWindow, Window
+
+log = logging.getLogger(__name__)
+
+# Liveness and scrape endpoints stay out of traces and HTTP metrics (probe noise).
+EXCLUDED_URLS = "/health,/metrics"
+DEFAULT_WINDOW = "5m"
+
+Protected = Depends(require_api_key)
+
+
+def _dashboard_page() -> str:
+    return resources.files(__package__).joinpath("static/dashboard.html").read_text("utf-8")
+
+
+def _parse_window(text: str) -> Window:
+    try:
+        return Window.parse(text)
+    except InvalidWindow as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+
+
+def _parse_end(text: str | None) -> float:
+    if text is None:
+        return time.time()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise HTTPException(status_code=422, detail=(
+            f"end must be a unix timestamp or an RFC 3339 time with a zone "
+            f"(e.g. 2026-01-05T12:00:00Z); got {text!r}")) from None
+    if parsed.tzinfo is None:
+        raise HTTPException(status_code=422,
+                            detail=f"end must carry a time zone (e.g. ...Z); got {text!r}")
+    return parsed.timestamp()
+
+
+def _wants_html(request: Request, fmt: str | None) -> bool:
+    if fmt is not None:
+        return fmt == "html"
+    accept = request.headers.get("accept", "")
+    # Browsers list text/html first; API clients send application/json or */*.
+    return accept.split(",")[0].strip().startswith("text/html")
+
+
+def _upstream_error(exc: Exception) -> HTTPException:
+    if isinstance(exc, PrometheusUnavailable):
+        return HTTPException(status_code=503, detail=str(exc))
+    return HTTPException(status_code=502, detail=str(exc))
+
+
+async def _collector_problem(client: httpx.AsyncClient, url: str, timeout: float) -> str | None:
+    try:
+        resp = await client.get(url, timeout=timeout)
+    except httpx.HTTPError as exc:
+        return f"collector health check at {url} is unreachable: {type(exc).__name__}: {exc}"
+    if resp.status_code != 200:
+        return f"collector health check at {url} answered HTTP {resp.status_code}"
+    return None
+
+
+def _instrument(app: FastAPI, tracer_provider: Any, meter_provider: Any) -> None:
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls=EXCLUDED_URLS,
+                                       tracer_provider=tracer_provider,
+                                       meter_provider=meter_provider)
+
+
+def _start_telemetry(settings: Settings) -> Any:
+    """Our library's setup (OTEL_* env vars); the API keeps serving if telemetry fails."""
+    try:
+        from otel import setup_telemetry
+
+        return setup_telemetry(service_name=settings.service_name,
+                               service_version=settings.version)
+    except Exception:  # noqa: BLE001 - telemetry must never take the service down
+        log.exception("telemetry setup failed; serving without telemetry")
+        return None
+
+
+def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None = None,
+               http_client: httpx.AsyncClient | None = None,
+               tracer_provider: Any = None, meter_provider: Any = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    metrics = metrics or ApiMetrics()
+    telemetry = _start_telemetry(settings) if settings.telemetry else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        client = http_client or httpx.AsyncClient(timeout=settings.upstream_timeout_s)
+        app.state.http = client
+        app.state.prometheus = PrometheusClient(settings.prometheus_url,
+                                                settings.upstream_timeout_s, client,
+                                                observe=metrics.observe_query)
+        try:
+            yield
+        finally:
+            if http_client is None:
+                await client.aclose()
+            if telemetry is not None:
+                telemetry.shutdown()
+
+    app = FastAPI(
+        title="CUGAr API",
+        version=settings.version,
+        description=("Golden signals of the CUGAr agent fleet, read from Prometheus. "
+                     "Every endpoint except `GET /health` requires the API key when "
+                     "CUGAR_API_KEY is set (header `X-API-Key`)."),
+        docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+
+    @app.get("/", dependencies=[Protected], summary="Service index")
+    async def index() -> dict:
+        return {
+            "service": settings.service_name,
+            "version": settings.version,
+            "endpoints": {
+                "GET /health": "liveness (no API key needed)",
+                "GET /health/ready": "readiness: collector and Prometheus reachable (503 if not)",
+                "GET /dashboard?window=5m": "fleet-wide golden signals (JSON; HTML for browsers)",
+                "GET /metrics": "this process's metrics (Prometheus text format)",
+                "GET /docs": "Swagger UI", "GET /redoc": "ReDoc",
+                "GET /openapi.json": "OpenAPI schema",
+            },
+        }
+
+    @app.get("/health", summary="Liveness")
+    async def health(request: Request) -> dict:
+        body: dict[str, Any] = {"status": "healthy", "service": settings.service_name,
+                                "version": settings.version}
+        # The summary is a bonus for callers allowed to see numbers; liveness never waits long
+        # for it and never fails because of it.
+        if settings.api_key is not None and not key_matches(settings.api_key, request):
+            return body
+        try:
+            body["metrics"] = await asyncio.wait_for(
+                health_summary(request.app.state.prometheus, Window.parse(DEFAULT_WINDOW),
+                               time.time(), settings.health_summary_timeout_s),
+                settings.health_summary_timeout_s)
+        except (PrometheusUnavailable, PrometheusQueryError, asyncio.TimeoutError) as exc:
+            body["metrics"] = None
+            body["metrics_error"] = str(exc) or "Prometheus did not answer in time"
+        return body
+
+    @app.get("/health/ready", dependencies=[Protected], summary="Readiness",
+             responses={503: {"description": "a dependency is unreachable"}})
+    async def ready(request: Request) -> JSONResponse:
+        timeout = settings.health_summary_timeout_s * 2
+        collector, prometheus = await asyncio.gather(
+            _collector_problem(request.app.state.http, settings.collector_health_url, timeout),
+            request.app.state.prometheus.ready(timeout))
+        checks = {
+            "collector": {"url": settings.collector_health_url, "ok": collector is None,
+                          **({"reason": collector} if collector else {})},
+            "prometheus": {"url": settings.prometheus_url, "ok": prometheus is None,
+                           **({"reason": prometheus} if prometheus else {})},
+        }
+        reasons = [r for r in (collector, prometheus) if r]
+        body = {"status": "ready" if not reasons else "not ready", "checks": checks}
+        if reasons:
+            body["reasons"] = reasons
+        return JSONResponse(body, status_code=200 if not reasons else 503)
+
+    @app.get("/dashboard", dependencies=[Protected], summary="Golden signals over a window",
+             responses={422: {"description": "invalid window or end"},
+                        502: {"description": "Prometheus rejected a query"},
+                        503: {"description": "Prometheus is unreachable"}})
+    async def get_dashboard(
+        request: Request,
+        window: Annotated[str, Query(description="1m..24h, e.g. 5m, 90s, 1h")] = DEFAULT_WINDOW,
+        end: Annotated[str | None, Query(description="window end: unix seconds or RFC 3339; "
+                                                     "default now")] = None,
+        format: Annotated[str | None, Query(pattern="^(json|html)$",
+                                            description="override content negotiation")] = None,
+    ) -> Any:
+        parsed = _parse_window(window)
+        at = _parse_end(end)
+        if _wants_html(request, format):
+            return HTMLResponse(_dashboard_page())
+        try:
+            return await dashboard(request.app.state.prometheus, parsed, at)
+        except (PrometheusUnavailable, PrometheusQueryError) as exc:
+            raise _upstream_error(exc) from None
+
+    @app.get("/metrics", dependencies=[Protected], summary="This process's metrics",
+             response_class=PlainTextResponse)
+    async def get_metrics():
+        return metrics.response()
+
+    @app.get("/openapi.json", dependencies=[Protected], include_in_schema=False)
+    async def openapi() -> dict:
+        return app.openapi()
+
+    @app.get("/docs", dependencies=[Protected], include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="CUGAr API - Swagger UI")
+
+    @app.get("/redoc", dependencies=[Protected], include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="CUGAr API - ReDoc")
+
+    _instrument(app, tracer_provider, meter_provider)
+    return app

@@ -1,0 +1,31 @@
+"""`python -m services.api` / `cugar-api`: serve the API with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import uvicorn
+
+from .settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"cugar-api: {exc}", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog="cugar-api", description=__doc__)
+    parser.add_argument("--host", default=settings.host, help="bind address (CUGAR_API_HOST)")
+    parser.add_argument("--port", type=int, default=settings.port, help="port (CUGAR_API_PORT)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes; the API is stateless so any number agree")
+    args = parser.parse_args(argv)
+    uvicorn.run("services.api.app:create_app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level="info", access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

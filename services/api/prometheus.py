@@ -1,0 +1,97 @@
+"""A small async client for the Prometheus HTTP query API with errors the API can explain."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+
+class PrometheusUnavailable(RuntimeError):
+    """Prometheus could not be reached (connection refused, timeout, 5xx)."""
+
+
+class PrometheusQueryError(RuntimeError):
+    """Prometheus answered but rejected a query (a bug in our PromQL, not an outage)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: dict[str, str]
+    value: float | None  # None for NaN/Inf: "no meaningful number", never a fake 0
+
+
+def _number(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+class PrometheusClient:
+    def __init__(self, base_url: str, timeout: float, client: httpx.AsyncClient | None = None,
+                 observe: Callable[[str, float], None] | None = None):
+        self.base_url = base_url.rstrip("/")
+        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._timeout = timeout
+        self._observe = observe or (lambda outcome, seconds: None)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def query(self, promql: str, at: float, timeout: float | None = None) -> list[Sample]:
+        """Instant query evaluated at unix time `at` (one instant for a whole response)."""
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            samples = await self._query(promql, at, timeout)
+            outcome = "success"
+            return samples
+        except PrometheusUnavailable:
+            outcome = "unavailable"
+            raise
+        finally:
+            self._observe(outcome, time.monotonic() - started)
+
+    async def _query(self, promql: str, at: float, timeout: float | None) -> list[Sample]:
+        url = f"{self.base_url}/api/v1/query"
+        try:
+            resp = await self._client.get(url, params={"query": promql, "time": f"{at:.3f}"},
+                                          timeout=timeout or self._timeout)
+        except httpx.HTTPError as exc:
+            raise PrometheusUnavailable(
+                f"Prometheus at {self.base_url} is unreachable: {type(exc).__name__}: {exc}"
+            ) from exc
+        if resp.status_code >= 500:
+            raise PrometheusUnavailable(
+                f"Prometheus at {self.base_url} answered HTTP {resp.status_code}: "
+                f"{resp.text[:200]}")
+        try:
+            body = resp.json()
+        except ValueError:
+            raise PrometheusUnavailable(
+                f"Prometheus at {self.base_url} answered HTTP {resp.status_code} with a non-JSON "
+                f"body (is CUGAR_PROMETHEUS_URL pointing at Prometheus?)") from None
+        if body.get("status") != "success":
+            raise PrometheusQueryError(
+                f"Prometheus rejected query {promql!r}: {body.get('errorType')}: "
+                f"{body.get('error')}")
+        data = body["data"]
+        if data["resultType"] == "scalar":
+            return [Sample({}, _number(data["result"][1]))]
+        if data["resultType"] != "vector":
+            raise PrometheusQueryError(f"query {promql!r} returned {data['resultType']}, "
+                                       f"expected an instant vector")
+        return [Sample(r["metric"], _number(r["value"][1])) for r in data["result"]]
+
+    async def ready(self, timeout: float) -> str | None:
+        """None when Prometheus is ready, else the reason it is not."""
+        url = f"{self.base_url}/-/ready"
+        try:
+            resp = await self._client.get(url, timeout=timeout)
+        except httpx.HTTPError as exc:
+            return f"Prometheus at {self.base_url} is unreachable: {type(exc).__name__}: {exc}"
+        if resp.status_code != 200:
+            return f"Prometheus at {self.base_url} is not ready (HTTP {resp.status_code})"
+        return None

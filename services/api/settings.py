@@ -1,0 +1,50 @@
+"""API configuration from the environment (OTEL_* for telemetry, CUGAR_* for the rest)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import metadata
+
+DEFAULT_SERVICE_NAME = "cugar-api"
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("cugar-telemetry")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"CUGAR_API_PORT must be a TCP port number (1-65535), got {text!r}")
+    return int(text)
+
+
+@dataclass(frozen=True)
+class Settings:
+    prometheus_url: str = "http://127.0.0.1:9090"
+    collector_health_url: str = "http://127.0.0.1:13133/"
+    api_key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    service_name: str = DEFAULT_SERVICE_NAME
+    version: str = _package_version()
+    # Upper bound for one Prometheus / collector round trip; /dashboard answers 503 after it.
+    upstream_timeout_s: float = 5.0
+    # /health adds a metrics summary but must stay a fast, dependable liveness probe.
+    health_summary_timeout_s: float = 1.0
+    telemetry: bool = True
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        return cls(
+            prometheus_url=env.get("CUGAR_PROMETHEUS_URL", cls.prometheus_url).rstrip("/"),
+            collector_health_url=env.get("CUGAR_COLLECTOR_HEALTH_URL", cls.collector_health_url),
+            api_key=env.get("CUGAR_API_KEY") or None,
+            host=env.get("CUGAR_API_HOST", cls.host),
+            port=_port(env.get("CUGAR_API_PORT", str(cls.port))),
+            service_name=env.get("OTEL_SERVICE_NAME", DEFAULT_SERVICE_NAME),
+        )

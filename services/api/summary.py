@@ -1,0 +1,178 @@
+"""The /dashboard summary: fleet-wide numbers over a window, computed from Prometheus only.
+
+Nothing is kept in the API process, so any number of API workers or replicas give the same
+answer. Ratios are None when their denominator is 0 (an idle fleet has no success rate; it
+does not have a success rate of 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from otel.catalogue import LATENCY_PERCENTILES
+
+from .prometheus import PrometheusClient, Sample
+from .promql import quantile_over_window, sum_increase
+from .window import Window
+
+EXECUTION_MS = "cugar_execution_duration_milliseconds"
+
+
+@dataclass(frozen=True)
+class _Query:
+    key: str
+    promql: str
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return part / whole if whole > 0 else None
+
+
+def _count(value: float | None) -> int:
+    return int(round(value or 0.0))
+
+
+def _total(samples: list[Sample]) -> float:
+    return sum(s.value or 0.0 for s in samples)
+
+
+def _by(samples: list[Sample], *labels: str) -> dict[tuple[str, ...], float]:
+    out: dict[tuple[str, ...], float] = defaultdict(float)
+    for s in samples:
+        out[tuple(s.labels.get(label, "") for label in labels)] += s.value or 0.0
+    return out
+
+
+def _queries(w: str) -> list[_Query]:
+    qs = [
+        _Query("executions", sum_increase("cugar_executions_total", w, ("outcome", "profile"))),
+        _Query("tool_calls", sum_increase("cugar_tool_calls_total", w, ("tool", "outcome"))),
+        _Query("tool_errors", sum_increase("cugar_tool_errors_total", w, ("error_type",))),
+        _Query("domain_usage", sum_increase("cugar_domain_usage_total", w, ("domain",))),
+        _Query("domain_errors", sum_increase("cugar_domain_errors_total", w, ("domain",))),
+        _Query("budget_used", sum_increase("cugar_budget_used_total", w, ("profile",))),
+        _Query("budget_exceeded", sum_increase("cugar_budget_exceeded_total", w)),
+        _Query("budget_warnings", sum_increase("cugar_budget_warnings_total", w)),
+        _Query("approvals", sum_increase("cugar_approvals_total", w, ("decision",))),
+    ]
+    for hist in (EXECUTION_MS, "cugar_approval_wait_milliseconds", "cugar_execution_steps",
+                 "cugar_budget_utilization_ratio"):
+        qs.append(_Query(f"{hist}_sum", sum_increase(f"{hist}_sum", w)))
+        qs.append(_Query(f"{hist}_count", sum_increase(f"{hist}_count", w)))
+    for name, q in LATENCY_PERCENTILES.items():
+        qs.append(_Query(f"latency_{name}", quantile_over_window(q, EXECUTION_MS, w)))
+    return qs
+
+
+async def _run(prom: PrometheusClient, queries: list[_Query], at: float,
+               timeout: float | None = None) -> dict[str, list[Sample]]:
+    results = await asyncio.gather(*(prom.query(q.promql, at, timeout) for q in queries))
+    return {q.key: r for q, r in zip(queries, results)}
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace(
+        "+00:00", "Z")
+
+
+def _mean(r: dict[str, list[Sample]], hist: str) -> float | None:
+    return _ratio(_total(r[f"{hist}_sum"]), _total(r[f"{hist}_count"]))
+
+
+def _quantile(samples: list[Sample]) -> float | None:
+    return samples[0].value if samples else None
+
+
+async def dashboard(prom: PrometheusClient, window: Window, at: float) -> dict:
+    r = await _run(prom, _queries(window.promql), at)
+
+    by_outcome_profile = _by(r["executions"], "outcome", "profile")
+    successful = _count(sum(v for (o, _), v in by_outcome_profile.items() if o == "success"))
+    failed = _count(sum(v for (o, _), v in by_outcome_profile.items() if o == "failure"))
+    total = _count(sum(by_outcome_profile.values()))
+    by_profile: dict[str, dict[str, int]] = {}
+    for (outcome, profile), value in sorted(by_outcome_profile.items(), key=lambda kv: kv[0][1]):
+        entry = by_profile.setdefault(profile, {"total": 0, "successful": 0, "failed": 0})
+        entry["total"] += _count(value)
+        if outcome == "success":
+            entry["successful"] += _count(value)
+        elif outcome == "failure":
+            entry["failed"] += _count(value)
+
+    tool_calls = _by(r["tool_calls"], "tool", "outcome")
+    calls = _count(sum(tool_calls.values()))
+    errors = _count(sum(v for (_, o), v in tool_calls.items() if o == "error"))
+    by_tool: dict[str, dict[str, int]] = {}
+    for (tool, outcome), value in sorted(tool_calls.items()):
+        entry = by_tool.setdefault(tool, {"calls": 0, "errors": 0})
+        entry["calls"] += _count(value)
+        if outcome == "error":
+            entry["errors"] += _count(value)
+
+    usage = _by(r["domain_usage"], "domain")
+    domain_errors = _by(r["domain_errors"], "domain")
+    domains = {}
+    for (domain,) in sorted(set(usage) | set(domain_errors)):
+        d_calls, d_errors = _count(usage.get((domain,))), _count(domain_errors.get((domain,)))
+        domains[domain] = {"calls": d_calls, "errors": d_errors,
+                           "error_rate": _ratio(d_errors, d_calls)}
+
+    approvals = {d: _count(v) for (d,), v in _by(r["approvals"], "decision").items()}
+    approval_total = sum(approvals.values())
+    approval_wait = _mean(r, "cugar_approval_wait_milliseconds")
+    utilization = _mean(r, "cugar_budget_utilization_ratio")
+    steps_per_execution = _mean(r, "cugar_execution_steps")
+    latency = {name: _quantile(r[f"latency_{name}"]) for name in LATENCY_PERCENTILES}
+    latency["mean"] = _mean(r, EXECUTION_MS)
+
+    return {
+        "time_range": {"window": str(window), "seconds": window.seconds,
+                       "start": _iso(at - window.seconds), "end": _iso(at)},
+        "golden_signals": {
+            "success_rate": _ratio(successful, total),
+            "error_rate": _ratio(failed, total),
+            "latency_ms": latency,
+            "approval_wait_time_ms": approval_wait,
+            "tool_error_rate": _ratio(errors, calls),
+            "budget_utilization": utilization,
+            "steps_per_execution": steps_per_execution,
+        },
+        "executions": {"total": total, "successful": successful, "failed": failed,
+                       "steps": _count(_total(r["cugar_execution_steps_sum"])),
+                       "by_profile": by_profile},
+        "budget": {"used": _total(r["budget_used"]),
+                   "used_by_profile": {p: v for (p,), v in sorted(_by(r["budget_used"],
+                                                                      "profile").items())},
+                   "exceeded": _count(_total(r["budget_exceeded"])),
+                   "warnings": _count(_total(r["budget_warnings"])),
+                   "utilization": utilization},
+        "approvals": {"total": approval_total,
+                      "approved": approvals.get("approved", 0),
+                      "rejected": approvals.get("rejected", 0),
+                      "timeout": approvals.get("timeout", 0),
+                      "mean_wait_ms": approval_wait},
+        "tools": {"calls": calls, "errors": errors, "success_rate": _ratio(calls - errors, calls),
+                  "by_tool": by_tool,
+                  "errors_by_type": {t: _count(v) for (t,), v in
+                                     sorted(_by(r["tool_errors"], "error_type").items())}},
+        "domains": domains,
+    }
+
+
+async def health_summary(prom: PrometheusClient, window: Window, at: float,
+                         timeout: float) -> dict:
+    """The seed's small /health metrics block, from the same window arithmetic."""
+    w = window.promql
+    r = await _run(prom, [
+        _Query("executions", sum_increase("cugar_executions_total", w, ("outcome",))),
+        _Query("p95", quantile_over_window(LATENCY_PERCENTILES["p95"], EXECUTION_MS, w)),
+    ], at, timeout)
+    by_outcome = _by(r["executions"], "outcome")
+    total = _count(sum(by_outcome.values()))
+    return {"window": str(window), "total_executions": total,
+            "success_rate": _ratio(_count(by_outcome.get(("success",))), total),
+            "error_rate": _ratio(_count(by_outcome.get(("failure",))), total),
+            "latency_p95_ms": _quantile(r["p95"])}
