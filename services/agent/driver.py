@@ -1,0 +1,87 @@
+"""Plays an execution script through the telemetry API (contract A, async form).
+
+The script has already decided everything; playing it only adds the simulated waits (scaled by
+the time scale) and the telemetry calls a real agent makes at the same points.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from services.agent.scenario import Attempt, ExecutionScript, Step
+from services.agent.stop import StopSignal
+
+
+class ToolError(Exception):
+    """Base of the errors simulated tools raise; the subclass name is the error type."""
+
+
+_ERROR_CLASSES: dict[str, type[ToolError]] = {}
+
+
+def error_class(error_type: str) -> type[ToolError]:
+    """The exception class named `error_type` (so telemetry records that name as error.type)."""
+    cls = _ERROR_CLASSES.get(error_type)
+    if cls is None:
+        cls = _ERROR_CLASSES[error_type] = type(error_type, (ToolError,), {})
+    return cls
+
+
+class Pacer:
+    """Simulated waits: milliseconds x time scale, cut short once a stop is requested (so a
+    stopping agent finishes its in-flight executions at once instead of abandoning them)."""
+
+    def __init__(self, time_scale: float, stop: StopSignal) -> None:
+        if not (math.isfinite(time_scale) and time_scale >= 0):
+            raise ValueError(f"time scale must be a finite number >= 0, got {time_scale}")
+        self.time_scale = time_scale
+        self.stop = stop
+
+    async def sleep_ms(self, simulated_ms: float) -> None:
+        if self.time_scale > 0:
+            await self.stop.wait(simulated_ms * self.time_scale / 1000.0)
+
+
+_DECIDE = {
+    "approved": lambda ap: ap.approve(),
+    "rejected": lambda ap: ap.reject(),
+    "timeout": lambda ap: ap.time_out(),
+}
+
+
+async def play(agent: Any, script: ExecutionScript, pacer: Pacer,
+               agent_name: str = "cugar-sales") -> None:
+    profile = script.profile
+    async with agent.execution(profile=profile.name, agent_name=agent_name, goal=script.goal,
+                               budget_ceiling=profile.budget_ceiling) as ex:
+        await pacer.sleep_ms(script.planning_ms)
+        ex.plan_created(steps=script.planned_steps)
+        for step in script.steps:
+            ex.route_decision(domain=step.tool.domain)
+            if step.approval:
+                async with ex.approval(tool=step.tool.name) as ap:
+                    await pacer.sleep_ms(step.approval.wait_ms)
+                    _DECIDE[step.approval.decision](ap)
+            for attempt in step.attempts:
+                await _call_tool(ex, script, step, attempt, pacer)
+                ex.spend(attempt.cost)
+        if script.failure:
+            ex.fail(script.failure)
+
+
+async def _call_tool(ex: Any, script: ExecutionScript, step: Step, attempt: Attempt,
+                     pacer: Pacer) -> None:
+    tool = step.tool
+    # Arguments carry a contact e-mail on purpose: telemetry must redact it when content
+    # capture is on, and must not export it at all when capture is off.
+    arguments = {"account": script.account, "contact_email": script.contact_email}
+    try:
+        async with ex.tool_call(tool.name, domain=tool.domain, side_effect=tool.side_effect,
+                                arguments=arguments) as call:
+            await pacer.sleep_ms(attempt.latency_ms)
+            if attempt.error_type:
+                raise error_class(attempt.error_type)(f"{tool.name} failed for {script.account}")
+            call.set_result({"status": "ok", "tool": tool.name, "account": script.account})
+    except ToolError:
+        pass  # recorded by the tool-call span; the script already decided what happens next

@@ -1,0 +1,85 @@
+"""Ground-truth bookkeeping: what the simulated agent did, counted without telemetry.
+
+The summary's shape is contract B (docs/agent.md). Counts are ints and budget amounts are
+multiples of 0.25, so sums are exact and merging worker summaries is order-independent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otel.catalogue import APPROVAL_DECISIONS, DOMAINS
+
+from services.agent.profiles import PROFILES_BY_NAME
+from services.agent.scenario import FAILURE_REASONS, ExecutionScript
+from services.agent.tools import TOOLS_BY_NAME
+
+_PROFILE_FIELDS = ("executions", "successful", "failed", "budget_used", "budget_warnings",
+                   "budget_exceeded", "steps")
+_CALL_FIELDS = ("calls", "errors")
+
+
+def empty_summary(processes: int = 1, seed: int | None = None) -> dict[str, Any]:
+    return {
+        "executions": 0, "successful": 0, "failed": 0,
+        "by_profile": {p: dict.fromkeys(_PROFILE_FIELDS, 0) for p in PROFILES_BY_NAME},
+        "tool_calls": 0, "tool_errors": 0,
+        "by_domain": {d: dict.fromkeys(_CALL_FIELDS, 0) for d in DOMAINS},
+        "by_tool": {t: dict.fromkeys(_CALL_FIELDS, 0) for t in TOOLS_BY_NAME},
+        "error_types": {},
+        "budget_used": 0.0, "budget_exceeded": 0, "budget_warnings": 0,
+        "approvals": dict.fromkeys(APPROVAL_DECISIONS, 0),
+        "failure_reasons": dict.fromkeys(FAILURE_REASONS, 0),
+        "steps": 0,
+        "processes": processes,
+        "seed": seed,
+    }
+
+
+def record(summary: dict[str, Any], script: ExecutionScript) -> None:
+    """Count one execution that was played to its end."""
+    ok, calls = script.succeeded, script.tool_calls
+    profile = summary["by_profile"][script.profile.name]
+    for bucket in (summary, profile):
+        bucket["executions"] += 1
+        bucket["successful" if ok else "failed"] += 1
+        bucket["budget_used"] += script.spent
+        bucket["budget_warnings"] += script.budget_warning
+        bucket["budget_exceeded"] += script.budget_exceeded
+        bucket["steps"] += calls
+    summary["tool_calls"] += calls
+    if script.failure:
+        summary["failure_reasons"][script.failure] += 1
+    for step in script.steps:
+        if step.approval:
+            summary["approvals"][step.approval.decision] += 1
+        for attempt in step.attempts:
+            errored = attempt.error_type is not None
+            for bucket in (summary["by_domain"][step.tool.domain],
+                           summary["by_tool"][step.tool.name]):
+                bucket["calls"] += 1
+                bucket["errors"] += errored
+            if errored:
+                summary["tool_errors"] += 1
+                types = summary["error_types"]
+                types[attempt.error_type] = types.get(attempt.error_type, 0) + 1
+
+
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sum worker summaries into one (processes = number of parts)."""
+    seeds = {p.get("seed") for p in parts}
+    total = empty_summary(processes=len(parts), seed=seeds.pop() if len(seeds) == 1 else None)
+    for part in parts:
+        _add(total, part)
+    total["error_types"] = dict(sorted(total["error_types"].items()))
+    return total
+
+
+def _add(into: dict[str, Any], part: dict[str, Any]) -> None:
+    for key, value in part.items():
+        if key in ("processes", "seed", "interrupted"):
+            continue
+        if isinstance(value, dict):
+            _add(into.setdefault(key, {}), value)
+        else:
+            into[key] = into.get(key, 0) + value
