@@ -1,1 +1,17 @@
-"""CUGAr telemetry library: OpenTelemetry setup and an agent-facing instrumentation API."""
+"""CUGAr telemetry library: OpenTelemetry setup and an agent-facing instrumentation API.
+
+    from otel import setup_telemetry
+    tel = setup_telemetry(service_name="cugar-sales")
+    with tel.agent.execution(profile="smb", agent_name="cugar-sales") as ex:
+        with ex.tool_call("crm_lookup", domain="intelligence") as call:
+            ...
+    tel.shutdown()
+"""
+
+from otel.agent import AgentTelemetry, Approval, Execution, ToolCall
+from otel.setup import Telemetry, create_telemetry, setup_telemetry
+
+__all__ = [
+    "AgentTelemetry", "Approval", "Execution", "Telemetry", "ToolCall", "create_telemetry",
+    "setup_telemetry",
+]

@@ -1,0 +1,66 @@
+"""What the agent API records into: metric store, label guards, tracer, privacy settings."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from otel import catalogue, privacy
+from otel.cardinality import BoundedSet, ClosedSet
+from otel.config import Settings
+from otel.metrics import AgentMetrics
+from otel.spans import FastSpan, FastTracer
+from otel.stats import Stats
+
+log = logging.getLogger("otel")
+
+_MAX_DESCRIPTION_CHARS = 256
+
+
+class Core:
+    def __init__(self, settings: Settings, metrics: AgentMetrics, tracer: FastTracer | None,
+                 stats: Stats) -> None:
+        self.metrics = metrics
+        self.tracer = tracer
+        self.stats = stats
+        self.capture_content = settings.capture_content
+        self.content_max_chars = settings.content_max_chars
+        self.clean_text = privacy.TextRedactor()
+        self.profiles = ClosedSet(settings.profiles)
+        self.domains = ClosedSet(catalogue.DOMAINS)
+        self.side_effects = ClosedSet(catalogue.SIDE_EFFECTS)
+        self.tools = BoundedSet(settings.max_tools, self.clean_text)
+        self.error_types = BoundedSet(settings.max_error_types, self.clean_text)
+
+    # -- privacy helpers ------------------------------------------------------------------------
+    def redact(self, attributes: dict[str, Any]) -> dict[str, Any]:
+        return privacy.redact_attributes(attributes)
+
+    def capture(self, value: Any) -> str:
+        return privacy.capture(value, self.content_max_chars)
+
+    def capture_messages(self, goal: Any) -> str:
+        """The goal as GenAI input messages (JSON), redacted and truncated."""
+        text = privacy.capture(goal, self.content_max_chars)
+        return json.dumps([{"role": "user", "parts": [{"type": "text", "content": text}]}],
+                          ensure_ascii=False)
+
+    def describe(self, exc: BaseException) -> str:
+        message = f"{type(exc).__name__}: {exc}"
+        return privacy.truncate(privacy.redact_text(message), _MAX_DESCRIPTION_CHARS)
+
+    def add_exception_event(self, span: FastSpan, exc: BaseException) -> None:
+        span.add_event("exception", {
+            "exception.type": type(exc).__name__,
+            "exception.message": privacy.truncate(
+                privacy.redact_text(str(exc)), _MAX_DESCRIPTION_CHARS),
+        })
+
+    # -- problems never reach agent code ------------------------------------------------------
+    def internal_error(self, where: str) -> None:
+        self.stats.loss("internal_errors", 1, f"telemetry error in {where} (see debug log)")
+        log.debug("telemetry error in %s", where, exc_info=True)
+
+    def invalid_input(self, message: str) -> None:
+        self.stats.loss("invalid_input", 1, message)

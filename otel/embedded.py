@@ -1,0 +1,126 @@
+"""Embedded mode: serve the catalogue metrics at /metrics from inside the agent process.
+
+For laptops without a collector. Names are EXACTLY the catalogue names (the same names the
+collector path produces): the stock Prometheus exporters would append `_total` and unit
+suffixes, so the text exposition format is rendered here. Every series carries `job`
+(service.name) and `instance` (service.instance.id); scrape it with `honor_labels: true`.
+An internal error answers 500, never a 200 with partial data.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from opentelemetry.sdk.resources import Resource
+
+from otel import catalogue
+from otel.catalogue import Kind
+from otel.metrics import MetricStore
+
+log = logging.getLogger("otel")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if value == math.inf:
+        return "+Inf"
+    if value == -math.inf:
+        return "-Inf"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def _labels(pairs: list[tuple[str, str]]) -> str:
+    if not pairs:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in pairs) + "}"
+
+
+def resource_labels(resource: Resource) -> list[tuple[str, str]]:
+    attrs = resource.attributes
+    return [(label, str(attrs[key])) for key, label in catalogue.RESOURCE_LABELS.items()
+            if key in attrs]
+
+
+def render(store: MetricStore, resource: Resource) -> str:
+    """Prometheus text exposition (0.0.4) of every recorded catalogue series."""
+    base = resource_labels(resource)
+    lines: list[str] = []
+    for spec, points in store.snapshot():
+        lines.append(f"# HELP {spec.name} {_escape_help(spec.description)}")
+        lines.append(f"# TYPE {spec.name} {spec.kind.value}")
+        for attrs, value in points:
+            labels = base + list(attrs.items())
+            if spec.kind is Kind.COUNTER:
+                lines.append(f"{spec.name}{_labels(labels)} {_number(value)}")
+                continue
+            counts, total, count, _lo, _hi = value
+            cumulative = 0
+            bounds = list(spec.buckets) + [math.inf]
+            for bound, n in zip(bounds, counts):
+                cumulative += n
+                le = labels + [("le", _number(float(bound)))]
+                lines.append(f"{spec.name}_bucket{_labels(le)} {cumulative}")
+            lines.append(f"{spec.name}_sum{_labels(labels)} {_number(total)}")
+            lines.append(f"{spec.name}_count{_labels(labels)} {count}")
+    return "\n".join(lines) + "\n"
+
+
+class EmbeddedPrometheus:
+    """A small threaded HTTP server answering GET /metrics (port 0 picks a free port)."""
+
+    def __init__(self, store: MetricStore, resource: Resource, host: str, port: int) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                if self.path.split("?", 1)[0] != "/metrics":
+                    self._send(404, "text/plain; charset=utf-8", b"not found: try /metrics\n")
+                    return
+                try:
+                    body = render(outer._store, outer._resource).encode()
+                except Exception:  # noqa: BLE001
+                    log.exception("rendering /metrics failed")
+                    self._send(500, "text/plain; charset=utf-8", b"internal error\n")
+                    return
+                self._send(200, CONTENT_TYPE, body)
+
+            def _send(self, status: int, ctype: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:  # scrapes are not worth a log line each
+                pass
+
+        self._store = store
+        self._resource = resource
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.host, self.port = self._server.server_address[:2]
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="cugar-embedded-prometheus", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/metrics"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,265 @@
+"""Getting telemetry out of the process without ever blocking the agent.
+
+`SpanShipper` is a span processor with a bounded queue and one background worker; when the
+queue is full spans are dropped and counted, never waited for. `MetricShipper` periodically
+converts the pre-aggregated store to OTel metric data and exports it. Both count failures in
+`Stats`, and shut down within a deadline even when the collector is unreachable.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import Callable, Sequence
+
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from otel.config import Settings
+from otel.stats import Stats
+
+log = logging.getLogger("otel")
+
+
+def build_span_exporter(settings: Settings) -> SpanExporter:
+    if settings.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(
+            endpoint=settings.traces_endpoint, insecure=settings.insecure,
+            headers=settings.headers or None, timeout=settings.export_timeout_s)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+    return Http(endpoint=settings.traces_endpoint, headers=settings.headers or None,
+                timeout=settings.export_timeout_s)
+
+
+def build_metric_exporter(settings: Settings) -> MetricExporter:
+    if settings.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        return OTLPMetricExporter(
+            endpoint=settings.metrics_endpoint, insecure=settings.insecure,
+            headers=settings.headers or None, timeout=settings.export_timeout_s)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+        OTLPMetricExporter as Http,
+    )
+
+    return Http(endpoint=settings.metrics_endpoint, headers=settings.headers or None,
+                timeout=settings.export_timeout_s)
+
+
+def _shutdown_exporter(exporter, timeout_s: float) -> None:
+    try:
+        try:
+            exporter.shutdown(timeout_millis=max(0.0, timeout_s) * 1000)
+        except TypeError:
+            exporter.shutdown()
+    except Exception:  # noqa: BLE001 - a broken exporter must not break shutdown
+        log.debug("exporter shutdown failed", exc_info=True)
+
+
+def _run_bounded(fn: Callable[[], object], timeout_s: float, name: str) -> bool:
+    """Run `fn` in a helper thread; False when it did not finish in time (it keeps running)."""
+    thread = threading.Thread(target=fn, name=name, daemon=True)
+    thread.start()
+    thread.join(max(0.0, timeout_s))
+    return not thread.is_alive()
+
+
+class _Worker:
+    """A daemon thread that calls `tick()` every `interval_s` or when woken, until stopped."""
+
+    def __init__(self, name: str, interval_s: float, tick: Callable[[], None]) -> None:
+        self._interval_s = interval_s
+        self._tick = tick
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self._interval_s)
+            self._wake.clear()
+            if self._stopping:
+                break
+            self._tick()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout_s: float) -> bool:
+        """Stop the loop; True when the thread finished within the timeout."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(max(0.0, timeout_s))
+        return not self._thread.is_alive()
+
+
+class SpanShipper(SpanProcessor):
+    """Bounded-queue batching span processor that counts every span it loses."""
+
+    def __init__(self, exporter: SpanExporter, stats: Stats, max_queue: int = 2048,
+                 batch_size: int = 512, schedule_delay_s: float = 5.0,
+                 redact: Callable[[ReadableSpan], ReadableSpan] | None = None) -> None:
+        self._exporter = exporter
+        self._stats = stats
+        self._max_queue = max_queue
+        self._batch_size = batch_size
+        self._redact = redact
+        self._queue: collections.deque[ReadableSpan] = collections.deque()
+        self._export_lock = threading.Lock()
+        self._closed = False
+        self._worker = _Worker("cugar-span-export", schedule_delay_s, self._export_all)
+
+    # SpanProcessor interface: spans created through the OTel SDK tracer (other libraries).
+    def on_start(self, span, parent_context=None) -> None:
+        pass
+
+    def _on_ending(self, span) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context is None or not span.context.trace_flags.sampled:
+            return
+        try:
+            self.ship(self._redact(span) if self._redact else span)
+        except Exception:  # noqa: BLE001
+            self._stats.add("internal_errors")
+
+    def ship(self, span: ReadableSpan) -> None:
+        """Queue a finished span; O(1), never blocks, drops (counted) when full."""
+        queue = self._queue
+        if self._closed or len(queue) >= self._max_queue:
+            self._stats.loss("spans_dropped", 1, "span export queue full or shut down")
+            return
+        queue.append(span)
+        if len(queue) >= self._batch_size:
+            self._worker.wake()
+
+    def _export_all(self) -> None:
+        with self._export_lock:
+            token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+            try:
+                self._drain()
+            finally:
+                detach(token)
+
+    def _drain(self) -> None:
+        while self._queue:
+            batch = []
+            while self._queue and len(batch) < self._batch_size:
+                batch.append(self._queue.popleft())
+            self._export(batch)
+
+    def _export(self, batch: Sequence[ReadableSpan]) -> None:
+        try:
+            result = self._exporter.export(batch)
+        except Exception as exc:  # noqa: BLE001 - exporters may raise on bad endpoints
+            result = None
+            why = f"{type(exc).__name__}: {exc}"
+        else:
+            why = "exporter returned FAILURE (collector unreachable or refusing?)"
+        if result is SpanExportResult.SUCCESS:
+            self._stats.add("spans_exported", len(batch))
+        else:
+            self._stats.add("span_exports_failed")
+            self._stats.loss("spans_export_failed", len(batch), why)
+
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        if self._closed:
+            return False
+        return _run_bounded(self._export_all, timeout_millis / 1000, "cugar-span-flush")
+
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        if self._closed:
+            return
+        deadline = time.monotonic() + timeout_s
+        self._closed = True
+        self._worker.stop(0)
+        if not _run_bounded(self._export_all, timeout_s, "cugar-span-flush"):
+            left = len(self._queue)
+            self._queue.clear()
+            self._stats.loss("spans_dropped", left, "shutdown deadline reached before export")
+        # Also interrupts an export still retrying against an unreachable collector.
+        _shutdown_exporter(self._exporter, deadline - time.monotonic())
+
+
+class MetricShipper:
+    """Exports `collect()`'s metrics every interval, on flush and once more at shutdown."""
+
+    def __init__(self, exporter: MetricExporter, stats: Stats, resource: Resource,
+                 scope: InstrumentationScope, collect: Callable[[], list],
+                 interval_s: float = 60.0) -> None:
+        self._exporter = exporter
+        self._stats = stats
+        self._resource = resource
+        self._scope = scope
+        self._collect = collect
+        self._lock = threading.Lock()
+        self._closed = False
+        self._worker = _Worker("cugar-metric-export", interval_s, self._export)
+
+    def _export(self) -> bool:
+        with self._lock:
+            token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+            try:
+                return self._export_locked()
+            finally:
+                detach(token)
+
+    def _export_locked(self) -> bool:
+        try:
+            metrics = self._collect()
+            if not metrics:
+                return True
+            data = MetricsData([ResourceMetrics(
+                self._resource, [ScopeMetrics(self._scope, metrics, "")], "")])
+            try:
+                result = self._exporter.export(data)
+                why = "exporter returned FAILURE (collector unreachable or refusing?)"
+            except Exception as exc:  # noqa: BLE001
+                result, why = None, f"{type(exc).__name__}: {exc}"
+            if result is MetricExportResult.SUCCESS:
+                self._stats.add("metric_exports")
+                return True
+            self._stats.loss("metric_exports_failed", 1, why)
+            return False
+        except Exception:  # noqa: BLE001 - collection bugs must not kill the worker
+            self._stats.add("internal_errors")
+            log.exception("metric collection failed")
+            return False
+
+    def force_flush(self, timeout_millis: int = 10000) -> bool:
+        if self._closed:
+            return False
+        outcome: list[bool] = []
+        done = _run_bounded(lambda: outcome.append(self._export()), timeout_millis / 1000,
+                            "cugar-metric-flush")
+        return done and all(outcome)
+
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        if self._closed:
+            return
+        deadline = time.monotonic() + timeout_s
+        self._closed = True
+        self._worker.stop(0)
+        _run_bounded(self._export, timeout_s, "cugar-metric-flush")
+        _shutdown_exporter(self._exporter, deadline - time.monotonic())

@@ -1,0 +1,225 @@
+"""`setup_telemetry()`: one call that wires the SDK, exporters and the agent API together."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from typing import Any, Mapping
+
+from opentelemetry import metrics as metrics_api
+from opentelemetry import trace as trace_api
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.sdk.version import __version__ as sdk_version
+
+from otel import privacy
+from otel.agent import AgentTelemetry
+from otel.config import Settings, load_settings
+from otel.core import Core
+from otel.exporting import MetricShipper, SpanShipper, build_metric_exporter, build_span_exporter
+from otel.metrics import AgentMetrics
+from otel.spans import FastTracer
+from otel.stats import Stats
+
+log = logging.getLogger("otel")
+
+SCOPE = InstrumentationScope("cugar.otel", "0.1.0")
+
+
+def build_resource(settings: Settings) -> Resource:
+    # Built explicitly (not Resource.create) so that `env=` overrides fully decide it.
+    return Resource({
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.name": "opentelemetry",
+        "telemetry.sdk.version": sdk_version,
+        **settings.resource_attributes,
+    })
+
+
+def _redact_foreign_span(span: ReadableSpan) -> ReadableSpan:
+    """Spans from other instrumentation (e.g. FastAPI) get the same redaction as ours."""
+    attrs = privacy.redact_attributes(span.attributes)
+    events = [type(e)(e.name, privacy.redact_attributes(e.attributes), e.timestamp)
+              for e in span.events]
+    return ReadableSpan(
+        span.name, span.context, span.parent, span.resource, attrs, events, span.links,
+        span.kind, None, span.status, span.start_time, span.end_time, span.instrumentation_scope)
+
+
+class Telemetry:
+    """The live telemetry handle returned by `setup_telemetry()`."""
+
+    def __init__(self, settings: Settings, span_exporter: SpanExporter | None = None,
+                 metric_exporter: MetricExporter | None = None) -> None:
+        self.settings = settings
+        self.resource = build_resource(settings)
+        self._stats = Stats()
+        self._closed = False
+        self._lock = threading.Lock()
+        self.metrics = AgentMetrics()
+        self._span_shipper: SpanShipper | None = None
+        self._metric_shipper: MetricShipper | None = None
+        self._sdk_reader: InMemoryMetricReader | None = None
+        self.embedded = None
+        if settings.disabled:
+            self.tracer_provider = trace_api.NoOpTracerProvider()
+            self.meter_provider = metrics_api.NoOpMeterProvider()
+            self.agent = AgentTelemetry(None)
+            return
+
+        tracer = None
+        self.tracer_provider = TracerProvider(resource=self.resource, sampler=settings.sampler)
+        if settings.traces_enabled:
+            self._span_shipper = SpanShipper(
+                span_exporter or build_span_exporter(settings), self._stats,
+                settings.span_queue_size, settings.span_batch_size,
+                settings.span_schedule_delay_s, redact=_redact_foreign_span)
+            self.tracer_provider.add_span_processor(self._span_shipper)
+            tracer = FastTracer(self.resource, SCOPE, settings.sampler, self._span_shipper.ship)
+
+        # Instruments created through the SDK by other code (e.g. FastAPI instrumentation)
+        # are collected on our export schedule and shipped in the same batches as ours.
+        self._sdk_reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(resource=self.resource,
+                                            metric_readers=[self._sdk_reader])
+        if settings.metrics_enabled:
+            self._metric_shipper = MetricShipper(
+                metric_exporter or build_metric_exporter(settings), self._stats, self.resource,
+                SCOPE, self._collect_metrics, settings.metric_export_interval_s)
+
+        self.agent = AgentTelemetry(Core(settings, self.metrics, tracer, self._stats))
+        if settings.embedded_prometheus_port is not None:
+            from otel.embedded import EmbeddedPrometheus
+
+            try:
+                self.embedded = EmbeddedPrometheus(
+                    self.metrics, self.resource, settings.embedded_prometheus_host,
+                    settings.embedded_prometheus_port)
+            except OSError as exc:  # e.g. port in use: keep everything else working
+                log.warning("embedded Prometheus endpoint on %s:%s unavailable: %s",
+                            settings.embedded_prometheus_host,
+                            settings.embedded_prometheus_port, exc)
+
+    def _collect_metrics(self) -> list:
+        """Our catalogue metrics plus whatever SDK instruments recorded, as one scope list."""
+        metrics = self.metrics.to_sdk_metrics()
+        sdk_data = self._sdk_reader.get_metrics_data() if self._sdk_reader else None
+        if sdk_data is not None:
+            for rm in sdk_data.resource_metrics:
+                for sm in rm.scope_metrics:
+                    metrics.extend(sm.metrics)
+        return metrics
+
+    @property
+    def prometheus_url(self) -> str | None:
+        """URL of the embedded /metrics endpoint, when embedded mode is on."""
+        return self.embedded.url if self.embedded is not None else None
+
+    def force_flush(self, timeout_millis: int = 5000) -> bool:
+        """Export everything recorded so far; False when it could not within the timeout."""
+        if self._closed:
+            return False
+        ok = True
+        if self._span_shipper is not None:
+            ok = self._span_shipper.force_flush(timeout_millis) and ok
+        if self._metric_shipper is not None:
+            ok = self._metric_shipper.force_flush(timeout_millis) and ok
+        return ok
+
+    def shutdown(self) -> None:
+        """Flush and stop, within `CUGAR_SHUTDOWN_TIMEOUT_MS` even when the collector is down."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        timeout = self.settings.shutdown_timeout_s
+        try:
+            if self._span_shipper is not None:
+                self._span_shipper.shutdown(timeout / 2)
+            if self._metric_shipper is not None:
+                self._metric_shipper.shutdown(timeout / 2)
+            if self.embedded is not None:
+                self.embedded.stop()
+        except Exception:  # noqa: BLE001 - shutdown must never raise into the caller
+            log.warning("telemetry shutdown failed", exc_info=True)
+        _forget(self)
+
+    def stats(self) -> dict[str, Any]:
+        """Counted losses and a few gauges (queue depth, series, label overflow)."""
+        out: dict[str, Any] = self._stats.snapshot()
+        out["spans_queued"] = self._span_shipper.queued() if self._span_shipper else 0
+        out["metric_series"] = self.metrics.series_count()
+        core = self.agent._core
+        out["labels_overflowed"] = (core.tools.overflowed + core.error_types.overflowed
+                                    if core is not None else 0)
+        return out
+
+
+_ACTIVE: Telemetry | None = None
+_ACTIVE_LOCK = threading.Lock()
+_GLOBALS_SET = False
+
+
+def _forget(tel: Telemetry) -> None:
+    global _ACTIVE
+    with _ACTIVE_LOCK:
+        if _ACTIVE is tel:
+            _ACTIVE = None
+
+
+def _after_fork() -> None:
+    # Export threads do not survive fork(); a child calls setup_telemetry() again.
+    global _ACTIVE
+    _ACTIVE = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def create_telemetry(service_name: str | None = None, service_version: str | None = None,
+                     embedded_prometheus_port: int | None = None, *,
+                     env: Mapping[str, str] | None = None,
+                     span_exporter: SpanExporter | None = None,
+                     metric_exporter: MetricExporter | None = None,
+                     resource_attributes: Mapping[str, str] | None = None) -> Telemetry:
+    """An independent handle that does not touch process-wide state (tests, benchmarks)."""
+    settings = load_settings(env, service_name, service_version, embedded_prometheus_port)
+    if resource_attributes:
+        settings.resource_attributes.update(resource_attributes)
+    return Telemetry(settings, span_exporter, metric_exporter)
+
+
+def setup_telemetry(service_name: str | None = None, service_version: str | None = None,
+                    embedded_prometheus_port: int | None = None,
+                    **overrides: Any) -> Telemetry:
+    """Initialise telemetry for this process from OTEL_* variables; returns the live handle.
+
+    Safe to call twice (the second call returns the first handle). Registers the SDK tracer
+    and meter providers globally so other OpenTelemetry instrumentation uses them too.
+    Never raises for telemetry problems: on a setup failure it logs and returns a disabled
+    handle, so the agent keeps working.
+    """
+    global _ACTIVE, _GLOBALS_SET
+    with _ACTIVE_LOCK:
+        if _ACTIVE is not None:
+            return _ACTIVE
+        try:
+            tel = create_telemetry(service_name, service_version, embedded_prometheus_port,
+                                   **overrides)
+        except Exception:  # noqa: BLE001
+            log.exception("telemetry setup failed; continuing with telemetry disabled")
+            tel = create_telemetry(env={"OTEL_SDK_DISABLED": "true"})
+        if not _GLOBALS_SET and not tel.settings.disabled:
+            trace_api.set_tracer_provider(tel.tracer_provider)
+            metrics_api.set_meter_provider(tel.meter_provider)
+            _GLOBALS_SET = True
+        _ACTIVE = tel
+        atexit.register(tel.shutdown)
+        return tel

@@ -1,0 +1,50 @@
+"""Counted losses: what telemetry dropped or failed to send, visible via `tel.stats()` and logs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+log = logging.getLogger("otel")
+
+COUNTERS = (
+    "spans_exported",        # spans the exporter accepted
+    "spans_dropped",         # spans discarded because the export queue was full or shut down
+    "spans_export_failed",   # spans in batches the exporter could not deliver
+    "span_exports_failed",   # failed span export calls
+    "metric_exports",        # metric export calls that succeeded
+    "metric_exports_failed", # failed metric export calls
+    "internal_errors",       # telemetry bugs swallowed so agent code never sees them
+    "invalid_input",         # bad values passed to the API (ignored, never raised)
+)
+
+
+class Stats:
+    """Thread-safe loss counters plus a rate-limited WARNING log per kind of loss."""
+
+    def __init__(self, warn_interval_s: float = 30.0) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(COUNTERS, 0)
+        self._warn_interval_s = warn_interval_s
+        self._last_warned: dict[str, float] = {}
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[name] = self._counts.get(name, 0) + n
+
+    def loss(self, name: str, n: int, why: str) -> None:
+        """Count a loss and log it, at most once per interval per kind."""
+        self.add(name, n)
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_warned.get(name)
+            if last is not None and now - last < self._warn_interval_s:
+                return
+            self._last_warned[name] = now
+            total = self._counts[name]
+        log.warning("telemetry loss: %s (+%d, %d so far): %s", name, n, total, why)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
