@@ -67,21 +67,23 @@ async def play(agent: Any, script: ExecutionScript, pacer: Pacer,
                 await _call_tool(ex, script, step, attempt, pacer)
                 ex.spend(attempt.cost)
         if script.failure:
-            ex.fail(script.failure)
+            ex.fail(script.failure, error_type=script.failure)
 
 
 async def _call_tool(ex: Any, script: ExecutionScript, step: Step, attempt: Attempt,
                      pacer: Pacer) -> None:
     tool = step.tool
-    # Arguments carry a contact e-mail on purpose: telemetry must redact it when content
-    # capture is on, and must not export it at all when capture is off.
+    # Arguments carry a contact e-mail on purpose (a PII canary): telemetry must redact it
+    # when content capture is on, and must not export it at all when capture is off.
     arguments = {"account": script.account, "contact_email": script.contact_email}
     try:
         async with ex.tool_call(tool.name, domain=tool.domain, side_effect=tool.side_effect,
                                 arguments=arguments) as call:
             await pacer.sleep_ms(attempt.latency_ms)
             if attempt.error_type:
-                raise error_class(attempt.error_type)(f"{tool.name} failed for {script.account}")
+                # the message names the contact: exception text must be redacted too
+                raise error_class(attempt.error_type)(
+                    f"{tool.name} failed while handling {script.contact_email}")
             call.set_result({"status": "ok", "tool": tool.name, "account": script.account})
     except ToolError:
         pass  # recorded by the tool-call span; the script already decided what happens next

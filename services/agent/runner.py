@@ -21,7 +21,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 from services.agent.scenario import SimulationConfig
 from services.agent.stop import StopSignal
@@ -54,21 +53,13 @@ def instance_base(run_id: str | None, env: dict[str, str] | None = None) -> str:
     return f"{socket.gethostname()}-{run_id or uuid.uuid4().hex[:6]}"
 
 
-def with_instance_id(resource_attributes: str | None, instance_id: str) -> str:
-    """OTEL_RESOURCE_ATTRIBUTES with service.instance.id set to `instance_id`."""
-    kept = [item for item in (resource_attributes or "").split(",")
-            if item.strip() and item.partition("=")[0].strip() != INSTANCE_KEY]
-    return ",".join(kept + [f"{INSTANCE_KEY}={quote(instance_id, safe='')}"])
-
-
 def play_with_telemetry(config: SimulationConfig, pacing: Pacing, worker: int,
                         instance_id: str, stop: StopSignal) -> dict[str, Any]:
     """Set telemetry up as worker `worker`, play its executions, flush and shut down."""
-    os.environ["OTEL_RESOURCE_ATTRIBUTES"] = with_instance_id(
-        os.environ.get("OTEL_RESOURCE_ATTRIBUTES"), instance_id)
     from otel import setup_telemetry
 
-    tel = setup_telemetry(service_name=DEFAULT_SERVICE_NAME)
+    tel = setup_telemetry(service_name=DEFAULT_SERVICE_NAME,
+                          resource_attributes={INSTANCE_KEY: instance_id})
     started = time.monotonic()
     try:
         summary = asyncio.run(run_worker(tel.agent, config, pacing, worker, stop))

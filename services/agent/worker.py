@@ -21,6 +21,7 @@ from services.agent.stop import StopSignal
 from services.agent.summary import empty_summary, record
 
 log = logging.getLogger("services.agent")
+LAG_WARNING_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -123,19 +124,21 @@ async def _closed_loop(one: Any, pacing: Pacing, worker: int, stop: StopSignal) 
 async def _open_loop(one: Any, pacing: Pacing, worker: int, stop: StopSignal) -> None:
     started = time.monotonic()
     in_flight: set[asyncio.Task[None]] = set()
+    warned_at = -LAG_WARNING_EVERY_S
     try:
         for index in pacing.indices(worker):
             delay = started + index / pacing.rate - time.monotonic()
             if delay > 0:
                 await stop.wait(delay)
+            elif -delay > 1.0 and time.monotonic() - warned_at > LAG_WARNING_EVERY_S:
+                warned_at = time.monotonic()
+                log.warning("open loop is %.1fs behind schedule: this process is saturated "
+                            "(use more --processes or a lower --rate)", -delay)
             if stop.is_set():
                 break
             task = asyncio.create_task(one(index))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
-            lag = time.monotonic() - (started + index / pacing.rate)
-            if lag > 1.0 and index % 100 == worker:
-                log.warning("open loop is %.1fs behind schedule (the process is saturated)", lag)
     finally:
         if in_flight:
             await asyncio.gather(*in_flight)
