@@ -1,0 +1,255 @@
+"""setup_telemetry(): env vars honoured, real OTLP export, sampling, disabled mode, failure paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
+from opentelemetry.sdk.trace import sampling
+
+from otel.config import load_settings
+from otel.setup import create_telemetry
+from otel.testing import InMemoryMetricExporter, OtlpReceiver, in_memory_telemetry, last_points, total
+from services.stack.process import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def scripted(agent, n: int) -> None:
+    for i in range(n):
+        with agent.execution(profile="smb", agent_name="cugar-sales", budget_ceiling=10) as ex:
+            with ex.tool_call("crm_lookup", domain="intelligence"):
+                pass
+            with ex.approval(tool="send") as ap:
+                ap.approve()
+            ex.spend(1)
+
+
+def test_env_vars_are_honoured():
+    s = load_settings({
+        "OTEL_SERVICE_NAME": "sales-agent",
+        "OTEL_RESOURCE_ATTRIBUTES": "service.instance.id=w-1,deployment.environment.name=staging,"
+                                    "team=sales%20ops",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1500",
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true",
+        "CUGAR_MAX_TOOLS": "7", "CUGAR_PROFILES": "gold, silver", "CUGAR_CONTENT_MAX_CHARS": "99",
+        "CUGAR_EMBEDDED_PROMETHEUS_PORT": "9464",
+    }, service_name="code-default")
+    assert s.service_name == "sales-agent"
+    assert s.resource_attributes == {
+        "service.name": "sales-agent", "service.instance.id": "w-1",
+        "deployment.environment.name": "staging", "team": "sales ops"}
+    assert s.protocol == "http/protobuf"
+    assert s.traces_endpoint == "http://collector:4318/v1/traces"
+    assert s.metrics_endpoint == "http://collector:4318/v1/metrics"
+    assert isinstance(s.sampler, sampling.ParentBased)
+    assert "0.25" in s.sampler.get_description()
+    assert s.metric_export_interval_s == 1.5
+    assert s.capture_content and s.max_tools == 7 and s.content_max_chars == 99
+    assert s.profiles == ("gold", "silver")
+    assert s.embedded_prometheus_port == 9464
+
+
+def test_defaults_and_bad_values_fall_back():
+    s = load_settings({"OTEL_METRIC_EXPORT_INTERVAL": "soon", "OTEL_TRACES_SAMPLER": "bogus",
+                       "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"}, service_name="agent-x")
+    assert s.service_name == "agent-x"
+    uuid.UUID(s.resource_attributes["service.instance.id"])  # a fresh uuid4 by default
+    assert s.protocol == "grpc" and s.traces_endpoint == "http://localhost:4317"
+    assert s.metric_export_interval_s == 60
+    assert not s.capture_content
+    other = load_settings({})
+    assert other.service_instance_id != s.service_instance_id
+
+
+@pytest.mark.parametrize("protocol,cls", [("grpc", GrpcSpans), ("http/protobuf", HttpSpans)])
+def test_protocol_picks_the_exporter_and_data_arrives(protocol, cls):
+    receiver = OtlpReceiver(protocol)
+    try:
+        tel = create_telemetry(env={
+            "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_SERVICE_NAME": "proto-test",
+            "OTEL_RESOURCE_ATTRIBUTES": "service.instance.id=i-1,deployment.environment.name=ci"})
+        assert isinstance(tel._span_shipper._exporter, cls)
+        scripted(tel.agent, 3)
+        assert tel.force_flush()
+        tel.shutdown()
+        names = [s.name for s in receiver.spans]
+        assert names.count("invoke_agent cugar-sales") == 3
+        assert names.count("execute_tool crm_lookup") == 3
+        assert {"cugar_executions_total", "cugar_tool_calls_total",
+                "cugar_approval_wait_milliseconds"} <= receiver.metric_names()
+        resource = {kv.key: kv.value.string_value
+                    for kv in receiver.trace_requests[0].resource_spans[0].resource.attributes}
+        assert resource["service.name"] == "proto-test"
+        assert resource["service.instance.id"] == "i-1"
+        assert resource["deployment.environment.name"] == "ci"
+        assert tel.stats()["span_exports_failed"] == 0
+    finally:
+        receiver.stop()
+
+
+def test_sampling_keeps_metrics_exact():
+    tel, spans, metrics = in_memory_telemetry(
+        env={"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1",
+             "OTEL_BSP_MAX_QUEUE_SIZE": "100000"})
+    n = 2000
+    scripted(tel.agent, n)
+    tel.force_flush()
+    tel.shutdown()
+    p = last_points(metrics)
+    assert total(p["cugar_executions_total"]) == n
+    assert total(p["cugar_tool_calls_total"]) == n
+    assert total(p["cugar_approvals_total"]) == n
+    assert total(p["cugar_budget_used_total"]) == n
+    roots = [s for s in spans.get_finished_spans() if s.parent is None]
+    assert 0.05 * n < len(roots) < 0.15 * n  # ~10% of traces kept...
+    assert len(spans.get_finished_spans()) == 3 * len(roots)  # ...each one complete
+
+
+def test_sdk_disabled_is_a_working_no_op():
+    tel = create_telemetry(env={"OTEL_SDK_DISABLED": "true"}, embedded_prometheus_port=0)
+    threads = threading.active_count()
+    agent = tel.agent
+
+    @agent.tool("t", domain="knowledge")
+    def tool(x):
+        return x + 1
+
+    with agent.execution(profile="smb", agent_name="a", budget_ceiling=1) as ex:
+        assert tool(1) == 2
+        ex.spend(5)
+        with ex.approval(tool="x") as ap:
+            ap.approve()
+        ex.plan_created(1)
+    with pytest.raises(ZeroDivisionError):
+        with agent.execution(profile="smb") as ex:
+            with ex.tool_call("boom"):
+                1 / 0
+    assert threading.active_count() == threads
+    assert tel.prometheus_url is None
+    assert tel.force_flush() and tel.stats()["metric_series"] == 0
+    tel.shutdown()
+
+
+def test_collector_unreachable_never_raises_and_counts_drops():
+    port = free_port()  # nothing listens here
+    tel = create_telemetry(env={
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "500", "OTEL_BSP_MAX_QUEUE_SIZE": "512",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "128", "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_METRIC_EXPORT_INTERVAL": "200", "CUGAR_SHUTDOWN_TIMEOUT_MS": "1000"})
+    n = 5000
+    start = time.perf_counter()
+    scripted(tel.agent, n)
+    per_execution_us = (time.perf_counter() - start) / n * 1e6
+    assert per_execution_us < 2000, "agent slowed down by an unreachable collector"
+    assert tel.stats()["spans_queued"] <= 512
+    assert not tel.force_flush(timeout_millis=300)
+    t0 = time.perf_counter()
+    tel.shutdown()
+    assert time.perf_counter() - t0 < 3.0, "shutdown not bounded with the collector down"
+    s = tel.stats()
+    lost = s["spans_dropped"] + s["spans_export_failed"]
+    assert lost > 0 and s["spans_exported"] == 0
+    assert lost + s["spans_queued"] <= 3 * n
+    assert s["metric_exports_failed"] >= 1 and s["metric_exports"] == 0
+    assert s["internal_errors"] == 0
+
+
+def test_black_hole_collector_does_not_block_shutdown():
+    """A collector that accepts connections and never answers (the 'slow' case)."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)
+    try:
+        tel = create_telemetry(env={
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{hole.getsockname()[1]}",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "30000", "OTEL_BSP_SCHEDULE_DELAY": "50",
+            "CUGAR_SHUTDOWN_TIMEOUT_MS": "1000"})
+        start = time.perf_counter()
+        scripted(tel.agent, 2000)
+        assert (time.perf_counter() - start) / 2000 * 1e6 < 2000
+        t0 = time.perf_counter()
+        tel.shutdown()
+        assert time.perf_counter() - t0 < 3.0
+    finally:
+        hole.close()
+
+
+def run_python(code: str, env: dict[str, str], timeout: float = 60) -> dict:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CUGAR_"))}
+    full_env.update(env, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full_env,
+                         capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_setup_is_idempotent_global_and_exits_fast_with_collector_down():
+    result = run_python("""
+        import json, time
+        from opentelemetry import trace, metrics
+        from otel import setup_telemetry
+        a = setup_telemetry(service_name="svc")
+        b = setup_telemetry(service_name="ignored")
+        with a.agent.execution(profile="smb") as ex:
+            with ex.tool_call("t", domain="knowledge"):
+                pass
+        out = {
+            "same": a is b,
+            "global_tracer": trace.get_tracer_provider() is a.tracer_provider,
+            "global_meter": metrics.get_meter_provider() is a.meter_provider,
+            "service": a.resource.attributes["service.name"],
+        }
+        a.shutdown(); a.shutdown()  # idempotent
+        c = setup_telemetry(service_name="svc")
+        out["fresh_after_shutdown"] = c is not a
+        print(json.dumps(out))
+    """, {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+          "CUGAR_SHUTDOWN_TIMEOUT_MS": "1000"})
+    assert result == {"same": True, "global_tracer": True, "global_meter": True,
+                      "service": "svc", "fresh_after_shutdown": True}
+
+
+def test_process_exit_flushes_via_atexit():
+    receiver = OtlpReceiver("grpc")
+    try:
+        run_python("""
+            from otel import setup_telemetry
+            tel = setup_telemetry(service_name="exit-test")
+            with tel.agent.execution(profile="demo", agent_name="bye"):
+                pass
+            print("{}")
+        """, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
+        assert [s.name for s in receiver.spans] == ["invoke_agent bye"]
+        assert "cugar_executions_total" in receiver.metric_names()
+    finally:
+        receiver.stop()
+
+
+def test_sdk_instruments_ride_along_with_catalogue_metrics():
+    tel, _, metrics = in_memory_telemetry()
+    tel.meter_provider.get_meter("fastapi").create_counter("http_requests").add(2)
+    scripted(tel.agent, 1)
+    tel.force_flush()
+    tel.shutdown()
+    p = last_points(metrics)
+    assert total(p["http_requests"]) == 2 and total(p["cugar_executions_total"]) == 1
+    assert isinstance(metrics, InMemoryMetricExporter)
