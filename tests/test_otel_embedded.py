@@ -1,0 +1,117 @@
+"""Embedded mode serves exactly the catalogue names at /metrics, with job and instance."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from otel import catalogue
+from otel.setup import create_telemetry
+
+
+def scrape(url: str) -> tuple[str, str]:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.headers["Content-Type"], resp.read().decode()
+
+
+def raw_sample_names(text: str) -> set[str]:
+    """Sample names exactly as written (what Prometheus stores)."""
+    return {line.split("{", 1)[0].split(" ", 1)[0]
+            for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def samples(text: str) -> dict[str, list]:
+    """Parsed samples keyed by their name as written in the text."""
+    raw = raw_sample_names(text)
+    out: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            # The parser renames counters OpenMetrics-style (appends _total); undo that.
+            name = s.name if s.name in raw else s.name.removesuffix("_total")
+            out.setdefault(name, []).append(s)
+    return out
+
+
+@pytest.fixture
+def tel():
+    t = create_telemetry(env={
+        "OTEL_SERVICE_NAME": "laptop-agent", "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_RESOURCE_ATTRIBUTES": "service.instance.id=laptop-1,deployment.environment.name=dev",
+    }, embedded_prometheus_port=0)
+    yield t
+    t.shutdown()
+
+
+def test_scrape_has_exact_catalogue_names_and_identity(tel):
+    agent = tel.agent
+    for outcome in ("ok", "ok", "fail"):
+        with agent.execution(profile="smb", agent_name="a", budget_ceiling=4) as ex:
+            with ex.tool_call("crm_lookup", domain="intelligence") as call:
+                if outcome == "fail":
+                    call.error("Timeout")
+            with ex.approval(tool="send") as ap:
+                if outcome == "ok":
+                    ap.approve()
+            ex.spend(5 if outcome == "fail" else 1)
+            if outcome == "fail":
+                ex.fail("bad")
+    ctype, text = scrape(tel.prometheus_url)
+    assert ctype.startswith("text/plain; version=0.0.4")
+    got = samples(text)
+    expected = {n for m in catalogue.METRICS for n in m.series_names()}
+    assert raw_sample_names(text) == expected, "exactly the catalogue's names, no suffixes"
+    assert set(got) == expected
+    for name, series in got.items():
+        for s in series:
+            assert s.labels["job"] == "laptop-agent" and s.labels["instance"] == "laptop-1"
+            assert s.labels["deployment_environment"] == "dev"
+
+    def value(name, **labels):
+        return sum(s.value for s in got[name]
+                   if all(s.labels.get(k) == v for k, v in labels.items()))
+
+    assert value("cugar_executions_total", outcome="success", profile="smb") == 2
+    assert value("cugar_executions_total", outcome="failure", profile="smb") == 1
+    assert value("cugar_executions_successful") == 2 and value("cugar_executions_failed") == 1
+    assert value("cugar_tool_errors_total", error_type="Timeout") == 1
+    assert value("cugar_budget_used_total") == 7
+    assert value("cugar_budget_exceeded_total") == 1 and value("cugar_budget_warnings_total") == 1
+    assert value("cugar_approvals_total", decision="approved") == 2
+    assert value("cugar_approval_timeouts_total") == 1
+    assert value("cugar_execution_steps_count") == 3 and value("cugar_execution_steps_sum") == 3
+    buckets: dict[float, float] = {}
+    for s in got["cugar_execution_steps_bucket"]:
+        buckets[float(s.labels["le"])] = buckets.get(float(s.labels["le"]), 0) + s.value
+    assert list(buckets) == [float(b) for b in catalogue.STEPS_BUCKETS] + [float("inf")]
+    assert buckets[0.0 + catalogue.STEPS_BUCKETS[0]] == 3 and buckets[float("inf")] == 3
+
+
+def test_unknown_path_is_404_and_render_errors_are_500(tel, monkeypatch):
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(tel.prometheus_url.replace("/metrics", "/nope"), timeout=5)
+    assert err.value.code == 404
+
+    def broken(*_a, **_k):
+        raise RuntimeError("store corrupted")
+
+    monkeypatch.setattr("otel.embedded.render", broken)
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(tel.prometheus_url, timeout=5)
+    assert err.value.code == 500, "/metrics must not answer 200 on internal errors"
+
+
+def test_port_in_use_keeps_the_rest_working(tel):
+    port = int(tel.prometheus_url.rsplit(":", 1)[1].split("/")[0])
+    other = create_telemetry(env={"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"},
+                             embedded_prometheus_port=port)
+    try:
+        assert other.prometheus_url is None
+        with other.agent.execution(profile="demo"):
+            pass
+        assert other.stats()["metric_series"] > 0
+    finally:
+        other.shutdown()
