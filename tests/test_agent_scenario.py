@@ -179,3 +179,18 @@ def test_pacing_totals_and_partition(kwargs: dict, total: int) -> None:
     assert pacing.total_executions() == total
     owned = sorted(i for w in range(3) for i in pacing.indices(w))
     assert owned == list(range(total))
+
+
+def test_docs_tables_match_the_registry_and_profiles() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "agent.md").read_text()
+    for t in TOOLS:
+        row = (f"| `{t.name}` | {t.domain} | {t.side_effect} | {t.median_ms:g} / {t.p95_ms:g} | "
+               f"{t.error_rate:.1%} | {', '.join(t.error_types)} | {t.cost:g} |")
+        assert row in doc
+    for p in PROFILES:
+        mix = " / ".join(f"{w:g}" for w in p.domain_weights.values())
+        row = (f"| {p.name} | {p.weight:.0%} | {p.budget_ceiling:g} | {p.min_steps}-{p.max_steps}"
+               f" | {p.action_rate:.0%} | {mix} |")
+        assert row in doc

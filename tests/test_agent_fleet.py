@@ -1,0 +1,193 @@
+"""Several agent processes against a real collector: each worker is its own instance, flushes
+before it exits (also when stopped by a signal), and the fleet's metrics equal the summary.
+
+The collector here only writes what it receives to a file (OTLP JSON lines), so the test
+reads exactly what the agent processes sent, with no Prometheus in between.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.stack.components import COLLECTOR
+from services.stack.process import ManagedProcess, free_port, wait_until
+from tests.support import require
+
+REPO = Path(__file__).resolve().parents[1]
+
+COLLECTOR_CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{otlp}
+exporters:
+  file/metrics:
+    path: {metrics}
+    format: json
+    flush_interval: 100ms
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      exporters: [file/metrics]
+"""
+
+
+class Collector:
+    def __init__(self, workdir: Path) -> None:
+        self.otlp, health = free_port(), free_port()
+        self.metrics_file = workdir / "metrics.jsonl"
+        config = workdir / "collector.yaml"
+        config.write_text(COLLECTOR_CONFIG.format(otlp=self.otlp, health=health,
+                                                  metrics=self.metrics_file))
+        self.process = ManagedProcess("collector", [require(COLLECTOR), "--config", config],
+                                      workdir / "collector.log",
+                                      ready_url=f"http://127.0.0.1:{health}/")
+
+    def agent_env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        return {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{self.otlp}",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_TRACES_EXPORTER": "none", **extra}
+
+    def latest(self) -> dict[tuple[str, str, frozenset], float]:
+        """Last value per (instance, metric, attributes) of every counter and histogram count:
+        the data is cumulative, so the last export holds each instance's totals."""
+        values: dict[tuple[str, str, frozenset], float] = {}
+        if not self.metrics_file.exists():
+            return values
+        # the collector may be mid-write: only complete lines count
+        for line in self.metrics_file.read_text().split("\n")[:-1]:
+            for rm in json.loads(line).get("resourceMetrics", []):
+                instance = _attrs(rm["resource"].get("attributes", []))["service.instance.id"]
+                for sm in rm.get("scopeMetrics", []):
+                    for metric in sm.get("metrics", []):
+                        data = metric.get("sum") or metric.get("histogram") or {}
+                        for point in data.get("dataPoints", []):
+                            key = (instance, metric["name"],
+                                   frozenset(_attrs(point.get("attributes", [])).items()))
+                            value = point.get("asDouble", point.get("asInt", point.get("count")))
+                            values[key] = float(value)
+        return values
+
+    def total(self, metric: str, **match: str) -> float:
+        return sum(v for (_, name, attrs), v in self.latest().items()
+                   if name == metric and all(dict(attrs).get(k) == x for k, x in match.items()))
+
+    def instances(self) -> set[str]:
+        return {instance for instance, _, _ in self.latest()}
+
+
+def _attrs(items: list[dict]) -> dict[str, str]:
+    return {a["key"]: next(iter(a["value"].values()), "") for a in items}
+
+
+@pytest.fixture
+def collector(tmp_path: Path) -> Iterator[Collector]:
+    c = Collector(tmp_path)
+    with c.process:
+        yield c
+
+
+def start_agent(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "services.agent", "run", *args], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def assert_fleet_equals(collector: Collector, summary: dict) -> None:
+    c = collector
+    assert c.total("cugar_executions_total") == summary["executions"]
+    assert c.total("cugar_executions_failed") == summary["failed"]
+    assert c.total("cugar_tool_calls_total") == summary["tool_calls"]
+    assert c.total("cugar_tool_errors_total") == summary["tool_errors"]
+    assert c.total("cugar_budget_used_total") == summary["budget_used"]
+    assert c.total("cugar_budget_exceeded_total") == summary["budget_exceeded"]
+    for domain, d in summary["by_domain"].items():
+        assert c.total("cugar_domain_usage_total", domain=domain) == d["calls"]
+    for decision, n in summary["approvals"].items():
+        assert c.total("cugar_approvals_total", decision=decision) == n
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_each_worker_is_an_instance_and_the_fleet_sums_exactly(collector: Collector) -> None:
+    # A long export interval: only the final flush at shutdown carries the data.
+    env = collector.agent_env(OTEL_METRIC_EXPORT_INTERVAL="3600000")
+    agent = start_agent(env, "--executions", "600", "--processes", "3", "--time-scale", "0",
+                        "--seed", "17", "--run-id", "fleet")
+    out, err = agent.communicate(timeout=120)
+    assert agent.returncode == 0, err
+    summary = json.loads(out)
+    wait_until(lambda: collector.total("cugar_executions_total") >= summary["executions"],
+               timeout=20, what="the fleet's final flush in the collector")
+    host = os.uname().nodename
+    assert collector.instances() == {f"{host}-fleet-w{i}" for i in range(3)}
+    assert_fleet_equals(collector, summary)
+
+
+@pytest.mark.parametrize("signum, whole_group", [
+    (signal.SIGTERM, False),  # e.g. `docker stop` / `kill <pid>`: the parent tells its workers
+    (signal.SIGINT, True),  # Ctrl-C in a terminal: every process of the group gets it
+])
+def test_a_signal_stops_the_fleet_cleanly_and_loses_nothing(
+        collector: Collector, signum: int, whole_group: bool) -> None:
+    env = collector.agent_env(OTEL_METRIC_EXPORT_INTERVAL="300")
+    agent = start_agent(env, "--rate", "40", "--duration", "120", "--processes", "2",
+                        "--time-scale", "1", "--seed", "5")
+    try:
+        wait_until(lambda: len(collector.instances()) == 2
+                   and collector.total("cugar_executions_total") >= 10,
+                   timeout=60, what="both workers exporting executions")
+        workers = children_of(agent.pid)
+        assert len(workers) >= 2
+        if whole_group:
+            os.killpg(agent.pid, signum)
+        else:
+            agent.send_signal(signum)
+        out, err = agent.communicate(timeout=60)
+    finally:
+        if agent.poll() is None:
+            os.killpg(agent.pid, signal.SIGKILL)
+            agent.wait()
+    assert agent.returncode == 128 + signum, err
+    summary = json.loads(out)
+    assert summary["interrupted"] is True
+    assert 10 <= summary["executions"] < 40 * 120
+    assert not [pid for pid in workers if alive(pid)]
+    wait_until(lambda: collector.total("cugar_executions_total") >= summary["executions"],
+               timeout=20, what="the workers' final flush")
+    assert_fleet_equals(collector, summary)
