@@ -1,0 +1,340 @@
+"""Telemetry overhead per agent execution: ours vs naive OpenTelemetry vs prometheus_client.
+
+Reference execution: 1 execution (plan + route events), 4 tool calls, 4 budget spends (the
+fourth crosses the 80% warning), 1 approval. Every variant records the same facts; the
+only difference is how. Variants run interleaved in the same process (rounds in shuffled
+order) and the median per-execution time of each is reported, so machine noise hits all
+variants alike. Span/metric exporters of both OpenTelemetry variants are the same no-op
+sink (or, with --sink unreachable, OTLP to a closed loopback port).
+
+    python -m bench.overhead --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import random
+import socket
+import statistics
+import sys
+import time
+from typing import Callable
+
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from otel import catalogue
+
+PROFILE, AGENT, CEILING, SPEND = "smb", "cugar-sales", 100.0, 21.0
+TOOLS = (
+    ("crm_lookup", "intelligence", "read-only"),
+    ("territory_map", "territory", "read-only"),
+    ("draft_email", "engagement", "propose"),
+    ("score_lead", "qualification", "execute"),
+)
+VARIANTS = ("none", "ours_full", "ours_metrics_only", "naive_otel", "prometheus_client")
+
+
+def work(i: int) -> int:
+    """The agent's own (tiny) work per tool call; identical in every variant."""
+    return (i * 31 + 7) % 1009
+
+
+class NoopSpanExporter(SpanExporter):
+    def export(self, spans):
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self):
+        pass
+
+
+class NoopMetricExporter(MetricExporter):
+    def __init__(self):
+        super().__init__()
+
+    def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs):
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
+        pass
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sinks(kind: str) -> tuple[Callable[[], SpanExporter], Callable[[], MetricExporter]]:
+    if kind == "noop":
+        return NoopSpanExporter, NoopMetricExporter
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    return (lambda: OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=1),
+            lambda: OTLPMetricExporter(endpoint=endpoint, insecure=True, timeout=1))
+
+
+# --- variants -------------------------------------------------------------------------------
+
+def variant_none() -> tuple[Callable[[int], None], Callable[[], None]]:
+    def run(i: int) -> None:
+        spent = 0.0
+        for _ in TOOLS:
+            work(i)
+            spent += SPEND
+    return run, lambda: None
+
+
+def variant_ours(span_sink, metric_sink, tracing: bool):
+    from otel.setup import create_telemetry
+
+    env = {"OTEL_SERVICE_NAME": "bench", "OTEL_TRACES_SAMPLER": "always_on"}
+    if not tracing:
+        env["OTEL_TRACES_EXPORTER"] = "none"
+    tel = create_telemetry(env=env, span_exporter=span_sink(), metric_exporter=metric_sink())
+    agent = tel.agent
+
+    def run(i: int) -> None:
+        with agent.execution(profile=PROFILE, agent_name=AGENT, budget_ceiling=CEILING) as ex:
+            ex.plan_created(steps=len(TOOLS))
+            ex.route_decision(domain=TOOLS[0][1])
+            for tool, domain, side_effect in TOOLS:
+                with ex.tool_call(tool, domain=domain, side_effect=side_effect) as call:
+                    call.set_result(work(i))
+                ex.spend(SPEND)
+            with ex.approval(tool="send_email") as ap:
+                ap.approve()
+    return run, tel.shutdown
+
+
+def variant_naive_otel(span_sink, metric_sink):
+    """The OpenTelemetry SDK used the way its documentation shows."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace import Status, StatusCode
+
+    resource = Resource.create({"service.name": "bench-naive"})
+    tp = TracerProvider(resource=resource)
+    tp.add_span_processor(BatchSpanProcessor(span_sink()))
+    views = [View(instrument_name=m.name, aggregation=ExplicitBucketHistogramAggregation(
+        [float(b) for b in m.buckets])) for m in catalogue.METRICS if m.buckets]
+    mp = MeterProvider(resource=resource, views=views,
+                       metric_readers=[PeriodicExportingMetricReader(metric_sink())])
+    tracer = tp.get_tracer("cugar")
+    meter = mp.get_meter("cugar")
+    inst = {m.name: (meter.create_counter if m.kind is catalogue.Kind.COUNTER
+                     else meter.create_histogram)(m.name, unit=m.unit, description=m.description)
+            for m in catalogue.METRICS}
+    executions, successful = inst["cugar_executions_total"], inst["cugar_executions_successful"]
+    tool_calls, domain_usage = inst["cugar_tool_calls_total"], inst["cugar_domain_usage_total"]
+    tool_ms, budget_used = inst["cugar_tool_call_duration_milliseconds"], inst[
+        "cugar_budget_used_total"]
+    warnings, approvals = inst["cugar_budget_warnings_total"], inst["cugar_approvals_total"]
+    wait_ms, exec_ms = inst["cugar_approval_wait_milliseconds"], inst[
+        "cugar_execution_duration_milliseconds"]
+    steps_h, util_h = inst["cugar_execution_steps"], inst["cugar_budget_utilization_ratio"]
+    clock = time.perf_counter
+
+    def run(i: int) -> None:
+        t_exec = clock()
+        with tracer.start_as_current_span(f"invoke_agent {AGENT}", attributes={
+                "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": AGENT,
+                "cugar.profile": PROFILE, "cugar.budget.ceiling": CEILING}) as span:
+            span.add_event("plan_created", {"cugar.plan.steps": len(TOOLS)})
+            span.add_event("route_decision", {"cugar.domain": TOOLS[0][1]})
+            spent, steps, warned = 0.0, 0, False
+            for tool, domain, side_effect in TOOLS:
+                t0 = clock()
+                with tracer.start_as_current_span(f"execute_tool {tool}", attributes={
+                        "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool,
+                        "gen_ai.tool.type": "function", "cugar.domain": domain,
+                        "cugar.side_effect": side_effect}) as tool_span:
+                    tool_span.add_event("tool_call_start")
+                    work(i)
+                    tool_span.add_event("tool_call_complete")
+                duration = (clock() - t0) * 1000
+                tool_calls.add(1, {"tool": tool, "domain": domain, "side_effect": side_effect,
+                                   "outcome": "success"})
+                domain_usage.add(1, {"domain": domain})
+                tool_ms.record(duration, {"tool": tool, "domain": domain, "outcome": "success"})
+                steps += 1
+                spent += SPEND
+                budget_used.add(SPEND, {"profile": PROFILE})
+                if not warned and spent >= catalogue.BUDGET_WARNING_RATIO * CEILING:
+                    warned = True
+                    warnings.add(1, {"profile": PROFILE})
+                    span.add_event("budget_warning", {"cugar.budget.used": spent,
+                                                      "cugar.budget.ceiling": CEILING})
+            t0 = clock()
+            with tracer.start_as_current_span("approval send_email", attributes={
+                    "gen_ai.operation.name": "approval",
+                    "cugar.approval.tool": "send_email"}) as ap:
+                ap.add_event("approval_requested", {"cugar.approval.tool": "send_email"})
+                waited = (clock() - t0) * 1000
+                ap.set_attribute("cugar.approval.decision", "approved")
+                ap.set_attribute("cugar.approval.wait_ms", waited)
+                ap.add_event("approval_received", {"cugar.approval.decision": "approved"})
+            approvals.add(1, {"decision": "approved"})
+            wait_ms.record(waited, {"decision": "approved"})
+            span.set_attributes({"cugar.outcome": "success", "cugar.steps": steps,
+                                 "cugar.budget.used": spent,
+                                 "cugar.budget.utilization": spent / CEILING})
+            span.set_status(Status(StatusCode.UNSET))
+        elapsed = (clock() - t_exec) * 1000
+        executions.add(1, {"outcome": "success", "profile": PROFILE})
+        successful.add(1, {"profile": PROFILE})
+        exec_ms.record(elapsed, {"outcome": "success", "profile": PROFILE})
+        steps_h.record(steps, {"profile": PROFILE, "outcome": "success"})
+        util_h.record(spent / CEILING, {"profile": PROFILE})
+
+    def stop() -> None:
+        tp.shutdown()
+        mp.shutdown()
+    return run, stop
+
+
+def variant_prometheus_client():
+    """The same metrics with prometheus_client, labels passed positionally (its fast path)."""
+    import prometheus_client as pc
+
+    reg = pc.CollectorRegistry()
+
+    def metric(name: str):
+        spec = catalogue.METRICS_BY_NAME[name]
+        if spec.kind is catalogue.Kind.COUNTER:
+            return pc.Counter(name, spec.description, spec.attributes, registry=reg)
+        return pc.Histogram(name, spec.description, spec.attributes, registry=reg,
+                            buckets=[float(b) for b in spec.buckets])
+
+    executions, successful = metric("cugar_executions_total"), metric(
+        "cugar_executions_successful")
+    tool_calls, domain_usage = metric("cugar_tool_calls_total"), metric(
+        "cugar_domain_usage_total")
+    tool_ms, budget_used = metric("cugar_tool_call_duration_milliseconds"), metric(
+        "cugar_budget_used_total")
+    warnings, approvals = metric("cugar_budget_warnings_total"), metric("cugar_approvals_total")
+    wait_ms, exec_ms = metric("cugar_approval_wait_milliseconds"), metric(
+        "cugar_execution_duration_milliseconds")
+    steps_h, util_h = metric("cugar_execution_steps"), metric("cugar_budget_utilization_ratio")
+    clock = time.perf_counter
+
+    def run(i: int) -> None:
+        t_exec = clock()
+        spent, steps, warned = 0.0, 0, False
+        for tool, domain, side_effect in TOOLS:
+            t0 = clock()
+            work(i)
+            duration = (clock() - t0) * 1000
+            tool_calls.labels(tool, domain, side_effect, "success").inc()
+            domain_usage.labels(domain).inc()
+            tool_ms.labels(tool, domain, "success").observe(duration)
+            steps += 1
+            spent += SPEND
+            budget_used.labels(PROFILE).inc(SPEND)
+            if not warned and spent >= catalogue.BUDGET_WARNING_RATIO * CEILING:
+                warned = True
+                warnings.labels(PROFILE).inc()
+        t0 = clock()
+        waited = (clock() - t0) * 1000
+        approvals.labels("approved").inc()
+        wait_ms.labels("approved").observe(waited)
+        elapsed = (clock() - t_exec) * 1000
+        executions.labels("success", PROFILE).inc()
+        successful.labels(PROFILE).inc()
+        exec_ms.labels("success", PROFILE).observe(elapsed)
+        steps_h.labels(PROFILE, "success").observe(steps)
+        util_h.labels(PROFILE).observe(spent / CEILING)
+    return run, lambda: None
+
+
+# --- measurement ----------------------------------------------------------------------------
+
+def build(sink: str) -> dict[str, tuple[Callable[[int], None], Callable[[], None]]]:
+    span_sink, metric_sink = sinks(sink)
+    return {
+        "none": variant_none(),
+        "ours_full": variant_ours(span_sink, metric_sink, tracing=True),
+        "ours_metrics_only": variant_ours(span_sink, metric_sink, tracing=False),
+        "naive_otel": variant_naive_otel(span_sink, metric_sink),
+        "prometheus_client": variant_prometheus_client(),
+    }
+
+
+def measure(rounds: int, executions: int, sink: str = "noop", seed: int = 1) -> dict:
+    variants = build(sink)
+    try:
+        for run, _ in variants.values():  # warm-up: caches, label sets, code paths
+            for i in range(min(200, executions)):
+                run(i)
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        order = list(variants)
+        rng = random.Random(seed)
+        for _ in range(rounds):
+            rng.shuffle(order)
+            for name in order:
+                run = variants[name][0]
+                gc.collect()
+                start = time.perf_counter_ns()
+                for i in range(executions):
+                    run(i)
+                samples[name].append((time.perf_counter_ns() - start) / executions / 1000)
+    finally:
+        for _, stop in variants.values():
+            stop()
+    med = {name: statistics.median(values) for name, values in samples.items()}
+    result = {f"{name}_us": round(med[name], 2) for name in VARIANTS}
+    full, metrics_only = med["ours_full"], med["ours_metrics_only"]
+    result.update({
+        "naive_otel_over_ours_full": round(med["naive_otel"] / full, 2),
+        "prometheus_client_over_ours_metrics_only": round(
+            med["prometheus_client"] / metrics_only, 2),
+        "target_full_met": full <= med["naive_otel"] / 3,
+        "target_metrics_only_met": metrics_only <= med["prometheus_client"],
+        "overhead_us": {name: round(med[name] - med["none"], 2) for name in VARIANTS
+                        if name != "none"},
+        "spread_us": {name: [round(min(v), 2), round(max(v), 2)] for name, v in samples.items()},
+        "rounds": rounds, "executions_per_round": executions, "sink": sink,
+        "python": platform.python_version(), "machine": platform.machine(),
+    })
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--executions", type=int, default=2000, help="per round and variant")
+    parser.add_argument("--sink", choices=("noop", "unreachable"), default="noop")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.executions < 1:
+        parser.error("--rounds and --executions must be >= 1")
+    result = measure(args.rounds, args.executions, args.sink)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{'variant':<20}{'us/execution':>14}{'overhead us':>13}")
+    for name in VARIANTS:
+        over = result["overhead_us"].get(name, 0.0)
+        print(f"{name:<20}{result[name + '_us']:>14.2f}{over:>13.2f}")
+    print(f"naive_otel / ours_full = {result['naive_otel_over_ours_full']} (target >= 3): "
+          f"{'met' if result['target_full_met'] else 'NOT met'}")
+    print(f"prometheus_client / ours_metrics_only = "
+          f"{result['prometheus_client_over_ours_metrics_only']} (target >= 1): "
+          f"{'met' if result['target_metrics_only_met'] else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
