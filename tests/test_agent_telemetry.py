@@ -136,20 +136,28 @@ def test_contact_emails_never_leave_the_process(capture: str) -> None:
 
 
 def test_time_scale_paces_executions_and_overlaps_them() -> None:
-    # 8 executions in flight at once: wall time is far below the sum of their simulated waits.
+    # 8 executions in flight at once: wall time is far below the sum of their simulated waits,
+    # and the measured durations are the simulated ones, scaled (milliseconds, not seconds).
+    scale, n = 0.02, 16
     config = SimulationConfig(seed=3)
-    pacing = Pacing(executions=16, time_scale=0.01, concurrency=8)
-    tel, _, _ = in_memory_telemetry()
+    pacing = Pacing(executions=n, time_scale=scale, concurrency=8)
+    tel, _, metrics = in_memory_telemetry()
     loop = asyncio.new_event_loop()
     try:
         started = loop.time()
         loop.run_until_complete(run_worker(tel.agent, config, pacing, 0, StopSignal()))
         wall = loop.time() - started
+        assert tel.force_flush(5000)
     finally:
         loop.close()
         tel.shutdown()
-    simulated = sum(
-        x.planning_ms + sum(a.latency_ms for st in x.steps for a in st.attempts)
-        + sum(st.approval.wait_ms for st in x.steps if st.approval)
-        for x in (script_for(i, config) for i in range(16))) * 0.01 / 1000
-    assert simulated / 8 <= wall < simulated / 2
+    scripts = [script_for(i, config) for i in range(n)]
+    approval_ms = sum(st.approval.wait_ms for x in scripts for st in x.steps if st.approval)
+    simulated_ms = approval_ms + sum(
+        x.planning_ms + sum(a.latency_ms for st in x.steps for a in st.attempts) for x in scripts)
+    assert simulated_ms * scale / 8 <= wall * 1000 < simulated_ms * scale / 2
+    m = last_points(metrics)
+    measured_ms = sum(p.sum for p in m["cugar_execution_duration_milliseconds"].values())
+    assert simulated_ms * scale * 0.99 <= measured_ms < simulated_ms * scale * 1.5 + n * 50
+    waited_ms = sum(p.sum for p in m["cugar_approval_wait_milliseconds"].values())
+    assert approval_ms * scale * 0.99 <= waited_ms < approval_ms * scale * 1.5 + n * 20
