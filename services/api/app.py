@@ -75,7 +75,10 @@ def _upstream_error(exc: Exception) -> HTTPException:
     return HTTPException(status_code=502, detail=str(exc))
 
 
-async def _collector_problem(client: httpx.AsyncClient, url: str, timeout: float) -> str | None:
+async def _collector_problem(client: httpx.AsyncClient, url: str | None,
+                             timeout: float) -> str | None:
+    if url is None:
+        return None
     try:
         resp = await client.get(url, timeout=timeout)
     except httpx.HTTPError as exc:
@@ -180,7 +183,9 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
             request.app.state.prometheus.ready(timeout))
         checks = {
             "collector": {"url": settings.collector_health_url, "ok": collector is None,
-                          **({"reason": collector} if collector else {})},
+                          **({"reason": collector} if collector else {}),
+                          **({"skipped": "CUGAR_COLLECTOR_HEALTH_URL is empty (embedded mode)"}
+                             if settings.collector_health_url is None else {})},
             "prometheus": {"url": settings.prometheus_url, "ok": prometheus is None,
                            **({"reason": prometheus} if prometheus else {})},
         }

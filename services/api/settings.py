@@ -25,7 +25,8 @@ def _port(text: str) -> int:
 @dataclass(frozen=True)
 class Settings:
     prometheus_url: str = "http://127.0.0.1:9090"
-    collector_health_url: str = "http://127.0.0.1:13133/"
+    # None: no collector to check (embedded mode); readiness then only checks Prometheus.
+    collector_health_url: str | None = "http://127.0.0.1:13133/"
     api_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -42,7 +43,8 @@ class Settings:
         env = os.environ if env is None else env
         return cls(
             prometheus_url=env.get("CUGAR_PROMETHEUS_URL", cls.prometheus_url).rstrip("/"),
-            collector_health_url=env.get("CUGAR_COLLECTOR_HEALTH_URL", cls.collector_health_url),
+            collector_health_url=env.get("CUGAR_COLLECTOR_HEALTH_URL",
+                                         cls.collector_health_url) or None,
             api_key=env.get("CUGAR_API_KEY") or None,
             host=env.get("CUGAR_API_HOST", cls.host),
             port=_port(env.get("CUGAR_API_PORT", str(cls.port))),
