@@ -15,22 +15,17 @@ and log tail, and everything started so far is stopped again.
 from __future__ import annotations
 
 import json
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from services.stack import components
+from services.stack.collector import TRACES_TO_FILE, Collector
 from services.stack.components import REPO_ROOT
 from services.stack.process import ManagedProcess, ProcessFailed, free_port, wait_until
+from services.stack.prometheus_api import PrometheusClient, QueryError, Result, get_json, value
 
-COLLECTOR_CONFIG = REPO_ROOT / "otel-collector-config.yaml"
-TRACES_TO_FILE = REPO_ROOT / "collector" / "traces-to-file.yaml"
 PROMETHEUS_DIR = REPO_ROOT / "monitoring" / "prometheus"
 ALERTMANAGER_CONFIG = REPO_ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
 
@@ -38,9 +33,6 @@ COLLECTOR_JOB = "otel-collector"
 COLLECTOR_TELEMETRY_JOB = "otel-collector-telemetry"
 PROMETHEUS_JOB = "prometheus"
 API_JOB = "cugar-api"
-
-Result = list[dict[str, Any]]
-
 
 class PipelineError(RuntimeError):
     """The pipeline could not be brought up or queried; the message names the component."""
@@ -131,22 +123,21 @@ class Pipeline:
         self.rule_for_override = rule_for_override
         self.alert_group_wait = alert_group_wait
         self.api_key = api_key
-        self.collector_env = dict(collector_env or {})
         self.start_timeout = start_timeout
 
-        ports = {name: free_port() for name in (
-            "otlp_grpc", "otlp_http", "exporter", "telemetry", "health", "prometheus",
-            "alertmanager")}
-        self.ports = ports
-        self.otlp_grpc_endpoint = f"http://127.0.0.1:{ports['otlp_grpc']}"
-        self.otlp_http_endpoint = f"http://127.0.0.1:{ports['otlp_http']}"
-        self.collector_exporter_url = f"http://127.0.0.1:{ports['exporter']}/metrics"
-        self.collector_telemetry_url = f"http://127.0.0.1:{ports['telemetry']}/metrics"
-        self.collector_health_url = f"http://127.0.0.1:{ports['health']}/"
-        self.prometheus_url = f"http://127.0.0.1:{ports['prometheus']}"
-        self.alertmanager_url = (f"http://127.0.0.1:{ports['alertmanager']}"
+        self.collector = Collector(self.workdir, overrides=(TRACES_TO_FILE,), env=collector_env)
+        self.ports = {**self.collector.ports, "prometheus": free_port(),
+                      "alertmanager": free_port()}
+        self.otlp_grpc_endpoint = self.collector.otlp_grpc_endpoint
+        self.otlp_http_endpoint = self.collector.otlp_http_endpoint
+        self.collector_exporter_url = self.collector.exporter_url
+        self.collector_telemetry_url = self.collector.telemetry_url
+        self.collector_health_url = self.collector.health_url
+        self.prometheus_url = f"http://127.0.0.1:{self.ports['prometheus']}"
+        self.prometheus = PrometheusClient(self.prometheus_url)
+        self.alertmanager_url = (f"http://127.0.0.1:{self.ports['alertmanager']}"
                                  if alertmanager else None)
-        self.traces_file = self.workdir / "traces.jsonl"
+        self.traces_file = self.collector.traces_file
         self._processes: list[ManagedProcess] = []
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -183,25 +174,8 @@ class Pipeline:
         self._processes.append(proc)
         proc.start(timeout=self.start_timeout)
 
-    def collector_env_vars(self) -> dict[str, str]:
-        p = self.ports
-        return {
-            "CUGAR_COLLECTOR_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{p['otlp_grpc']}",
-            "CUGAR_COLLECTOR_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{p['otlp_http']}",
-            "CUGAR_COLLECTOR_PROMETHEUS_ENDPOINT": f"127.0.0.1:{p['exporter']}",
-            "CUGAR_COLLECTOR_HEALTH_ENDPOINT": f"127.0.0.1:{p['health']}",
-            "CUGAR_COLLECTOR_TELEMETRY_HOST": "127.0.0.1",
-            "CUGAR_COLLECTOR_TELEMETRY_PORT": str(p["telemetry"]),
-            "CUGAR_COLLECTOR_TRACES_FILE": str(self.traces_file),
-            **self.collector_env,
-        }
-
     def _start_collector(self) -> None:
-        binary = components.COLLECTOR.require()
-        self._launch(ManagedProcess(
-            "collector", [binary, "--config", COLLECTOR_CONFIG, "--config", TRACES_TO_FILE],
-            self.workdir / "collector.log", ready_url=self.collector_health_url,
-            env=self.collector_env_vars(), cwd=self.workdir))
+        self._launch(self.collector.process)
 
     def _start_alertmanager(self) -> None:
         binary = components.ALERTMANAGER.require()
@@ -233,8 +207,8 @@ class Pipeline:
         config = render_prometheus_config(
             yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text()),
             scrape_interval=self.scrape_interval, evaluation_interval=self.evaluation_interval,
-            targets={COLLECTOR_JOB: f"127.0.0.1:{p['exporter']}",
-                     COLLECTOR_TELEMETRY_JOB: f"127.0.0.1:{p['telemetry']}",
+            targets={COLLECTOR_JOB: self.collector.exporter_address,
+                     COLLECTOR_TELEMETRY_JOB: self.collector.telemetry_address,
                      PROMETHEUS_JOB: f"127.0.0.1:{p['prometheus']}",
                      API_JOB: self.api_target},
             alertmanager=(f"127.0.0.1:{p['alertmanager']}" if self.with_alertmanager else None),
@@ -259,7 +233,8 @@ class Pipeline:
         jobs = (COLLECTOR_JOB, COLLECTOR_TELEMETRY_JOB)
 
         def scraped() -> bool:
-            up = {r["metric"].get("job"): r["value"][1] for r in self._try_query("up") or []}
+            up = {r["metric"].get("job"): r["value"][1]
+                  for r in self.prometheus.try_query("up") or []}
             return all(up.get(job) == "1" for job in jobs)
 
         try:
@@ -272,11 +247,11 @@ class Pipeline:
 
     def _target_report(self) -> str:
         try:
-            data = self._get("/api/v1/targets")["data"]["activeTargets"]
-        except PipelineError as exc:
+            targets = self.prometheus.targets()
+        except QueryError as exc:
             return f"(targets unavailable: {exc})"
         return "\n".join(f"target {t['labels'].get('job')} {t['scrapeUrl']}: {t['health']} "
-                         f"{t.get('lastError') or ''}".rstrip() for t in data)
+                         f"{t.get('lastError') or ''}".rstrip() for t in targets)
 
     # --- clients ---------------------------------------------------------------------------
     def agent_env(self, protocol: str = "grpc", export_interval_ms: int = 500) -> dict[str, str]:
@@ -290,68 +265,25 @@ class Pipeline:
             "OTEL_SDK_DISABLED": "false",
         }
 
-    def _get(self, path: str, params: Mapping[str, str] | None = None,
-             base: str | None = None) -> dict:
-        url = (base or self.prometheus_url) + path
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        try:
-            with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 (loopback)
-                return json.load(resp)
-        except urllib.error.HTTPError as exc:
-            body = exc.read().decode(errors="replace")
-            raise PipelineError(f"GET {url} -> HTTP {exc.code}: {body}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise PipelineError(f"GET {url} failed: {exc}") from None
-
     def query(self, promql: str) -> Result:
         """Instant query; the result vector (list of {"metric": {...}, "value": [t, "v"]})."""
-        body = self._get("/api/v1/query", {"query": promql})
-        if body.get("status") != "success":
-            raise PipelineError(f"query {promql!r} failed: {body}")
-        data = body["data"]
-        if data["resultType"] == "scalar":
-            return [{"metric": {}, "value": data["result"]}]
-        return data["result"]
-
-    def _try_query(self, promql: str) -> Result | None:
-        try:
-            return self.query(promql)
-        except PipelineError:
-            return None
+        return self.prometheus.query(promql)
 
     def wait_for(self, promql: str, predicate: Callable[[Result], bool],
                  timeout: float = 30.0, interval: float = 0.25) -> Result:
         """Poll `promql` until `predicate(result)` holds; TimeoutError shows the last result."""
-        deadline = time.monotonic() + timeout
-        last: Result | None = None
-        while True:
-            last = self._try_query(promql)
-            if last is not None and predicate(last):
-                return last
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"after {timeout:.0f}s, {promql!r} still does not satisfy "
-                                   f"the condition; last result: {json.dumps(last)[:2000]}")
-            time.sleep(interval)
+        return self.prometheus.wait_for(promql, predicate, timeout, interval)
 
     def alerts(self) -> list[dict]:
         """Alerts as Prometheus sees them (pending and firing)."""
-        return self._get("/api/v1/alerts")["data"]["alerts"]
+        return self.prometheus.alerts()
 
     def alertmanager_alerts(self) -> list[dict]:
+        """Alerts as Alertmanager holds them (with inhibition / silence status)."""
         if not self.alertmanager_url:
             raise PipelineError("this pipeline runs without Alertmanager")
-        return self._get("/api/v2/alerts", base=self.alertmanager_url)  # type: ignore[return-value]
+        return get_json(f"{self.alertmanager_url}/api/v2/alerts")
 
 
-def value(result: Result) -> float | None:
-    """The single sample of an instant-query result (None when absent)."""
-    if not result:
-        return None
-    if len(result) > 1:
-        raise ValueError(f"expected one series, got {len(result)}: {result}")
-    return float(result[0]["value"][1])
-
-
-__all__ = ["Pipeline", "PipelineError", "ProcessFailed", "value", "render_rules",
+__all__ = ["Pipeline", "PipelineError", "ProcessFailed", "QueryError", "value", "render_rules",
            "render_prometheus_config", "render_alertmanager_config"]

@@ -1,0 +1,75 @@
+"""Our collector build running the repository's configuration on free loopback ports.
+
+The shipped otel-collector-config.yaml is used as is; only its CUGAR_COLLECTOR_* variables move
+every endpoint to 127.0.0.1 and a free port. Extra `--config` files (overrides such as
+collector/traces-to-file.yaml or a backend from collector/backends/) are layered on top.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from services.stack import components
+from services.stack.components import REPO_ROOT
+from services.stack.process import ManagedProcess, free_port
+
+COLLECTOR_CONFIG = REPO_ROOT / "otel-collector-config.yaml"
+TRACES_TO_FILE = REPO_ROOT / "collector" / "traces-to-file.yaml"
+
+
+class Collector:
+    """One collector process; `start()` returns once its health check answers."""
+
+    def __init__(self, workdir: str | Path, overrides: Sequence[str | Path] = (TRACES_TO_FILE,),
+                 env: Mapping[str, str] | None = None, name: str = "collector") -> None:
+        self.workdir = Path(workdir).resolve()
+        self.overrides = [Path(o) for o in overrides]
+        self.ports = {key: free_port() for key in (
+            "otlp_grpc", "otlp_http", "exporter", "telemetry", "health")}
+        self.otlp_grpc_endpoint = f"http://127.0.0.1:{self.ports['otlp_grpc']}"
+        self.otlp_http_endpoint = f"http://127.0.0.1:{self.ports['otlp_http']}"
+        self.exporter_address = f"127.0.0.1:{self.ports['exporter']}"
+        self.telemetry_address = f"127.0.0.1:{self.ports['telemetry']}"
+        self.exporter_url = f"http://{self.exporter_address}/metrics"
+        self.telemetry_url = f"http://{self.telemetry_address}/metrics"
+        self.health_url = f"http://127.0.0.1:{self.ports['health']}/"
+        self.traces_file = self.workdir / "traces.jsonl"
+        self.extra_env = dict(env or {})
+        self.process = ManagedProcess(
+            name, [components.COLLECTOR.require(), *self.config_args()],
+            self.workdir / f"{name}.log", ready_url=self.health_url, env=self.env(),
+            cwd=self.workdir)
+
+    def config_args(self) -> list[str]:
+        args = ["--config", str(COLLECTOR_CONFIG)]
+        for override in self.overrides:
+            args += ["--config", str(override)]
+        return args
+
+    def env(self) -> dict[str, str]:
+        p = self.ports
+        return {
+            "CUGAR_COLLECTOR_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{p['otlp_grpc']}",
+            "CUGAR_COLLECTOR_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{p['otlp_http']}",
+            "CUGAR_COLLECTOR_PROMETHEUS_ENDPOINT": self.exporter_address,
+            "CUGAR_COLLECTOR_HEALTH_ENDPOINT": f"127.0.0.1:{p['health']}",
+            "CUGAR_COLLECTOR_TELEMETRY_HOST": "127.0.0.1",
+            "CUGAR_COLLECTOR_TELEMETRY_PORT": str(p["telemetry"]),
+            "CUGAR_COLLECTOR_TRACES_FILE": str(self.traces_file),
+            **self.extra_env,
+        }
+
+    def start(self, timeout: float = 60.0) -> "Collector":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process.start(timeout=timeout)
+        return self
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def __enter__(self) -> "Collector":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,81 @@
+"""A small client for the Prometheus (and Alertmanager) HTTP API: instant queries and polling
+until a condition holds, with messages that show the query and the last answer."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Result = list[dict[str, Any]]
+
+
+class QueryError(RuntimeError):
+    """Prometheus could not be reached or rejected a query."""
+
+
+def get_json(url: str, params: Mapping[str, str] | None = None, timeout: float = 10) -> Any:
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback)
+            return json.load(resp)
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode(errors="replace")
+        raise QueryError(f"GET {url} -> HTTP {exc.code}: {body}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise QueryError(f"GET {url} failed: {exc}") from None
+
+
+class PrometheusClient:
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def query(self, promql: str) -> Result:
+        """Instant query; the result vector (list of {"metric": {...}, "value": [t, "v"]})."""
+        body = get_json(f"{self.url}/api/v1/query", {"query": promql})
+        if body.get("status") != "success":
+            raise QueryError(f"query {promql!r} failed: {body}")
+        data = body["data"]
+        if data["resultType"] == "scalar":
+            return [{"metric": {}, "value": data["result"]}]
+        return data["result"]
+
+    def try_query(self, promql: str) -> Result | None:
+        try:
+            return self.query(promql)
+        except QueryError:
+            return None
+
+    def wait_for(self, promql: str, predicate: Callable[[Result], bool],
+                 timeout: float = 30.0, interval: float = 0.25) -> Result:
+        """Poll `promql` until `predicate(result)` holds; TimeoutError shows the last result."""
+        deadline = time.monotonic() + timeout
+        while True:
+            last = self.try_query(promql)
+            if last is not None and predicate(last):
+                return last
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"after {timeout:.0f}s, {promql!r} still does not satisfy "
+                                   f"the condition; last result: {json.dumps(last)[:2000]}")
+            time.sleep(interval)
+
+    def alerts(self) -> list[dict]:
+        """Alerts as Prometheus sees them (pending and firing)."""
+        return get_json(f"{self.url}/api/v1/alerts")["data"]["alerts"]
+
+    def targets(self) -> list[dict]:
+        return get_json(f"{self.url}/api/v1/targets")["data"]["activeTargets"]
+
+
+def value(result: Result) -> float | None:
+    """The single sample of an instant-query result (None when absent)."""
+    if not result:
+        return None
+    if len(result) > 1:
+        raise ValueError(f"expected one series, got {len(result)}: {result}")
+    return float(result[0]["value"][1])

@@ -1,0 +1,208 @@
+"""Prometheus rules, Prometheus config and Alertmanager config, checked with the real promtool
+and amtool, plus the contract between rules, the metric catalogue and the runbooks."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from otel import catalogue
+from services.stack import components, recording_rules
+from services.stack.pipeline import render_alertmanager_config
+from tests.support import require
+
+ROOT = Path(__file__).resolve().parents[1]
+PROM_DIR = ROOT / "monitoring" / "prometheus"
+RULE_FILES = sorted((PROM_DIR / "rules").glob("*.yml"))
+RULE_TESTS = sorted((PROM_DIR / "tests").glob("*.yml"))
+ALERTMANAGER_YML = ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
+
+# Collector self-metrics the pipeline alerts use; test_collector_selfmetrics.py proves that a
+# running collector of our build exposes each of them under exactly this name.
+COLLECTOR_SELF_METRICS = {
+    "otelcol_receiver_refused_spans", "otelcol_receiver_refused_metric_points",
+    "otelcol_exporter_send_failed_spans", "otelcol_exporter_send_failed_metric_points",
+    "otelcol_exporter_queue_size", "otelcol_exporter_queue_capacity",
+}
+
+# SPEC §5: the seed's ten alerts (severity, `for`) plus pipeline health.
+SEED_ALERTS = {
+    "LowSuccessRate": ("warning", "5m"), "CriticalSuccessRate": ("critical", "2m"),
+    "HighErrorRate": ("warning", "5m"), "HighLatencyP95": ("warning", "10m"),
+    "HighLatencyP99": ("warning", "10m"), "FrequentBudgetExceeded": ("warning", None),
+    "HighToolErrorRate": ("warning", "5m"), "ApprovalTimeouts": ("critical", "1m"),
+    "NoRecentExecutions": ("info", "30m"), "DomainErrors": ("warning", None),
+}
+PIPELINE_ALERTS = {"CollectorRefusingData", "CollectorExportFailing",
+                   "CollectorExporterQueueFull", "ScrapeTargetDown"}
+
+PROMQL_WORDS = {
+    "sum", "min", "max", "avg", "count", "by", "without", "on", "ignoring", "group_left",
+    "group_right", "and", "or", "unless", "offset", "bool", "inf", "nan",
+}
+
+
+def _run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, cwd=cwd,
+                          timeout=120)
+
+
+def _rules() -> list[dict]:
+    return [rule for path in RULE_FILES for group in yaml.safe_load(path.read_text())["groups"]
+            for rule in group["rules"]]
+
+
+def _alerts() -> dict[str, dict]:
+    return {r["alert"]: r for r in _rules() if "alert" in r}
+
+
+def series_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression selects (functions, keywords, labels removed)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)          # string literals
+    text = re.sub(r"\{[^}]*\}", "", text)                      # label matchers
+    text = re.sub(r"\[[^\]]*\]", "", text)                     # range durations
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    text = re.sub(r"\boffset\s+\w+", " ", text)
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
+        word = match.group(0)
+        following = text[match.end():].lstrip()[:1]
+        if following == "(" or word.lower() in PROMQL_WORDS:
+            continue                                           # a function or keyword
+        names.add(word)
+    return names
+
+
+def test_series_name_extraction_sees_through_promql() -> None:
+    expr = ('sum by (outcome) (x_total and (count_over_time(x_total[5m]) < '
+            'scalar(min(sum_over_time(up{job="a b"}[5m])))) unless last_over_time(x_total[1h] '
+            'offset 5m)) or on() vector(0) / (y:rec > 0)')
+    assert series_names(expr) == {"x_total", "up", "y:rec"}
+
+
+def test_recording_rules_file_is_current() -> None:
+    assert recording_rules.main(["--check"]) == 0, (
+        "monitoring/prometheus/rules/cugar_recording.yml is stale: "
+        "run `python -m services.stack.recording_rules`")
+
+
+def test_promtool_checks_rules_and_config() -> None:
+    promtool = require(components.PROMTOOL)
+    rules = _run([promtool, "check", "rules", *RULE_FILES])
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+    config = _run([promtool, "check", "config", "prometheus.yml"], cwd=PROM_DIR)
+    assert config.returncode == 0, config.stdout + config.stderr
+    assert f"{len(RULE_FILES)} rule files found" in config.stdout + config.stderr
+
+
+def test_promtool_rule_unit_tests_pass() -> None:
+    promtool = require(components.PROMTOOL)
+    assert RULE_TESTS, "no promtool test files in monitoring/prometheus/tests"
+    result = _run([promtool, "test", "rules", *RULE_TESTS], cwd=PROM_DIR / "tests")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(RULE_TESTS), result.stdout
+
+
+@pytest.mark.parametrize("mutation", [
+    # A threshold off by a little: the "fires at 85%" case must notice.
+    ("cugar_alerts.yml", "cugar_success_rate < 0.90", "cugar_success_rate < 0.85"),
+    # Plain increase() (no new-series term): short-lived processes and first errors vanish.
+    ("cugar_recording.yml", "  or increase(", "  and increase("),
+])
+def test_promtool_rule_unit_tests_catch_broken_rules(tmp_path: Path,
+                                                     mutation: tuple[str, str, str]) -> None:
+    promtool = require(components.PROMTOOL)
+    copy = tmp_path / "prometheus"
+    shutil.copytree(PROM_DIR, copy)
+    name, old, new = mutation
+    target = copy / "rules" / name
+    text = target.read_text()
+    assert old in text
+    target.write_text(text.replace(old, new))
+    result = _run([promtool, "test", "rules", *sorted((copy / "tests").glob("*.yml"))],
+                  cwd=copy / "tests")
+    assert result.returncode != 0, f"promtool tests did not notice {mutation}:\n{result.stdout}"
+
+
+def test_amtool_checks_alertmanager_config(tmp_path: Path) -> None:
+    amtool = require(components.AMTOOL)
+    result = _run([amtool, "check-config", ALERTMANAGER_YML])
+    assert result.returncode == 0, result.stdout + result.stderr
+    rendered = render_alertmanager_config(yaml.safe_load(ALERTMANAGER_YML.read_text()),
+                                          webhook_url="http://127.0.0.1:9/hook", group_wait="1s")
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(rendered))
+    result = _run([amtool, "check-config", path])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alertmanager_routes_by_severity_and_inhibits_warning_by_critical() -> None:
+    config = yaml.safe_load(ALERTMANAGER_YML.read_text())
+    routed = {m for route in config["route"]["routes"] for m in route["matchers"]}
+    assert routed == {'severity="critical"', 'severity="warning"', 'severity="info"'}
+    receivers = {r["name"]: r for r in config["receivers"]}
+    for route in [config["route"], *config["route"]["routes"]]:
+        assert receivers[route["receiver"]]["webhook_configs"], route
+    inhibit = config["inhibit_rules"]
+    assert {"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'],
+            "equal": ["family"]} in inhibit
+
+
+def test_every_series_in_rules_exists() -> None:
+    """No rule reads a series nobody exports (the seed's bug)."""
+    rules = _rules()
+    recorded = {r["record"] for r in rules if "record" in r}
+    known = catalogue.all_series_names() | recorded | COLLECTOR_SELF_METRICS | {"up"}
+    referenced: dict[str, set[str]] = {}
+    for rule in rules:
+        for name in series_names(rule["expr"]):
+            referenced.setdefault(name, set()).add(rule.get("alert") or rule.get("record"))
+    unknown = {name: sorted(users) for name, users in referenced.items() if name not in known}
+    assert not unknown, f"rules reference series that are never exported: {unknown}"
+    # Not vacuous: the raw catalogue counters and the self-metrics are really used.
+    assert {"cugar_executions_total", "cugar_tool_calls_total", "up"} <= referenced.keys()
+    assert COLLECTOR_SELF_METRICS <= referenced.keys()
+
+
+def test_every_golden_signal_is_recorded_with_its_labels() -> None:
+    rules = [r for r in _rules() if "record" in r]
+    recorded = {r["record"] for r in rules}
+    missing = {g.name for g in catalogue.GOLDEN_SIGNALS} - recorded
+    assert not missing, f"golden signals without a recording rule: {missing}"
+    percentiles = {r["labels"]["percentile"] for r in rules if r["record"] == "cugar_latency_ms"}
+    assert percentiles == set(catalogue.LATENCY_PERCENTILES)
+    for rule in rules:
+        if rule["record"] in {g.name for g in catalogue.GOLDEN_SIGNALS}:
+            assert "> 0" in rule["expr"], f"{rule['record']} is not guarded against idle windows"
+
+
+def test_seed_alerts_and_pipeline_alerts_are_defined() -> None:
+    alerts = _alerts()
+    assert set(SEED_ALERTS) | PIPELINE_ALERTS == set(alerts)
+    for name, (severity, duration) in SEED_ALERTS.items():
+        assert alerts[name]["labels"]["severity"] == severity, name
+        assert alerts[name].get("for") == duration, name
+
+
+def _anchors(markdown: str) -> set[str]:
+    return {re.sub(r"[^a-z0-9 -]", "", heading.strip().lower()).replace(" ", "-")
+            for heading in re.findall(r"^#+\s+(.+)$", markdown, flags=re.M)}
+
+
+def test_every_alert_is_annotated_with_an_existing_runbook() -> None:
+    anchors = _anchors(RUNBOOKS.read_text())
+    for name, rule in _alerts().items():
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
+        assert rule["labels"].get("family"), f"{name} has no family label (inhibition)"
+        annotations = rule["annotations"]
+        for key in ("summary", "description", "runbook_url"):
+            assert annotations.get(key), f"{name} has no {key} annotation"
+        path, _, anchor = annotations["runbook_url"].partition("#")
+        assert path == "docs/runbooks.md", name
+        assert anchor in anchors, f"{name}: docs/runbooks.md has no section #{anchor}"
