@@ -37,9 +37,19 @@ def _ms(start_mono: int, end_mono: int) -> float:
 
 
 class _Scope:
-    """Shared sync/async context-manager plumbing; subclasses implement _enter/_exit."""
+    """Shared sync/async context-manager plumbing.
 
-    __slots__ = ()
+    Subclasses implement `_start(core, start)` and `_finish(core, end, exc_type, exc)`; both
+    run only with telemetry enabled, at most once, and any telemetry error inside them is
+    counted instead of raised.
+    """
+
+    __slots__ = ("_core", "_start_mono", "_span", "_done")
+
+    def __init__(self, core: Core | None) -> None:
+        self._core = core
+        self._span: FastSpan | None = None
+        self._done = False
 
     def __enter__(self):
         self._enter()
@@ -57,60 +67,72 @@ class _Scope:
         self._exit(exc_type, exc)
         return False
 
-    def _enter(self) -> None:  # pragma: no cover - abstract
+    def _enter(self) -> None:
+        core = self._core
+        if core is None:
+            return
+        self._start_mono = start = monotonic_ns()
+        try:
+            self._start(core, start)
+        except Exception:  # noqa: BLE001
+            core.internal_error(f"{type(self).__name__} start")
+
+    def _exit(self, exc_type, exc) -> None:
+        core = self._core
+        if core is None or self._done:
+            return
+        self._done = True
+        end = monotonic_ns()
+        try:
+            self._finish(core, end, exc_type, exc)
+        except Exception:  # noqa: BLE001
+            core.internal_error(f"{type(self).__name__} end")
+
+    def _start(self, core: Core, start: int) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _exit(self, exc_type, exc) -> None:  # pragma: no cover - abstract
+    def _finish(self, core: Core, end: int, exc_type, exc) -> None:  # pragma: no cover
         raise NotImplementedError
 
 
 class ToolCall(_Scope):
     """One tool call (plan step). Leaving with an exception marks it as an error."""
 
-    __slots__ = ("_core", "_execution", "_tool", "_domain", "_side_effect", "_arguments",
-                 "_error_type", "_start", "_span", "_token", "_done")
+    __slots__ = ("_execution", "_tool", "_domain", "_side_effect", "_arguments",
+                 "_error_type", "_token")
 
     def __init__(self, core: Core | None, execution: "Execution | None", tool: str,
                  domain: str | None, side_effect: str, arguments: Any) -> None:
-        self._core = core
+        super().__init__(core)
         self._execution = execution
         self._tool = tool
         self._domain = domain
         self._side_effect = side_effect
         self._arguments = arguments
         self._error_type: str | None = None
-        self._span: FastSpan | None = None
         self._token = None
-        self._done = False
 
-    def _enter(self) -> None:
-        core = self._core
-        if core is None:
-            return
-        self._start = start = monotonic_ns()
-        try:
-            parent = self._execution._span if self._execution is not None else None
-            if core.tracer is None or (self._execution is not None and parent is None):
-                return  # tracing off, or the execution was not sampled: children follow it
-            tool = core.clean_text(self._tool) if isinstance(self._tool, str) else "unknown"
-            attrs = {
-                "gen_ai.operation.name": "execute_tool",
-                "gen_ai.tool.name": tool,
-                "gen_ai.tool.type": "function",
-                "cugar.domain": core.domains(self._domain),
-                "cugar.side_effect": core.side_effects(self._side_effect),
-            }
-            if core.capture_content and self._arguments is not None:
-                attrs["gen_ai.tool.call.arguments"] = core.capture(self._arguments)
-            name = "execute_tool " + tool
-            span = (parent.child(name, attrs, start) if parent is not None
-                    else core.tracer.start_root(name, attrs, start))
-            if span is not None:
-                span.add_event("tool_call_start")
-                self._token = span.attach()
-                self._span = span
-        except Exception:  # noqa: BLE001
-            core.internal_error("tool_call start")
+    def _start(self, core: Core, start: int) -> None:
+        parent = self._execution._span if self._execution is not None else None
+        if core.tracer is None or (self._execution is not None and parent is None):
+            return  # tracing off, or the execution was not sampled: children follow it
+        tool = core.name(self._tool)
+        attrs = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": tool,
+            "gen_ai.tool.type": "function",
+            "cugar.domain": core.domains(self._domain),
+            "cugar.side_effect": core.side_effects(self._side_effect),
+        }
+        if core.capture_content and self._arguments is not None:
+            attrs["gen_ai.tool.call.arguments"] = core.capture(self._arguments)
+        name = "execute_tool " + tool
+        span = (parent.child(name, attrs, start) if parent is not None
+                else core.tracer.start_root(name, attrs, start))
+        if span is not None:
+            span.add_event("tool_call_start")
+            self._token = span.attach()
+            self._span = span
 
     def set_result(self, result: Any) -> None:
         core, span = self._core, self._span
@@ -125,68 +147,51 @@ class ToolCall(_Scope):
         """Mark this call as failed without raising (error.type = `error_type`)."""
         self._error_type = error_type if isinstance(error_type, str) and error_type else "error"
 
-    def _exit(self, exc_type, exc) -> None:
-        core = self._core
-        if core is None or self._done:
+    def _finish(self, core: Core, end: int, exc_type, exc) -> None:
+        if exc_type is not None and self._error_type is None:
+            self._error_type = exc_type.__name__
+        error_label = None if self._error_type is None else core.error_types(self._error_type)
+        core.metrics.tool_call(core.tools(self._tool), core.domains(self._domain),
+                               core.side_effects(self._side_effect), error_label,
+                               _ms(self._start_mono, end))
+        if self._execution is not None:
+            self._execution.steps += 1
+        span = self._span
+        if span is None:
             return
-        self._done = True
-        end = monotonic_ns()
-        try:
-            if exc_type is not None and self._error_type is None:
-                self._error_type = exc_type.__name__
-            error_label = None if self._error_type is None else core.error_types(self._error_type)
-            tool_label = core.tools(self._tool)
-            domain = core.domains(self._domain)
-            core.metrics.tool_call(tool_label, domain, core.side_effects(self._side_effect),
-                                   error_label, _ms(self._start, end))
-            if self._execution is not None:
-                self._execution.steps += 1
-            span = self._span
-            if span is not None:
-                detach(self._token)
-                if self._error_type is None:
-                    span.add_event("tool_call_complete")
-                else:
-                    error_type = core.clean_text(self._error_type)
-                    span.attributes["error.type"] = error_type
-                    span.add_event("tool_call_error", {"error.type": error_type})
-                    if exc is not None:
-                        core.add_exception_event(span, exc)
-                    span.set_error(core.describe(exc) if exc is not None else error_type)
-                span.end(end)
-        except Exception:  # noqa: BLE001
-            core.internal_error("tool_call end")
+        detach(self._token)
+        if self._error_type is None:
+            span.add_event("tool_call_complete")
+        else:
+            error_type = core.clean_text(self._error_type)
+            span.attributes["error.type"] = error_type
+            span.add_event("tool_call_error", {"error.type": error_type})
+            if exc is not None:
+                core.add_exception_event(span, exc)
+            span.set_error(core.describe(exc) if exc is not None else error_type)
+        span.end(end)
 
 
 class Approval(_Scope):
     """A human-in-the-loop gate. Leaving without a decision records a timeout."""
 
-    __slots__ = ("_core", "_execution", "_tool", "_decision", "_start", "_span", "_done")
+    __slots__ = ("_execution", "_tool", "_decision")
 
     def __init__(self, core: Core | None, execution: "Execution", tool: str | None) -> None:
-        self._core = core
+        super().__init__(core)
         self._execution = execution
         self._tool = tool
         self._decision: str | None = None
-        self._span: FastSpan | None = None
-        self._done = False
 
-    def _enter(self) -> None:
-        core = self._core
-        if core is None:
-            return
-        self._start = start = monotonic_ns()
+    def _start(self, core: Core, start: int) -> None:
         parent = self._execution._span
         if parent is None:
             return
-        try:
-            tool = core.clean_text(self._tool) if isinstance(self._tool, str) else "unknown"
-            span = parent.child("approval " + tool, {
-                "gen_ai.operation.name": "approval", "cugar.approval.tool": tool}, start)
-            span.add_event("approval_requested", {"cugar.approval.tool": tool})
-            self._span = span
-        except Exception:  # noqa: BLE001
-            core.internal_error("approval start")
+        tool = core.name(self._tool)
+        span = parent.child("approval " + tool, {
+            "gen_ai.operation.name": "approval", "cugar.approval.tool": tool}, start)
+        span.add_event("approval_requested", {"cugar.approval.tool": tool})
+        self._span = span
 
     def approve(self) -> None:
         self._decision = "approved"
@@ -201,44 +206,37 @@ class Approval(_Scope):
     def decision(self) -> str | None:
         return self._decision
 
-    def _exit(self, exc_type, exc) -> None:
-        core = self._core
-        if core is None or self._done:
+    def _finish(self, core: Core, end: int, exc_type, exc) -> None:
+        decision = self._decision or "timeout"
+        wait_ms = _ms(self._start_mono, end)
+        core.metrics.approval(decision, wait_ms)
+        span = self._span
+        if span is None:
             return
-        self._done = True
-        end = monotonic_ns()
-        try:
-            decision = self._decision or "timeout"
-            wait_ms = _ms(self._start, end)
-            core.metrics.approval(decision, wait_ms)
-            span = self._span
-            if span is not None:
-                span.attributes["cugar.approval.decision"] = decision
-                span.attributes["cugar.approval.wait_ms"] = wait_ms
-                if decision == "timeout":
-                    span.add_event("approval_timeout")
-                else:
-                    span.add_event("approval_received", {"cugar.approval.decision": decision})
-                span.end(end)
-        except Exception:  # noqa: BLE001
-            core.internal_error("approval end")
+        span.attributes["cugar.approval.decision"] = decision
+        span.attributes["cugar.approval.wait_ms"] = wait_ms
+        if decision == "timeout":
+            span.add_event("approval_timeout")
+        else:
+            span.add_event("approval_received", {"cugar.approval.decision": decision})
+        span.end(end)
 
 
 class Execution(_Scope):
     """One agent run. Succeeds unless `fail()` is called or an exception escapes it."""
 
-    __slots__ = ("_core", "_profile_raw", "_profile", "_agent_name", "_goal", "_ceiling",
-                 "_start", "_span", "_token", "_cv_token", "_failed", "_failure", "_error_type",
-                 "_warned", "_exceeded", "_done", "steps", "spent")
+    __slots__ = ("_profile_raw", "_profile", "_agent_name", "_goal", "_ceiling", "_token",
+                 "_cv_token", "_failed", "_failure", "_error_type", "_warned", "_exceeded",
+                 "steps", "spent")
 
     def __init__(self, core: Core | None, profile: str, agent_name: str, goal: str | None,
                  budget_ceiling: float | None) -> None:
-        self._core = core
+        super().__init__(core)
         self._profile_raw = profile
+        self._profile = catalogue.OTHER
         self._agent_name = agent_name
         self._goal = goal
         self._ceiling = budget_ceiling
-        self._span: FastSpan | None = None
         self._token = None
         self._cv_token = None
         self._failed = False
@@ -246,79 +244,69 @@ class Execution(_Scope):
         self._error_type: str | None = None
         self._warned = False
         self._exceeded = False
-        self._done = False
         self.steps = 0
         self.spent = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------
     def _enter(self) -> None:
-        core = self._core
+        # Current even with telemetry disabled: decorated tools and agent code rely on it.
         self._cv_token = _CURRENT.set(self)
-        if core is None:
-            return
-        self._start = start = monotonic_ns()
-        try:
-            self._profile = core.profiles(self._profile_raw)
-            ceiling = self._ceiling
-            if ceiling is not None and not (isinstance(ceiling, (int, float)) and ceiling > 0):
-                core.invalid_input(f"budget_ceiling must be a positive number, got {ceiling!r}")
-                self._ceiling = None
-            if core.tracer is None:
-                return
-            agent = core.clean_text(self._agent_name) if isinstance(
-                self._agent_name, str) else "unknown"
-            attrs = {
-                "gen_ai.operation.name": "invoke_agent",
-                "gen_ai.agent.name": agent,
-                "cugar.profile": self._profile,
-            }
-            if self._ceiling is not None:
-                attrs["cugar.budget.ceiling"] = float(self._ceiling)
-            if core.capture_content and self._goal is not None:
-                attrs["gen_ai.input.messages"] = core.capture_messages(self._goal)
-            span = core.tracer.start_root("invoke_agent " + agent, attrs, start)
-            if span is not None:
-                self._token = span.attach()
-                self._span = span
-        except Exception:  # noqa: BLE001
-            core.internal_error("execution start")
+        super()._enter()
 
     def _exit(self, exc_type, exc) -> None:
         if self._cv_token is not None:
             _CURRENT.reset(self._cv_token)
             self._cv_token = None
-        core = self._core
-        if core is None or self._done:
+        super()._exit(exc_type, exc)
+
+    def _start(self, core: Core, start: int) -> None:
+        self._profile = core.profiles(self._profile_raw)
+        ceiling = self._ceiling
+        if ceiling is not None and not (isinstance(ceiling, (int, float)) and ceiling > 0):
+            core.invalid_input(f"budget_ceiling must be a positive number, got {ceiling!r}")
+            self._ceiling = None
+        if core.tracer is None:
             return
-        self._done = True
-        end = monotonic_ns()
-        try:
-            if exc_type is not None:
-                self._failed = True
-                self._error_type = self._error_type or exc_type.__name__
-            success = not self._failed
-            utilization = self.spent / self._ceiling if self._ceiling else None
-            core.metrics.execution(self._profile, success, _ms(self._start, end), self.steps,
-                                   utilization)
-            span = self._span
-            if span is None:
-                return
-            detach(self._token)
-            attrs = span.attributes
-            attrs["cugar.outcome"] = "success" if success else "failure"
-            attrs["cugar.steps"] = self.steps
-            attrs["cugar.budget.used"] = self.spent
-            if utilization is not None:
-                attrs["cugar.budget.utilization"] = utilization
-            if not success:
-                attrs["error.type"] = core.clean_text(self._error_type or "execution_failed")
-                if exc is not None:
-                    core.add_exception_event(span, exc)
-                span.set_error(core.describe(exc) if exc is not None
-                               else core.clean_text(self._failure or "execution failed"))
-            span.end(end)
-        except Exception:  # noqa: BLE001
-            core.internal_error("execution end")
+        agent = core.name(self._agent_name)
+        attrs = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": agent,
+            "cugar.profile": self._profile,
+        }
+        if self._ceiling is not None:
+            attrs["cugar.budget.ceiling"] = float(self._ceiling)
+        if core.capture_content and self._goal is not None:
+            attrs["gen_ai.input.messages"] = core.capture_messages(self._goal)
+        span = core.tracer.start_root("invoke_agent " + agent, attrs, start)
+        if span is not None:
+            self._token = span.attach()
+            self._span = span
+
+    def _finish(self, core: Core, end: int, exc_type, exc) -> None:
+        if exc_type is not None:
+            self._failed = True
+            self._error_type = self._error_type or exc_type.__name__
+        success = not self._failed
+        utilization = self.spent / self._ceiling if self._ceiling else None
+        core.metrics.execution(self._profile, success, _ms(self._start_mono, end), self.steps,
+                               utilization)
+        span = self._span
+        if span is None:
+            return
+        detach(self._token)
+        attrs = span.attributes
+        attrs["cugar.outcome"] = "success" if success else "failure"
+        attrs["cugar.steps"] = self.steps
+        attrs["cugar.budget.used"] = self.spent
+        if utilization is not None:
+            attrs["cugar.budget.utilization"] = utilization
+        if not success:
+            attrs["error.type"] = core.clean_text(self._error_type or "execution_failed")
+            if exc is not None:
+                core.add_exception_event(span, exc)
+            span.set_error(core.describe(exc) if exc is not None
+                           else core.clean_text(self._failure or "execution failed"))
+        span.end(end)
 
     # -- inside the execution ---------------------------------------------------------------
     @property

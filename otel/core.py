@@ -34,6 +34,10 @@ class Core:
         self.error_types = BoundedSet(settings.max_error_types, self.clean_text)
 
     # -- privacy helpers ------------------------------------------------------------------------
+    def name(self, value: Any) -> str:
+        """A name as it may appear in a span (redacted), or "unknown" when not a string."""
+        return self.clean_text(value) if isinstance(value, str) and value else "unknown"
+
     def redact(self, attributes: dict[str, Any]) -> dict[str, Any]:
         return privacy.redact_attributes(attributes)
 

@@ -110,21 +110,85 @@ class _Worker:
         return not self._thread.is_alive()
 
 
-class SpanShipper(SpanProcessor):
+class _Shipper:
+    """Background export on a schedule, bounded flush and bounded shutdown.
+
+    Subclasses implement `_flush_locked()`: export everything pending, True when delivered.
+    """
+
+    def __init__(self, name: str, exporter, stats: Stats, interval_s: float) -> None:
+        self._name = name
+        self._exporter = exporter
+        self._stats = stats
+        self._lock = threading.Lock()
+        self._closed = False
+        self._worker = _Worker(f"cugar-{name}-export", interval_s, self._flush)
+
+    def _flush(self) -> bool:
+        with self._lock:
+            token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+            try:
+                return self._flush_locked()
+            finally:
+                detach(token)
+
+    def _flush_locked(self) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _export(self, data, size: int, ok, counter: str) -> bool:
+        """One exporter call; failures (result or exception) are counted, never raised."""
+        try:
+            result = self._exporter.export(data)
+            why = "exporter returned FAILURE (collector unreachable or refusing?)"
+        except Exception as exc:  # noqa: BLE001 - exporters may raise on bad endpoints
+            result, why = None, f"{type(exc).__name__}: {exc}"
+        if result is ok:
+            self._stats.add(counter, size)
+            return True
+        self._on_export_failed(size, why)
+        return False
+
+    def _on_export_failed(self, size: int, why: str) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _on_shutdown_timeout(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        if self._closed:
+            return False
+        outcome: list[bool] = []
+        done = _run_bounded(lambda: outcome.append(self._flush()), timeout_millis / 1000,
+                            f"cugar-{self._name}-flush")
+        return done and all(outcome)
+
+    def abandon(self) -> None:
+        """Never export again (forked child: the data and the threads are the parent's)."""
+        self._closed = True
+
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        if self._closed:
+            return
+        deadline = time.monotonic() + timeout_s
+        self._closed = True
+        self._worker.stop(0)
+        if not _run_bounded(self._flush, timeout_s, f"cugar-{self._name}-flush"):
+            self._on_shutdown_timeout()
+        # Also interrupts an export still retrying against an unreachable collector.
+        _shutdown_exporter(self._exporter, deadline - time.monotonic())
+
+
+class SpanShipper(_Shipper, SpanProcessor):
     """Bounded-queue batching span processor that counts every span it loses."""
 
     def __init__(self, exporter: SpanExporter, stats: Stats, max_queue: int = 2048,
                  batch_size: int = 512, schedule_delay_s: float = 5.0,
                  redact: Callable[[ReadableSpan], ReadableSpan] | None = None) -> None:
-        self._exporter = exporter
-        self._stats = stats
         self._max_queue = max_queue
         self._batch_size = batch_size
         self._redact = redact
         self._queue: collections.deque[ReadableSpan] = collections.deque()
-        self._export_lock = threading.Lock()
-        self._closed = False
-        self._worker = _Worker("cugar-span-export", schedule_delay_s, self._export_all)
+        super().__init__("span", exporter, stats, schedule_delay_s)
 
     # SpanProcessor interface: spans created through the OTel SDK tracer (other libraries).
     def on_start(self, span, parent_context=None) -> None:
@@ -151,115 +215,57 @@ class SpanShipper(SpanProcessor):
         if len(queue) >= self._batch_size:
             self._worker.wake()
 
-    def _export_all(self) -> None:
-        with self._export_lock:
-            token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-            try:
-                self._drain()
-            finally:
-                detach(token)
-
-    def _drain(self) -> None:
+    def _flush_locked(self) -> bool:
+        delivered = True
         while self._queue:
             batch = []
             while self._queue and len(batch) < self._batch_size:
                 batch.append(self._queue.popleft())
-            self._export(batch)
+            delivered = self._export(
+                batch, len(batch), SpanExportResult.SUCCESS, "spans_exported") and delivered
+        return delivered
 
-    def _export(self, batch: Sequence[ReadableSpan]) -> None:
-        try:
-            result = self._exporter.export(batch)
-        except Exception as exc:  # noqa: BLE001 - exporters may raise on bad endpoints
-            result = None
-            why = f"{type(exc).__name__}: {exc}"
-        else:
-            why = "exporter returned FAILURE (collector unreachable or refusing?)"
-        if result is SpanExportResult.SUCCESS:
-            self._stats.add("spans_exported", len(batch))
-        else:
-            self._stats.add("span_exports_failed")
-            self._stats.loss("spans_export_failed", len(batch), why)
+    def _on_export_failed(self, size: int, why: str) -> None:
+        self._stats.add("span_exports_failed")
+        self._stats.loss("spans_export_failed", size, why)
+
+    def _on_shutdown_timeout(self) -> None:
+        left = len(self._queue)
+        self._queue.clear()
+        if left:
+            self._stats.loss("spans_dropped", left, "shutdown deadline reached before export")
 
     def queued(self) -> int:
         return len(self._queue)
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        if self._closed:
-            return False
-        return _run_bounded(self._export_all, timeout_millis / 1000, "cugar-span-flush")
-
-    def shutdown(self, timeout_s: float = 5.0) -> None:
-        if self._closed:
-            return
-        deadline = time.monotonic() + timeout_s
-        self._closed = True
-        self._worker.stop(0)
-        if not _run_bounded(self._export_all, timeout_s, "cugar-span-flush"):
-            left = len(self._queue)
-            self._queue.clear()
-            self._stats.loss("spans_dropped", left, "shutdown deadline reached before export")
-        # Also interrupts an export still retrying against an unreachable collector.
-        _shutdown_exporter(self._exporter, deadline - time.monotonic())
+    def abandon(self) -> None:
+        super().abandon()
+        self._queue.clear()
 
 
-class MetricShipper:
+class MetricShipper(_Shipper):
     """Exports `collect()`'s metrics every interval, on flush and once more at shutdown."""
 
     def __init__(self, exporter: MetricExporter, stats: Stats, resource: Resource,
                  scope: InstrumentationScope, collect: Callable[[], list],
                  interval_s: float = 60.0) -> None:
-        self._exporter = exporter
-        self._stats = stats
         self._resource = resource
         self._scope = scope
         self._collect = collect
-        self._lock = threading.Lock()
-        self._closed = False
-        self._worker = _Worker("cugar-metric-export", interval_s, self._export)
+        super().__init__("metric", exporter, stats, interval_s)
 
-    def _export(self) -> bool:
-        with self._lock:
-            token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-            try:
-                return self._export_locked()
-            finally:
-                detach(token)
-
-    def _export_locked(self) -> bool:
+    def _flush_locked(self) -> bool:
         try:
             metrics = self._collect()
-            if not metrics:
-                return True
-            data = MetricsData([ResourceMetrics(
-                self._resource, [ScopeMetrics(self._scope, metrics, "")], "")])
-            try:
-                result = self._exporter.export(data)
-                why = "exporter returned FAILURE (collector unreachable or refusing?)"
-            except Exception as exc:  # noqa: BLE001
-                result, why = None, f"{type(exc).__name__}: {exc}"
-            if result is MetricExportResult.SUCCESS:
-                self._stats.add("metric_exports")
-                return True
-            self._stats.loss("metric_exports_failed", 1, why)
-            return False
         except Exception:  # noqa: BLE001 - collection bugs must not kill the worker
             self._stats.add("internal_errors")
             log.exception("metric collection failed")
             return False
+        if not metrics:
+            return True
+        data = MetricsData([ResourceMetrics(
+            self._resource, [ScopeMetrics(self._scope, metrics, "")], "")])
+        return self._export(data, 1, MetricExportResult.SUCCESS, "metric_exports")
 
-    def force_flush(self, timeout_millis: int = 10000) -> bool:
-        if self._closed:
-            return False
-        outcome: list[bool] = []
-        done = _run_bounded(lambda: outcome.append(self._export()), timeout_millis / 1000,
-                            "cugar-metric-flush")
-        return done and all(outcome)
-
-    def shutdown(self, timeout_s: float = 5.0) -> None:
-        if self._closed:
-            return
-        deadline = time.monotonic() + timeout_s
-        self._closed = True
-        self._worker.stop(0)
-        _run_bounded(self._export, timeout_s, "cugar-metric-flush")
-        _shutdown_exporter(self._exporter, deadline - time.monotonic())
+    def _on_export_failed(self, size: int, why: str) -> None:
+        self._stats.loss("metric_exports_failed", 1, why)

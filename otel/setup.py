@@ -6,6 +6,7 @@ import atexit
 import logging
 import os
 import threading
+import weakref
 from typing import Any, Mapping
 
 from opentelemetry import metrics as metrics_api
@@ -25,7 +26,7 @@ from otel.core import Core
 from otel.exporting import MetricShipper, SpanShipper, build_metric_exporter, build_span_exporter
 from otel.metrics import AgentMetrics
 from otel.spans import FastTracer
-from otel.stats import Stats
+from otel.stats import Stats, quiet_exporter_logs
 
 log = logging.getLogger("otel")
 
@@ -73,6 +74,8 @@ class Telemetry:
             self.agent = AgentTelemetry(None)
             return
 
+        quiet_exporter_logs()
+        _abandon_in_forked_child(self)
         tracer = None
         self.tracer_provider = TracerProvider(resource=self.resource, sampler=settings.sampler)
         if settings.traces_enabled:
@@ -105,6 +108,15 @@ class Telemetry:
                 log.warning("embedded Prometheus endpoint on %s:%s unavailable: %s",
                             settings.embedded_prometheus_host,
                             settings.embedded_prometheus_port, exc)
+
+    def _abandon(self) -> None:
+        """In a forked child: the export threads are gone and the data is the parent's."""
+        self._closed = True
+        for shipper in (self._span_shipper, self._metric_shipper):
+            if shipper is not None:
+                shipper.abandon()
+        self.embedded = None
+        self.agent._core = None  # inherited handles record nothing; see docs/library.md
 
     def _collect_metrics(self) -> list:
         """Our catalogue metrics plus whatever SDK instruments recorded, as one scope list."""
@@ -173,14 +185,21 @@ def _forget(tel: Telemetry) -> None:
             _ACTIVE = None
 
 
-def _after_fork() -> None:
-    # Export threads do not survive fork(); a child calls setup_telemetry() again.
-    global _ACTIVE
-    _ACTIVE = None
+def _abandon_in_forked_child(tel: Telemetry) -> None:
+    """A forked child must neither re-export the parent's data nor wait on dead threads;
+    it calls setup_telemetry() again for its own handle."""
+    if not hasattr(os, "register_at_fork"):
+        return
+    ref = weakref.ref(tel)
 
+    def after_in_child() -> None:
+        global _ACTIVE
+        _ACTIVE = None
+        handle = ref()
+        if handle is not None:
+            handle._abandon()
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
+    os.register_at_fork(after_in_child=after_in_child)
 
 
 def create_telemetry(service_name: str | None = None, service_version: str | None = None,

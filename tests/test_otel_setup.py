@@ -253,3 +253,37 @@ def test_sdk_instruments_ride_along_with_catalogue_metrics():
     p = last_points(metrics)
     assert total(p["http_requests"]) == 2 and total(p["cugar_executions_total"]) == 1
     assert isinstance(metrics, InMemoryMetricExporter)
+
+
+def test_forked_child_does_not_re_export_the_parents_data():
+    # HTTP: gRPC itself does not survive fork() once its threads run (use spawn with gRPC).
+    receiver = OtlpReceiver("http/protobuf")
+    try:
+        result = run_python("""
+            import json, os
+            from otel import setup_telemetry
+            parent = setup_telemetry(service_name="forker")
+            with parent.agent.execution(profile="demo", agent_name="parent-run"):
+                pass
+            pid = os.fork()
+            if pid == 0:  # child: the inherited handle is inert; a new setup is its own
+                parent.shutdown()
+                child = setup_telemetry(service_name="forker")
+                with child.agent.execution(profile="demo", agent_name="child-run"):
+                    pass
+                child.shutdown()
+                os._exit(0 if child is not parent else 1)
+            _, status = os.waitpid(pid, 0)
+            parent.shutdown()
+            print(json.dumps({"child_status": status}))
+        """, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+              "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, timeout=30)
+        assert result == {"child_status": 0}
+        names = sorted(s.name for s in receiver.spans)
+        assert names == ["invoke_agent child-run", "invoke_agent parent-run"]
+        instances = {kv.value.string_value for r in receiver.metric_requests
+                     for rm in r.resource_metrics for kv in rm.resource.attributes
+                     if kv.key == "service.instance.id"}
+        assert len(instances) == 2  # the child never speaks with the parent's identity
+    finally:
+        receiver.stop()
