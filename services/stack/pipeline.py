@@ -224,7 +224,10 @@ class Pipeline:
             "prometheus",
             [binary, f"--config.file={config}",
              f"--storage.tsdb.path={self.workdir / 'prometheus-data'}",
-             f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}"],
+             f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}",
+             # Firing alerts are re-sent at this pace; the default (1m) would hold back an alert
+             # that fired before the Alertmanager target was discovered (up to 5s after start).
+             f"--rules.alert.resend-delay={self.evaluation_interval}"],
             self.workdir / "prometheus.log", ready_url=f"{self.prometheus_url}/-/ready",
             cwd=self.workdir))
 
