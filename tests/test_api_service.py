@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -94,7 +97,8 @@ def test_browsers_get_the_live_page_api_clients_get_json() -> None:
     assert api.status_code == 503 and api.headers["content-type"] == "application/json"
 
 
-PROTECTED = ["/", "/health/ready", "/dashboard", "/metrics", "/docs", "/redoc", "/openapi.json"]
+PROTECTED = ["/", "/health/ready", "/dashboard", "/metrics", "/runbooks", "/docs", "/redoc",
+             "/openapi.json"]
 
 
 @pytest.mark.parametrize("path", PROTECTED)
@@ -186,3 +190,28 @@ def test_settings_reject_a_bad_port() -> None:
     with pytest.raises(ValueError, match="CUGAR_API_PORT"):
         Settings.from_env({"CUGAR_API_PORT": "eighty"})
     assert Settings.from_env({"CUGAR_API_PORT": "8123"}).port == 8123
+
+
+def alert_names() -> set[str]:
+    rules = Path(__file__).resolve().parents[1] / "monitoring" / "prometheus" / "rules"
+    return {rule["alert"] for f in rules.glob("*.yml")
+            for group in yaml.safe_load(f.read_text())["groups"]
+            for rule in group["rules"] if "alert" in rule}
+
+
+def test_runbooks_page_has_an_anchor_for_every_alert() -> None:
+    with client() as c:
+        r = c.get("/runbooks")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    anchors = set(re.findall(r'<h\d id="([^"]+)"', r.text))
+    names = alert_names()
+    assert len(names) >= 14
+    assert {name.lower() for name in names} <= anchors
+    assert "<script" not in r.text
+
+
+def test_runbooks_missing_is_a_clear_404(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CUGAR_RUNBOOKS_PATH", str(tmp_path / "nope.md"))
+    with client() as c:
+        r = c.get("/runbooks")
+    assert r.status_code == 404 and "runbooks not found" in r.json()["detail"]

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from .auth import key_matches, require_api_key
 from .metrics import ApiMetrics
+from . import runbooks
 from .prometheus import PrometheusClient, PrometheusQueryError, PrometheusUnavailable
 from .settings import Settings
 from .summary import dashboard, health_summary
@@ -151,6 +152,7 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
                 "GET /health/ready": "readiness: collector and Prometheus reachable (503 if not)",
                 "GET /dashboard?window=5m": "fleet-wide golden signals (JSON; HTML for browsers)",
                 "GET /metrics": "this process's metrics (Prometheus text format)",
+                "GET /runbooks": "alert runbooks (#<alert name in lower case>)",
                 "GET /docs": "Swagger UI", "GET /redoc": "ReDoc",
                 "GET /openapi.json": "OpenAPI schema",
             },
@@ -220,6 +222,17 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
              response_class=PlainTextResponse)
     async def get_metrics():
         return metrics.response()
+
+    @app.get("/runbooks", dependencies=[Protected], summary="Alert runbooks",
+             response_class=HTMLResponse)
+    async def get_runbooks() -> HTMLResponse:
+        path = runbooks.runbooks_path()
+        try:
+            text = path.read_text("utf-8")
+        except OSError as exc:
+            raise HTTPException(status_code=404, detail=f"runbooks not found at {path}: "
+                                                        f"{exc.strerror}") from None
+        return HTMLResponse(runbooks.render(text))
 
     @app.get("/openapi.json", dependencies=[Protected], include_in_schema=False)
     async def openapi() -> dict:

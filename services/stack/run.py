@@ -322,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def say(line: str) -> None:
-        print(line, flush=True)
+        try:
+            print(line, flush=True)
+        except OSError:  # e.g. a closed pipe (`... | head`): never a reason to skip teardown
+            pass
 
     embedded = args.embedded
     if not embedded and components.COLLECTOR.find() is None:

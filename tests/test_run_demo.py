@@ -1,0 +1,138 @@
+"""The main job (`python -m services.stack.run`): comes up, shows golden signals, and a signal
+stops every process it started (no orphans), in collector mode and in the embedded fallback."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from services.stack.components import COLLECTOR, PROMETHEUS
+from tests.support import require
+from tests.support.processes import alive, descendants
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN_LINE = re.compile(r"executions=(\d+) .* success=(\d+\.\d)% error=(\d+\.\d)% p50=\d+ms "
+                         r"p95=\d+ms")
+
+
+class Demo:
+    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        argv = [sys.executable, "-m", "services.stack.run", "--scrape-interval", "1s",
+                "--rate", "6", "--time-scale", "0.1", "--api-port", "0", "--refresh", "1",
+                "--export-interval-ms", "500", "--workdir", str(tmp / "run"), *args]
+        self.proc = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **(env or {})},
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for_line(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            self.output.append(line)
+            if match := pattern.search(line):
+                return match
+        self.stop_hard()
+        pytest.fail(f"no line matching {pattern.pattern!r} within {timeout}s; output:\n"
+                    + "\n".join(self.output))
+
+    def finish(self, timeout: float) -> int:
+        code = self.proc.wait(timeout=timeout)
+        while not self.lines.empty():
+            self.output.append(self.lines.get())
+        return code
+
+    def stop_hard(self) -> None:
+        if self.proc.poll() is None:
+            for pid in descendants(self.proc.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_until_golden_signals_then_signal(tmp: Path, signum: int, *args: str,
+                                         env: dict[str, str] | None = None) -> tuple[Demo, dict]:
+    demo = Demo(tmp, *args, env=env)
+    try:
+        match = demo.wait_for_line(GOLDEN_LINE, timeout=90)
+        assert int(match.group(1)) > 0
+        assert float(match.group(2)) + float(match.group(3)) == pytest.approx(100.0, abs=0.11)
+        family = descendants(demo.proc.pid)
+        demo.proc.send_signal(signum)
+        assert demo.finish(timeout=60) == 0, "\n".join(demo.output)
+    finally:
+        demo.stop_hard()
+    return demo, family
+
+
+def test_collector_mode_shows_golden_signals_and_sigint_leaves_no_orphans(tmp_path: Path) -> None:
+    require(COLLECTOR)
+    require(PROMETHEUS)
+    demo, family = run_until_golden_signals_then_signal(tmp_path, signal.SIGINT)
+    text = "\n".join(demo.output)
+    assert "collector mode" in text and "SIGINT received" in text and "stopped." in text
+    commands = " ".join(family.values())
+    for expected in ("cugar-otelcol", "prometheus", "alertmanager", "services.api",
+                     "services.agent"):
+        assert expected in commands, f"{expected} was not among the started processes"
+    assert len(family) >= 7  # plus uvicorn and agent worker processes
+    leftovers = {pid: cmd for pid, cmd in family.items() if alive(pid)}
+    assert not leftovers, f"processes left running after SIGINT: {leftovers}"
+
+
+def test_without_collector_binary_it_falls_back_to_embedded_mode_and_sigterm_stops_it(
+        tmp_path: Path) -> None:
+    require(PROMETHEUS)
+    demo, family = run_until_golden_signals_then_signal(
+        tmp_path, signal.SIGTERM, env={"CUGAR_COLLECTOR_BIN": str(tmp_path / "missing")})
+    text = "\n".join(demo.output)
+    assert "falling back to EMBEDDED mode" in text and "EMBEDDED mode)" in text
+    assert "SIGTERM received" in text
+    assert not any("cugar-otelcol" in cmd for cmd in family.values())
+    leftovers = {pid: cmd for pid, cmd in family.items() if alive(pid)}
+    assert not leftovers, f"processes left running after SIGTERM: {leftovers}"
+
+
+def test_bounded_run_ends_by_itself(tmp_path: Path) -> None:
+    require(PROMETHEUS)
+    demo = Demo(tmp_path, "--embedded", "--duration", "6")
+    try:
+        assert demo.finish(timeout=90) == 0
+    finally:
+        demo.stop_hard()
+    assert "stopped." in "\n".join(demo.output)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rate", "0"], "--rate and --refresh must be > 0"),
+    (["--duration", "-1"], "--duration must be > 0"),
+])
+def test_bad_options_are_refused(args: list[str], message: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "services.stack.run", *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and message in result.stderr
