@@ -1,0 +1,159 @@
+"""The API on the real pipeline: after a known multi-process workload, /dashboard equals the
+agent's own ground truth; several API workers and replicas give identical answers; the API is
+scraped by Prometheus and its own telemetry travels through the collector."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.stack.components import ALERTMANAGER, COLLECTOR, PROMETHEUS
+from services.stack.pipeline import Pipeline
+from services.stack.process import free_port, wait_until
+from services.stack.run import api_process
+from tests.support import require
+from tests.support.processes import descendants
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[1]
+AGENT_ARGS = ["--executions", "300", "--processes", "3", "--time-scale", "0", "--seed", "11",
+              "--fail", "intelligence=0.3", "--approval-timeout-rate", "0.1",
+              "--approval-reject-rate", "0.1"]
+
+
+@dataclass
+class Stack:
+    pipeline: Pipeline
+    api_url: str
+    replica_url: str
+    api_pid: int
+    truth: dict
+
+
+def total(p: Pipeline, promql: str) -> float:
+    return sum(float(r["value"][1]) for r in p.query(promql))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    for component in (COLLECTOR, PROMETHEUS, ALERTMANAGER):
+        require(component)
+    work = tmp_path_factory.mktemp("api-pipeline")
+    port, replica_port = free_port(), free_port()
+    with Pipeline(work / "pipeline", api_target=f"127.0.0.1:{port}", alertmanager=False) as p:
+        telemetry = p.agent_env()
+        api = api_process(work, port, p.prometheus_url, p.collector_health_url, telemetry,
+                          workers=2)
+        replica = api_process(work, replica_port, p.prometheus_url, p.collector_health_url,
+                              telemetry, workers=1, name="api-replica")
+        with api, replica:
+            agent = subprocess.run(
+                [sys.executable, "-m", "services.agent", "run", *AGENT_ARGS], cwd=REPO,
+                env={**os.environ, **p.agent_env(), "OTEL_SERVICE_NAME": "cugar-sales"},
+                capture_output=True, text=True, timeout=180)
+            assert agent.returncode == 0, agent.stderr
+            truth = json.loads(agent.stdout)
+            # Prometheus holds the final values (raw sums, independent of the API's PromQL).
+            for promql, expected in [
+                ("cugar_executions_total", truth["executions"]),
+                ("cugar_tool_calls_total", truth["tool_calls"]),
+                ("cugar_approvals_total", sum(truth["approvals"].values())),
+                ("cugar_execution_steps_count", truth["executions"]),
+                ("cugar_budget_exceeded_total", truth["budget_exceeded"]),
+            ]:
+                wait_until(lambda: total(p, promql) == expected, 30,
+                           what=f"{promql} to reach {expected} in Prometheus")
+            yield Stack(p, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{replica_port}",
+                        api.pid, truth)
+
+
+def get(url: str, path: str, **params: str) -> httpx.Response:
+    return httpx.get(url + path, params=params, headers={"Accept": "application/json"},
+                     timeout=15)
+
+
+def test_dashboard_numbers_equal_the_agents_ground_truth(stack: Stack) -> None:
+    t = stack.truth
+    r = get(stack.api_url, "/dashboard", window="10m")
+    assert r.status_code == 200, r.text
+    d = r.json()
+    e = d["executions"]
+    assert (e["total"], e["successful"], e["failed"]) == (t["executions"], t["successful"],
+                                                          t["failed"])
+    assert e["failed"] > 0 and e["steps"] == t["steps"]
+    assert {p: (v["total"], v["successful"], v["failed"]) for p, v in e["by_profile"].items()} == {
+        p: (v["executions"], v["successful"], v["failed"]) for p, v in t["by_profile"].items()}
+    assert (d["tools"]["calls"], d["tools"]["errors"]) == (t["tool_calls"], t["tool_errors"])
+    assert d["tools"]["by_tool"] == t["by_tool"]
+    assert d["tools"]["errors_by_type"] == t["error_types"]
+    assert d["domains"] == {dom: {**v, "error_rate": (v["errors"] / v["calls"]) if v["calls"]
+                                  else None} for dom, v in t["by_domain"].items()}
+    a = d["approvals"]
+    assert {k: a[k] for k in ("approved", "rejected", "timeout")} == t["approvals"]
+    assert a["timeout"] > 0 and a["rejected"] > 0
+    b = d["budget"]
+    assert b["used"] == pytest.approx(t["budget_used"], rel=1e-9)
+    assert (b["exceeded"], b["warnings"]) == (t["budget_exceeded"], t["budget_warnings"])
+    for profile, v in t["by_profile"].items():
+        assert b["used_by_profile"][profile] == pytest.approx(v["budget_used"], rel=1e-9)
+    g = d["golden_signals"]
+    assert g["success_rate"] == t["successful"] / t["executions"]
+    assert g["error_rate"] == t["failed"] / t["executions"]
+    assert g["tool_error_rate"] == t["tool_errors"] / t["tool_calls"]
+    assert g["steps_per_execution"] == pytest.approx(t["steps"] / t["executions"])
+    assert 0 < g["budget_utilization"] < 2 and g["approval_wait_time_ms"] >= 0
+    assert all(g["latency_ms"][p] is not None for p in ("p50", "p95", "p99"))
+    assert g["latency_ms"]["p50"] <= g["latency_ms"]["p95"] <= g["latency_ms"]["p99"]
+
+
+def test_workers_and_replicas_give_identical_answers(stack: Stack) -> None:
+    workers = [cmd for cmd in descendants(stack.api_pid).values() if "multiprocessing" in cmd]
+    assert len(workers) >= 2, f"expected two uvicorn workers, found {workers}"
+    end = f"{time.time():.3f}"
+    bodies = [get(url, "/dashboard", window="10m", end=end).json()
+              for url in [stack.api_url] * 8 + [stack.replica_url] * 4]
+    assert all(body == bodies[0] for body in bodies)
+    assert bodies[0]["executions"]["total"] == stack.truth["executions"]
+
+
+def test_health_and_readiness_with_everything_up(stack: Stack) -> None:
+    ready = get(stack.api_url, "/health/ready")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    health = get(stack.api_url, "/health").json()
+    assert health["metrics"]["total_executions"] == stack.truth["executions"]
+    assert health["metrics"]["success_rate"] == stack.truth["successful"] / stack.truth["executions"]
+
+
+def test_prometheus_scrapes_the_api_metrics(stack: Stack) -> None:
+    get(stack.api_url, "/dashboard")
+    stack.pipeline.wait_for('up{job="cugar-api"}', lambda r: bool(r) and r[0]["value"][1] == "1", 30)
+    stack.pipeline.wait_for('api_prometheus_queries_total{job="cugar-api", outcome="success"}',
+                            lambda r: bool(r), 30)
+
+
+def test_the_apis_own_telemetry_goes_through_the_collector(stack: Stack) -> None:
+    get(stack.api_url, "/dashboard", window="7m")
+    stack.pipeline.wait_for('{__name__=~"http_server_.*", job="cugar-api"}', lambda r: bool(r), 60)
+
+    def spans() -> list[dict]:
+        found = []
+        for line in stack.pipeline.traces_file.read_text().splitlines():
+            for rs in json.loads(line).get("resourceSpans", []):
+                attrs = {a["key"]: a["value"].get("stringValue") for a in rs["resource"]["attributes"]}
+                if attrs.get("service.name") == "cugar-api":
+                    found += [s for ss in rs["scopeSpans"] for s in ss["spans"]]
+        return found
+
+    wait_until(lambda: any(s["name"].startswith("GET /dashboard") for s in spans()), 30,
+               what="a GET /dashboard span from the API in the trace file")
+    assert not any("/health" in s["name"] or "/metrics" in s["name"] for s in spans())

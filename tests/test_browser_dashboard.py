@@ -1,0 +1,153 @@
+"""Headless Chromium on the API's live /dashboard page while a workload runs: the page's own
+JavaScript polls the JSON and renders numbers that move with the workload and, once it has
+finished, equal the agent's ground truth. Saves a screenshot (docs/dashboard.png when
+CUGAR_UPDATE_SCREENSHOT=1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from otel import catalogue
+from services.stack.components import CHROMIUM, COLLECTOR, PROMETHEUS
+from services.stack.pipeline import Pipeline
+from services.stack.process import free_port
+from services.stack.run import api_process
+from tests.support import require
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOT = REPO / "docs" / "dashboard.png"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  "--hide-scrollbars", "--mute-audio"]
+# Virtual time lets the page's timers run without real waiting: two polls of the JSON.
+VIRTUAL_TIME_MS = "8000"
+
+
+@dataclass
+class Live:
+    pipeline: Pipeline
+    page_url: str
+    agent: subprocess.Popen[str]
+    workdir: Path
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    for component in (COLLECTOR, PROMETHEUS, CHROMIUM):
+        require(component)
+    work = tmp_path_factory.mktemp("browser")
+    port = free_port()
+    with Pipeline(work / "pipeline", alertmanager=False) as p:
+        with api_process(work, port, p.prometheus_url, p.collector_health_url, p.agent_env()):
+            agent = subprocess.Popen(
+                [sys.executable, "-m", "services.agent", "run", "--rate", "10", "--duration", "12",
+                 "--processes", "2", "--time-scale", "0.1", "--seed", "23",
+                 "--fail", "intelligence=0.2"],
+                cwd=REPO, env={**os.environ, **p.agent_env(), "OTEL_SERVICE_NAME": "cugar-sales"},
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            try:
+                p.wait_for("sum(cugar_executions_total)",
+                           lambda r: bool(r) and float(r[0]["value"][1]) >= 10, 60)
+                yield Live(p, f"http://127.0.0.1:{port}/dashboard?window=10m", agent, work)
+            finally:
+                agent.terminate()
+                agent.wait(timeout=60)
+
+
+def chromium(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    profile = work / f"chrome-{free_port()}"  # a fresh profile per run
+    result = subprocess.run([str(require(CHROMIUM)), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                             f"--virtual-time-budget={VIRTUAL_TIME_MS}", *args],
+                            capture_output=True, text=True, timeout=120)
+    shutil.rmtree(profile, ignore_errors=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+class Values(HTMLParser):
+    """Rendered numbers: every element with an id and a data-value, plus the body's state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: dict[str, str] = {}
+        self.body: dict[str, str] = {}
+        self.bar_labels: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "body":
+            self.body = a
+        if "id" in a and "data-value" in a:
+            self.values[a["id"]] = a["data-value"]
+        if "data-label" in a:
+            self.bar_labels.add(a["data-label"])
+
+
+def render(live: Live) -> Values:
+    dom = chromium(live.workdir, "--dump-dom", live.page_url).stdout
+    page = Values()
+    page.feed(dom)
+    assert page.body.get("data-state") == "live", f"page did not render live data:\n{dom[-3000:]}"
+    assert int(page.body["data-polls"]) >= 2
+    return page
+
+
+def test_live_numbers_render_and_move_with_the_workload(live: Live) -> None:
+    first = render(live)
+    executions = int(first.values["executions-total"])
+    assert executions >= 10
+    assert 0.0 <= float(first.values["success-rate"]) <= 1.0
+    assert float(first.values["error-rate"]) == pytest.approx(1 - float(first.values["success-rate"]))
+    assert float(first.values["latency-p95"]) > 0
+    assert 0 < float(first.values["budget-utilization"]) < 2
+    assert set(catalogue.DOMAINS) <= first.bar_labels
+    live.pipeline.wait_for("sum(cugar_executions_total)",
+                           lambda r: bool(r) and float(r[0]["value"][1]) > executions + 10, 60)
+    second = render(live)
+    assert int(second.values["executions-total"]) > executions
+
+
+def test_screenshot(live: Live) -> None:
+    shot = live.workdir / "dashboard.png"
+    chromium(live.workdir, "--window-size=1280,1250", f"--screenshot={shot}", live.page_url)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (1280, 1250)
+    assert len(data) > 50_000  # a rendered page, not a blank canvas
+    if os.environ.get("CUGAR_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(shot, SCREENSHOT)
+
+
+def test_after_the_workload_the_page_shows_the_ground_truth(live: Live) -> None:
+    out, _ = live.agent.communicate(timeout=120)
+    assert live.agent.returncode == 0
+    truth = json.loads(out)
+    live.pipeline.wait_for("sum(cugar_executions_total)",
+                           lambda r: bool(r) and float(r[0]["value"][1]) == truth["executions"], 60)
+    page = render(live)
+    assert int(page.values["executions-total"]) == truth["executions"]
+    assert float(page.values["success-rate"]) == truth["successful"] / truth["executions"]
+    assert float(page.values["tool-success-rate"]) == pytest.approx(
+        1 - truth["tool_errors"] / truth["tool_calls"])
+
+
+def test_values_parser() -> None:
+    page = Values()
+    page.feed('<body data-state="live" data-polls="2"><div id="x" data-value="0.5">50%</div>'
+              '<text data-label="territory">3</text></body>')
+    assert page.values == {"x": "0.5"} and page.bar_labels == {"territory"}
+    assert re.fullmatch(r"\d+", page.body["data-polls"])
