@@ -1,5 +1,6 @@
 """End to end (SPEC §4): a known workload from the simulated agent CLI, in several processes and
-two runs (the second run is a restart: new processes, new instance ids), through our collector
+two runs (the second is a restart: new processes and instance ids, OTLP/HTTP instead of gRPC,
+10% trace sampling), through our collector
 into Prometheus. Every catalogue series exists and its value equals the agent's own ground
 truth; the golden signals equal what the workload implies; instances never collide."""
 
@@ -19,9 +20,12 @@ pytestmark = pytest.mark.integration
 SERVICE = "cugar-e2e"
 ENVIRONMENT = "e2e"
 SEL = f'{{job="{SERVICE}"}}'
-RUNS = (  # (executions, processes, seed)
-    (300, 3, 11),
-    (120, 2, 12),
+RUNS = (  # (executions, processes, seed, extra environment)
+    (300, 3, 11, {}),
+    # The restart: new processes (new instance ids), OTLP over HTTP, 10% trace sampling —
+    # metrics must stay exact whatever the sampling ratio.
+    (120, 2, 12, {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                  "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}),
 )
 SETTLE_S = 30
 
@@ -40,11 +44,13 @@ def truth(pipeline: Pipeline, run_agent: Callable[..., dict]) -> dict:
     env = {"OTEL_SERVICE_NAME": SERVICE,
            "OTEL_RESOURCE_ATTRIBUTES": f"deployment.environment.name={ENVIRONMENT}"}
     total: dict = {}
-    for executions, processes, seed in RUNS:
+    for executions, processes, seed, extra in RUNS:
+        if extra.get("OTEL_EXPORTER_OTLP_PROTOCOL") == "http/protobuf":
+            extra = {**extra, "OTEL_EXPORTER_OTLP_ENDPOINT": pipeline.otlp_http_endpoint}
         summary = run_agent(pipeline, "--executions", str(executions), "--processes",
                             str(processes), "--seed", str(seed), "--time-scale", "0",
                             "--fail", "governance=0.4", "--approval-timeout-rate", "0.1",
-                            "--approval-reject-rate", "0.2", env=env)
+                            "--approval-reject-rate", "0.2", env={**env, **extra})
         assert summary["executions"] == executions
         total = merge(total, summary) if total else summary
     # The workload must exercise everything the assertions below check, or they prove nothing.
@@ -176,7 +182,7 @@ def test_golden_signals_match_the_workload(pipeline: Pipeline, truth: dict) -> N
 
 def test_instances_never_collide(pipeline: Pipeline, truth: dict) -> None:
     per_instance = _by("instance")(pipeline.query(f"sum by (instance) (cugar_executions_total{SEL})"))
-    assert len(per_instance) == sum(processes for _, processes, _ in RUNS), per_instance
+    assert len(per_instance) == sum(run[1] for run in RUNS), per_instance
     assert all(name.rsplit("-", 1)[-1].startswith("w") for name in per_instance), per_instance
     assert sum(per_instance.values()) == truth["executions"]
     # Every CUGAr series carries the resource identity; none lacks an instance.
@@ -186,3 +192,9 @@ def test_instances_never_collide(pipeline: Pipeline, truth: dict) -> None:
     environments = _by("deployment_environment")(pipeline.query(
         f"count by (deployment_environment) (cugar_executions_total{SEL})"))
     assert set(environments) == {ENVIRONMENT}
+
+
+def test_both_otlp_transports_carried_the_workload(pipeline: Pipeline, truth: dict) -> None:
+    accepted = _by("transport")(pipeline.query(
+        "sum by (transport) (otelcol_receiver_accepted_metric_points)"))
+    assert accepted.get("grpc", 0) > 0 and accepted.get("http", 0) > 0, accepted
