@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -25,7 +26,8 @@ from .window import InvalidWindow, Window
 
 log = logging.getLogger(__name__)
 
-# Liveness and scrape endpoints stay out of traces and HTTP metrics (probe noise).
+# Liveness/readiness and scrape endpoints stay out of traces and HTTP metrics (probe noise);
+# the standard OTEL_PYTHON_FASTAPI_EXCLUDED_URLS replaces this list when set.
 EXCLUDED_URLS = "/health,/metrics"
 DEFAULT_WINDOW = "5m"
 
@@ -92,7 +94,8 @@ async def _collector_problem(client: httpx.AsyncClient, url: str | None,
 def _instrument(app: FastAPI, tracer_provider: Any, meter_provider: Any) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, excluded_urls=EXCLUDED_URLS,
+    excluded = os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS") or EXCLUDED_URLS
+    FastAPIInstrumentor.instrument_app(app, excluded_urls=excluded,
                                        tracer_provider=tracer_provider,
                                        meter_provider=meter_provider)
 
