@@ -195,6 +195,8 @@ def test_instances_never_collide(pipeline: Pipeline, truth: dict) -> None:
 
 
 def test_both_otlp_transports_carried_the_workload(pipeline: Pipeline, truth: dict) -> None:
-    accepted = _by("transport")(pipeline.query(
-        "sum by (transport) (otelcol_receiver_accepted_metric_points)"))
+    # The collector's self-metrics are scraped separately: poll until the scrape caught up.
+    query = "sum by (transport) (otelcol_receiver_accepted_metric_points)"
+    accepted = _by("transport")(pipeline.wait_for(
+        query, lambda r: len(r) == 2, timeout=SETTLE_S))
     assert accepted.get("grpc", 0) > 0 and accepted.get("http", 0) > 0, accepted
