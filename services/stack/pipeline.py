@@ -34,6 +34,7 @@ COLLECTOR_TELEMETRY_JOB = "otel-collector-telemetry"
 PROMETHEUS_JOB = "prometheus"
 API_JOB = "cugar-api"
 
+
 class PipelineError(RuntimeError):
     """The pipeline could not be brought up or queried; the message names the component."""
 
