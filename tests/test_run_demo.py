@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from services.stack.components import COLLECTOR, PROMETHEUS
+from services.stack.process import wait_until
 from tests.support import require
 from tests.support.processes import alive, descendants
 
@@ -39,8 +40,11 @@ class Demo:
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
+        try:
+            for line in self.proc.stdout:
+                self.lines.put(line.rstrip("\n"))
+        except (ValueError, OSError):  # the test closed the pipe on purpose
+            pass
 
     def wait_for_line(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
         deadline = time.monotonic() + timeout
@@ -136,3 +140,21 @@ def test_bad_options_are_refused(args: list[str], message: str) -> None:
     result = subprocess.run([sys.executable, "-m", "services.stack.run", *args], cwd=REPO,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_a_closed_output_pipe_does_not_skip_the_teardown(tmp_path: Path) -> None:
+    """`make run | head` closes stdout early; stopping must still stop every process."""
+    require(PROMETHEUS)
+    demo = Demo(tmp_path, "--embedded")
+    try:
+        wait_until(lambda: any("services.agent" in cmd for cmd in descendants(demo.proc.pid).values()),
+                   60, what="the demo's agent process")
+        family = descendants(demo.proc.pid)
+        assert demo.proc.stdout is not None
+        demo.proc.stdout.close()
+        demo.proc.send_signal(signal.SIGTERM)
+        demo.proc.wait(timeout=60)
+    finally:
+        demo.stop_hard()
+    leftovers = {pid: cmd for pid, cmd in family.items() if alive(pid)}
+    assert not leftovers, f"processes left running: {leftovers}"
