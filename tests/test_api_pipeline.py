@@ -157,3 +157,20 @@ def test_the_apis_own_telemetry_goes_through_the_collector(stack: Stack) -> None
     wait_until(lambda: any(s["name"].startswith("GET /dashboard") for s in spans()), 30,
                what="a GET /dashboard span from the API in the trace file")
     assert not any("/health" in s["name"] or "/metrics" in s["name"] for s in spans())
+
+
+def test_with_an_api_key_prometheus_still_scrapes_the_api(tmp_path: Path) -> None:
+    require(COLLECTOR)
+    require(PROMETHEUS)
+    key = "pipeline-test-key"
+    port = free_port()
+    with Pipeline(tmp_path / "pipeline", api_target=f"127.0.0.1:{port}", alertmanager=False,
+                  api_key=key) as p:
+        with api_process(tmp_path, port, p.prometheus_url, p.collector_health_url, p.agent_env(),
+                         api_key=key):
+            url = f"http://127.0.0.1:{port}"
+            assert get(url, "/metrics").status_code == 401
+            assert get(url, "/health").status_code == 200
+            p.wait_for('up{job="cugar-api"}', lambda r: bool(r) and r[0]["value"][1] == "1", 30)
+            r = httpx.get(f"{url}/dashboard", headers={"X-API-Key": key}, timeout=15)
+            assert r.status_code == 200 and r.json()["executions"]["total"] == 0
