@@ -71,6 +71,8 @@ def test_dashboard_is_503_saying_prometheus_is_unreachable() -> None:
     ("window=25h", "between 1m and 24h"),
     ("window=5m&end=yesterday", "unix timestamp or an RFC 3339"),
     ("window=5m&end=2026-01-05T12:00:00", "time zone"),
+    ("window=5m&end=nan", "finite unix timestamp"),
+    ("window=5m&end=-1", "finite unix timestamp"),
 ])
 def test_bad_window_or_end_is_422_with_a_clear_message(query: str, fragment: str) -> None:
     with client() as c:

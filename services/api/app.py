@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from contextlib import asynccontextmanager
@@ -16,9 +17,9 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
+from . import runbooks
 from .auth import key_matches, require_api_key
 from .metrics import ApiMetrics
-from . import runbooks
 from .prometheus import PrometheusClient, PrometheusQueryError, PrometheusUnavailable
 from .settings import Settings
 from .summary import dashboard, health_summary
@@ -49,9 +50,14 @@ def _parse_end(text: str | None) -> float:
     if text is None:
         return time.time()
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+        raise HTTPException(status_code=422,
+                            detail=f"end must be a finite unix timestamp >= 0; got {text!r}")
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
