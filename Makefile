@@ -1,10 +1,10 @@
 .PHONY: run test deps collector bench clean
 
 run:        ## bring the whole pipeline up with a simulated agent workload (Ctrl-C stops it)
-	bash scripts/run.sh
+	bash scripts/run.sh $(ARGS)
 
 test:       ## install what is needed and run every test
-	bash scripts/test.sh
+	bash scripts/test.sh $(ARGS)
 
 deps:       ## install Debian packages, Python deps and the collector build
 	bash scripts/bootstrap.sh
