@@ -14,10 +14,9 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 
-from . import runbooks
+from . import alerts, docs_ui, runbooks
 from .auth import key_matches, require_api_key
 from .metrics import ApiMetrics
 from .prometheus import PrometheusClient, PrometheusQueryError, PrometheusUnavailable
@@ -162,6 +161,8 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
                 "GET /dashboard?window=5m": "fleet-wide golden signals (JSON; HTML for browsers)",
                 "GET /metrics": "this process's metrics (Prometheus text format)",
                 "GET /runbooks": "alert runbooks (#<alert name in lower case>)",
+                "POST /alerts/{severity}": "Alertmanager webhook receiver "
+                                           "(default|critical|warning|info)",
                 "GET /docs": "Swagger UI", "GET /redoc": "ReDoc",
                 "GET /openapi.json": "OpenAPI schema",
             },
@@ -249,11 +250,17 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
 
     @app.get("/docs", dependencies=[Protected], include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="CUGAr API - Swagger UI")
+        return docs_ui.swagger_page("/openapi.json", "CUGAr API - Swagger UI")
 
     @app.get("/redoc", dependencies=[Protected], include_in_schema=False)
     async def redoc() -> HTMLResponse:
-        return get_redoc_html(openapi_url="/openapi.json", title="CUGAr API - ReDoc")
+        return docs_ui.redoc_page("/openapi.json", "CUGAr API - ReDoc")
+
+    @app.get(docs_ui.ASSETS_PATH + "/{name}", dependencies=[Protected], include_in_schema=False)
+    async def docs_asset(name: str) -> FileResponse:
+        return docs_ui.asset(name)
+
+    app.include_router(alerts.router, dependencies=[Protected])
 
     _instrument(app, tracer_provider, meter_provider)
     return app

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from .settings import Settings
+
+
+def log_config() -> dict:
+    """uvicorn's logging plus our `services.api` loggers (alert notifications log at INFO)."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["services.api"] = {"handlers": ["default"], "level": "INFO",
+                                         "propagate": False}
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="worker processes; the API is stateless so any number agree")
     args = parser.parse_args(argv)
     uvicorn.run("services.api.app:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level="info", access_log=False)
+                workers=args.workers, log_level="info", access_log=False,
+                log_config=log_config())
     return 0
 
 

@@ -12,6 +12,8 @@ from fastapi import Response
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, GCCollector,
                                Histogram, PlatformCollector, ProcessCollector, generate_latest)
 
+from .alerts import REJECT_REASONS, SEVERITIES, STATUSES
+
 log = logging.getLogger(__name__)
 
 
@@ -26,10 +28,39 @@ class ApiMetrics:
         self.query_seconds = Histogram("api_prometheus_query_duration_seconds",
                                        "Round-trip time of one PromQL query.",
                                        registry=self.registry)
+        # Alertmanager webhook notifications received at POST /alerts/{severity}. Label values
+        # come from fixed sets (alerts.SEVERITIES x firing|resolved), pre-created at 0.
+        self.alert_notifications = Counter(
+            "api_alert_notifications", "Alertmanager webhook notifications accepted, by the "
+            "receiver's severity and the notification's status.", ("severity", "status"),
+            registry=self.registry)
+        self.alert_notification_alerts = Counter(
+            "api_alert_notification_alerts", "Alerts carried by accepted Alertmanager "
+            "notifications, by the receiver's severity and the alert's status.",
+            ("severity", "status"), registry=self.registry)
+        self.alert_notifications_rejected = Counter(
+            "api_alert_notifications_rejected", "Webhook notifications rejected with HTTP 422, "
+            "by reason (unknown_severity, invalid_payload).", ("reason",),
+            registry=self.registry)
+        for severity in SEVERITIES:
+            for status in STATUSES:
+                self.alert_notifications.labels(severity=severity, status=status)
+                self.alert_notification_alerts.labels(severity=severity, status=status)
+        for reason in REJECT_REASONS:
+            self.alert_notifications_rejected.labels(reason=reason)
 
     def observe_query(self, outcome: str, seconds: float) -> None:
         self.queries.labels(outcome=outcome).inc()
         self.query_seconds.observe(seconds)
+
+    def observe_alert_notification(self, severity: str, status: str,
+                                   alert_statuses: list[str]) -> None:
+        self.alert_notifications.labels(severity=severity, status=status).inc()
+        for alert_status in alert_statuses:
+            self.alert_notification_alerts.labels(severity=severity, status=alert_status).inc()
+
+    def observe_rejected_notification(self, reason: str) -> None:
+        self.alert_notifications_rejected.labels(reason=reason).inc()
 
     def response(self) -> Response:
         """The exposition, or HTTP 500 when collecting fails: a scrape must see the failure

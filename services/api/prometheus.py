@@ -55,10 +55,26 @@ class PrometheusClient:
             self._observe(outcome, time.monotonic() - started)
 
     async def _query(self, promql: str, at: float, timeout: float | None) -> list[Sample]:
-        url = f"{self.base_url}/api/v1/query"
+        data = await self._get_data("/api/v1/query", {"query": promql, "time": f"{at:.3f}"},
+                                    timeout, f"query {promql!r}")
+        if data["resultType"] == "scalar":
+            return [Sample({}, _number(data["result"][1]))]
+        if data["resultType"] != "vector":
+            raise PrometheusQueryError(f"query {promql!r} returned {data['resultType']}, "
+                                       f"expected an instant vector")
+        return [Sample(r["metric"], _number(r["value"][1])) for r in data["result"]]
+
+    async def alerting_rules(self, timeout: float | None = None) -> list[dict]:
+        """The loaded alerting rules (/api/v1/rules?type=alert), each with its active alerts."""
+        data = await self._get_data("/api/v1/rules", {"type": "alert"}, timeout, "rules")
+        return [rule for group in data.get("groups", []) for rule in group.get("rules", [])
+                if rule.get("type") == "alerting"]
+
+    async def _get_data(self, path: str, params: dict[str, str], timeout: float | None,
+                        what: str) -> dict:
+        url = f"{self.base_url}{path}"
         try:
-            resp = await self._client.get(url, params={"query": promql, "time": f"{at:.3f}"},
-                                          timeout=timeout or self._timeout)
+            resp = await self._client.get(url, params=params, timeout=timeout or self._timeout)
         except httpx.HTTPError as exc:
             raise PrometheusUnavailable(
                 f"Prometheus at {self.base_url} is unreachable: {type(exc).__name__}: {exc}"
@@ -75,15 +91,8 @@ class PrometheusClient:
                 f"body (is CUGAR_PROMETHEUS_URL pointing at Prometheus?)") from None
         if body.get("status") != "success":
             raise PrometheusQueryError(
-                f"Prometheus rejected query {promql!r}: {body.get('errorType')}: "
-                f"{body.get('error')}")
-        data = body["data"]
-        if data["resultType"] == "scalar":
-            return [Sample({}, _number(data["result"][1]))]
-        if data["resultType"] != "vector":
-            raise PrometheusQueryError(f"query {promql!r} returned {data['resultType']}, "
-                                       f"expected an instant vector")
-        return [Sample(r["metric"], _number(r["value"][1])) for r in data["result"]]
+                f"Prometheus rejected {what}: {body.get('errorType')}: {body.get('error')}")
+        return body["data"]
 
     async def ready(self, timeout: float) -> str | None:
         """None when Prometheus is ready, else the reason it is not."""

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 from otel.catalogue import LATENCY_PERCENTILES
 
+from .active_alerts import active_alerts
 from .prometheus import PrometheusClient, Sample
 from .promql import quantile_over_window, sum_increase
 from .window import Window
@@ -87,7 +88,8 @@ def _quantile(samples: list[Sample]) -> float | None:
 
 
 async def dashboard(prom: PrometheusClient, window: Window, at: float) -> dict:
-    r = await _run(prom, _queries(window.promql), at)
+    r, alerts = await asyncio.gather(_run(prom, _queries(window.promql), at),
+                                     active_alerts(prom, at))
 
     by_outcome_profile = _by(r["executions"], "outcome", "profile")
     successful = _count(sum(v for (o, _), v in by_outcome_profile.items() if o == "success"))
@@ -159,6 +161,7 @@ async def dashboard(prom: PrometheusClient, window: Window, at: float) -> dict:
                   "errors_by_type": {t: _count(v) for (t,), v in
                                      sorted(_by(r["tool_errors"], "error_type").items())}},
         "domains": domains,
+        "alerts": alerts,
     }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -87,14 +88,32 @@ def render_prometheus_config(base: dict, *, scrape_interval: str, evaluation_int
     return config
 
 
+def _rebase(url: str, base_url: str) -> str:
+    """`url` with the scheme and host of `base_url`, keeping its own path and query."""
+    base, own = urlsplit(base_url), urlsplit(url)
+    return urlunsplit((base.scheme, base.netloc, own.path, own.query, own.fragment))
+
+
 def render_alertmanager_config(base: dict, *, webhook_url: str | None,
-                               group_wait: str | None) -> dict:
-    """alertmanager.yml with every webhook pointed at `webhook_url` and short group timings."""
+                               group_wait: str | None, webhook_base_url: str | None = None,
+                               credentials_file: Path | None = None) -> dict:
+    """alertmanager.yml with short group timings and the webhooks pointed elsewhere.
+
+    `webhook_url` replaces every receiver's URL (one test receiver for all); `webhook_base_url`
+    replaces only scheme and host, so each receiver keeps its path (the API's
+    /alerts/<severity>). `credentials_file` makes every webhook send its content as a Bearer
+    token (the API key), the way alertmanager.yml's comment documents.
+    """
     config = json.loads(json.dumps(base))
-    if webhook_url:
-        for receiver in config.get("receivers", []):
-            for hook in receiver.get("webhook_configs", []):
+    for receiver in config.get("receivers", []):
+        for hook in receiver.get("webhook_configs", []):
+            if webhook_url:
                 hook["url"] = webhook_url
+            elif webhook_base_url:
+                hook["url"] = _rebase(hook["url"], webhook_base_url)
+            if credentials_file is not None:
+                hook.setdefault("http_config", {})["authorization"] = {
+                    "type": "Bearer", "credentials_file": str(credentials_file)}
     if group_wait:
         routes = [config["route"]]
         while routes:
@@ -113,6 +132,7 @@ class Pipeline:
                  webhook_url: str | None = None, api_target: str | None = None,
                  rule_for_override: str | Mapping[str, str] | None = None, *,
                  alert_group_wait: str | None = None, api_key: str | None = None,
+                 webhook_base_url: str | None = None,
                  collector_env: Mapping[str, str] | None = None,
                  start_timeout: float = 60.0) -> None:
         self.workdir = Path(workdir).resolve()
@@ -120,6 +140,7 @@ class Pipeline:
         self.evaluation_interval = evaluation_interval
         self.with_alertmanager = alertmanager
         self.webhook_url = webhook_url
+        self.webhook_base_url = webhook_base_url
         self.api_target = api_target
         self.rule_for_override = rule_for_override
         self.alert_group_wait = alert_group_wait
@@ -182,7 +203,8 @@ class Pipeline:
         binary = components.ALERTMANAGER.require()
         config = render_alertmanager_config(
             yaml.safe_load(ALERTMANAGER_CONFIG.read_text()), webhook_url=self.webhook_url,
-            group_wait=self.alert_group_wait)
+            group_wait=self.alert_group_wait, webhook_base_url=self.webhook_base_url,
+            credentials_file=self._api_key_file())
         path = self.workdir / "alertmanager.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         self._launch(ManagedProcess(
@@ -199,11 +221,7 @@ class Pipeline:
         for rules in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")):
             (rules_dir / rules.name).write_text(
                 render_rules(rules.read_text(), self.rule_for_override))
-        api_key_file = None
-        if self.api_key:
-            api_key_file = self.workdir / "api-key"
-            api_key_file.write_text(self.api_key)
-            api_key_file.chmod(0o600)
+        api_key_file = self._api_key_file()
         p = self.ports
         config = render_prometheus_config(
             yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text()),
@@ -216,6 +234,15 @@ class Pipeline:
             rules_glob=str(rules_dir / "*.yml"), api_key_file=api_key_file)
         path = self.workdir / "prometheus.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    def _api_key_file(self) -> Path | None:
+        """The API key in a file Prometheus and Alertmanager read (never in their configs)."""
+        if not self.api_key:
+            return None
+        path = self.workdir / "api-key"
+        path.write_text(self.api_key)
+        path.chmod(0o600)
         return path
 
     def _start_prometheus(self) -> None:

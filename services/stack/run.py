@@ -205,7 +205,8 @@ class Run:
         self.say("starting collector, Alertmanager and Prometheus ...")
         self.pipeline = Pipeline(self.workdir / "pipeline", scrape_interval=a.scrape_interval,
                                  evaluation_interval=a.scrape_interval, alertmanager=True,
-                                 api_target=f"127.0.0.1:{api_port}", api_key=self.api_key)
+                                 api_target=f"127.0.0.1:{api_port}", api_key=self.api_key,
+                                 webhook_base_url=self.api_url)  # POST /alerts/<severity>
         self.pipeline.start()
         p = self.pipeline
         self.say("starting the API and the agent workload ...")
