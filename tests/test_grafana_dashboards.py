@@ -20,6 +20,7 @@ from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from otel import catalogue
 from services.api import runbooks
+from services.promql import one_line, sum_increase
 
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA = REPO / "monitoring" / "grafana"
@@ -230,6 +231,18 @@ def test_counters_are_read_through_windows_never_raw() -> None:
             if used:
                 assert re.search(r"\b(rate|increase|last_over_time)\(", target["expr"]), (
                     f"{panel['title']}: {used} read without a window")
+
+
+def test_counts_over_the_range_use_the_shared_window_increase() -> None:
+    """The same counting as the recording rules and /dashboard (services/promql.py)."""
+    expected = {
+        "Total executions": sum_increase('cugar_executions_total{profile=~"$profile"}', "$__range"),
+        "Domain usage": sum_increase('cugar_domain_usage_total{domain=~"$domain"}', "$__range",
+                                     ("domain",)),
+    }
+    for title, expr in expected.items():
+        [target] = by_title(title)["targets"]
+        assert target["expr"] == one_line(f"round({expr})"), title
 
 
 def test_every_query_names_only_known_series() -> None:

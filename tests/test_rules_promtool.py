@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROM_DIR = ROOT / "monitoring" / "prometheus"
 RULE_FILES = sorted((PROM_DIR / "rules").glob("*.yml"))
 RULE_TESTS = sorted((PROM_DIR / "tests").glob("*.yml"))
+TEST_RULE_FILES = sorted((PROM_DIR / "tests" / "rules").glob("*.yml"))
 ALERTMANAGER_YML = ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 
@@ -86,15 +87,15 @@ def test_series_name_extraction_sees_through_promql() -> None:
     assert series_names(expr) == {"x_total", "up", "y:rec"}
 
 
-def test_recording_rules_file_is_current() -> None:
+def test_recording_rules_files_are_current() -> None:
+    assert recording_rules.TEST_RULES_FILE in TEST_RULE_FILES
     assert recording_rules.main(["--check"]) == 0, (
-        "monitoring/prometheus/rules/cugar_recording.yml is stale: "
-        "run `python -m services.stack.recording_rules`")
+        "a generated rules file is stale: run `python -m services.stack.recording_rules`")
 
 
 def test_promtool_checks_rules_and_config() -> None:
     promtool = require(components.PROMTOOL)
-    rules = _run([promtool, "check", "rules", *RULE_FILES])
+    rules = _run([promtool, "check", "rules", *RULE_FILES, *TEST_RULE_FILES])
     assert rules.returncode == 0, rules.stdout + rules.stderr
     config = _run([promtool, "check", "config", "prometheus.yml"], cwd=PROM_DIR)
     assert config.returncode == 0, config.stdout + config.stderr
@@ -109,25 +110,58 @@ def test_promtool_rule_unit_tests_pass() -> None:
     assert result.stdout.count("SUCCESS") == len(RULE_TESTS), result.stdout
 
 
-@pytest.mark.parametrize("mutation", [
+# Each removes one branch or guard of the window increase (services/promql.py): some case of
+# monitoring/prometheus/tests/window_increase_test.yml must notice. (regex, replacement)
+WINDOW_INCREASE_MUTATIONS = {
+    "no increase() fallback": (r"\s+or\s+increase\([^)]*\)", ""),
+    "no born branch": (r"(unless resets\([^)]*\)) > 0(\s+\)\s+and \()", r"\1 >= 0\2"),
+    "born even with a reset": (r"\s+unless resets\([^)]*\) > 0(\s+\)\s+and \()", r"\1"),
+    "born even if seen before": (
+        r"\s+unless last_over_time\(\w+\[1h\] offset \w+\)(\s+unless resets)", r"\1"),
+    "no born evidence from scrape counts": (r"< scalar\(", "< 0 * scalar("),
+    "scrape counts even for dead series": (r"\((\w+) and count_over_time", "(count_over_time"),
+    "no born evidence from the scrape at the start": (r"offset (\w+)\) == 1\)",
+                                                       r"offset \1) == 2)"),
+    "no exact branch": (r"(unless resets\([^)]*\)) > 0(\s+unless min_over_time)", r"\1 >= 0\2"),
+    "exact even with a reset": (r"\s+unless resets\([^)]*\) > 0(\s+unless min_over_time)", r"\1"),
+    "exact even with a reset before the first sample": (
+        r"\s+unless min_over_time\([^)]*\) < last_over_time\([^)]*\)", ""),
+    "start value from the instant selector": (r"- \(last_over_time\((\w+)\[1h\] offset (\w+)\)",
+                                              r"- (\1 offset \2"),
+    "no first-value fallback for the start": (r" or min_over_time\([^)]*\)\)\)", "))"),
+}
+# (rules file, regex, replacement, the promtool test file that must notice)
+MUTATIONS = [
     # A threshold off by a little: the "fires at 85%" case must notice.
-    ("cugar_alerts.yml", "cugar_success_rate < 0.90", "cugar_success_rate < 0.85"),
-    # Plain increase() (no new-series term): short-lived processes and first errors vanish.
-    ("cugar_recording.yml", "  or increase(", "  and increase("),
-])
+    ("rules/cugar_alerts.yml", re.escape("cugar_success_rate < 0.90"), "cugar_success_rate < 0.85",
+     "cugar_alerts_test.yml"),
+    # The 5m rules without born series / without increase(): the golden-signal cases notice.
+    ("rules/cugar_recording.yml", *WINDOW_INCREASE_MUTATIONS["no born branch"],
+     "golden_signals_test.yml"),
+    ("rules/cugar_recording.yml", *WINDOW_INCREASE_MUTATIONS["no increase() fallback"],
+     "golden_signals_test.yml"),
+    *[("tests/rules/window_increase.yml", *m, "window_increase_test.yml")
+      for m in WINDOW_INCREASE_MUTATIONS.values()],
+]
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=[
+    "alert threshold", "5m: no born branch", "5m: no increase() fallback",
+    *WINDOW_INCREASE_MUTATIONS])
 def test_promtool_rule_unit_tests_catch_broken_rules(tmp_path: Path,
-                                                     mutation: tuple[str, str, str]) -> None:
+                                                     mutation: tuple[str, str, str, str]) -> None:
     promtool = require(components.PROMTOOL)
     copy = tmp_path / "prometheus"
     shutil.copytree(PROM_DIR, copy)
-    name, old, new = mutation
-    target = copy / "rules" / name
-    text = target.read_text()
-    assert old in text
-    target.write_text(text.replace(old, new))
-    result = _run([promtool, "test", "rules", *sorted((copy / "tests").glob("*.yml"))],
-                  cwd=copy / "tests")
-    assert result.returncode != 0, f"promtool tests did not notice {mutation}:\n{result.stdout}"
+    name, pattern, replacement, test_file = mutation
+    target = copy / name
+    text, count = re.subn(pattern, replacement, target.read_text())
+    assert count, f"{pattern!r} not found in {name}"
+    target.write_text(text)
+    result = _run([promtool, "test", "rules", test_file], cwd=copy / "tests")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, f"{test_file} did not notice {mutation}:\n{output}"
+    assert "FAILED" in output, output
 
 
 def test_amtool_checks_alertmanager_config(tmp_path: Path) -> None:

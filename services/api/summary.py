@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from otel.catalogue import LATENCY_PERCENTILES
+from services.promql import quantile_over_window, sum_increase
 
 from .active_alerts import active_alerts
 from .prometheus import PrometheusClient, Sample
-from .promql import quantile_over_window, sum_increase
 from .window import Window
 
 EXECUTION_MS = "cugar_execution_duration_milliseconds"
