@@ -85,11 +85,14 @@ class Values(HTMLParser):
         self.values: dict[str, str] = {}
         self.body: dict[str, str] = {}
         self.bar_labels: set[str] = set()
+        self.ids: set[str] = set()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
         if tag == "body":
             self.body = a
+        if "id" in a:
+            self.ids.add(a["id"])
         if "id" in a and "data-value" in a:
             self.values[a["id"]] = a["data-value"]
         if "data-label" in a:
@@ -114,6 +117,8 @@ def test_live_numbers_render_and_move_with_the_workload(live: Live) -> None:
     assert float(first.values["latency-p95"]) > 0
     assert 0 < float(first.values["budget-utilization"]) < 2
     assert set(catalogue.DOMAINS) <= first.bar_labels
+    # The alerts area rendered: a count of listed alerts, or the "no alerts firing" line.
+    assert (int(first.values["alerts-list"]) == 0) == ("alerts-none" in first.ids)
     live.pipeline.wait_for("sum(cugar_executions_total)",
                            lambda r: bool(r) and float(r[0]["value"][1]) > executions + 10, 60)
     second = render(live)
