@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from services.stack import components
+from services.promql import COLLECTOR_JOB  # the rules' scrape-job guard names it too
 from services.stack.collector import TRACES_TO_FILE, Collector
 from services.stack.components import REPO_ROOT
 from services.stack.process import ManagedProcess, ProcessFailed, free_port, wait_until
@@ -30,7 +31,6 @@ from services.stack.prometheus_api import PrometheusClient, QueryError, Result, 
 PROMETHEUS_DIR = REPO_ROOT / "monitoring" / "prometheus"
 ALERTMANAGER_CONFIG = REPO_ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
 
-COLLECTOR_JOB = "otel-collector"
 COLLECTOR_TELEMETRY_JOB = "otel-collector-telemetry"
 PROMETHEUS_JOB = "prometheus"
 API_JOB = "cugar-api"
