@@ -138,6 +138,7 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
                 await client.aclose()
             if telemetry is not None:
                 telemetry.shutdown()
+            metrics.worker_exiting()
 
     app = FastAPI(
         title="CUGAr API",
@@ -159,7 +160,7 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
                 "GET /health": "liveness (no API key needed)",
                 "GET /health/ready": "readiness: collector and Prometheus reachable (503 if not)",
                 "GET /dashboard?window=5m": "fleet-wide golden signals (JSON; HTML for browsers)",
-                "GET /metrics": "this process's metrics (Prometheus text format)",
+                "GET /metrics": "the API's own metrics, all workers (Prometheus text)",
                 "GET /runbooks": "alert runbooks (#<alert name in lower case>)",
                 "POST /alerts/{severity}": "Alertmanager webhook receiver "
                                            "(default|critical|warning|info)",
@@ -228,7 +229,7 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
         except (PrometheusUnavailable, PrometheusQueryError) as exc:
             raise _upstream_error(exc) from None
 
-    @app.get("/metrics", dependencies=[Protected], summary="This process's metrics",
+    @app.get("/metrics", dependencies=[Protected], summary="The API's own metrics (all workers)",
              response_class=PlainTextResponse)
     async def get_metrics():
         return metrics.response()

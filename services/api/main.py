@@ -10,6 +10,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from .settings import Settings
+from .worker_metrics import MetricsDirError, worker_metrics_dir
 
 
 def log_config() -> dict:
@@ -30,11 +31,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=settings.host, help="bind address (CUGAR_API_HOST)")
     parser.add_argument("--port", type=int, default=settings.port, help="port (CUGAR_API_PORT)")
     parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes; the API is stateless so any number agree")
+                        help="worker processes; the API is stateless so any number agree, "
+                             "and /metrics sums all workers")
     args = parser.parse_args(argv)
-    uvicorn.run("services.api.app:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level="info", access_log=False,
-                log_config=log_config())
+    if args.workers < 1:
+        parser.error("--workers must be >= 1")
+    try:
+        # Set before uvicorn spawns the workers: they read it when importing prometheus_client.
+        with worker_metrics_dir(args.workers):
+            uvicorn.run("services.api.app:create_app", factory=True, host=args.host,
+                        port=args.port, workers=args.workers, log_level="info",
+                        access_log=False, log_config=log_config())
+    except MetricsDirError as exc:
+        print(f"cugar-api: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,18 +1,27 @@
-"""The API's own /metrics for Prometheus' `api` scrape job.
+"""The API's own /metrics for Prometheus' `cugar-api` scrape job.
 
-Per-process numbers about this process (runtime, upstream query health). The fleet-wide
-CUGAr metrics live in Prometheus, fed by the collector; they are not re-exported here.
+Numbers about the API itself (upstream query health, alert notifications received). The
+fleet-wide CUGAr metrics live in Prometheus, fed by the collector; they are not re-exported here.
+
+With several uvicorn workers (PROMETHEUS_MULTIPROC_DIR set, see worker_metrics) every worker
+writes its values to that directory and /metrics sums all workers', so each scrape sees the
+whole API whichever worker answers. The process/platform/GC collectors describe one process
+and have no multiprocess form: they are exposed only in single-process mode.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 
 from fastapi import Response
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, GCCollector,
-                               Histogram, PlatformCollector, ProcessCollector, generate_latest)
+                               Histogram, PlatformCollector, ProcessCollector, generate_latest,
+                               values)
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from .alerts import REJECT_REASONS, SEVERITIES, STATUSES
+from .worker_metrics import ENV_VAR, multiprocess_dir
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +29,20 @@ log = logging.getLogger(__name__)
 class ApiMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
+        # prometheus_client chose per-process or file-backed values when it was imported.
+        self.multiprocess_dir = multiprocess_dir()
+        if self.multiprocess_dir is None:
+            self._exposed = self.registry
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+        else:
+            if values.ValueClass is values.MutexValue:
+                raise RuntimeError(f"{ENV_VAR} was set after prometheus_client was imported: "
+                                   f"this process's values would be missing from /metrics")
+            # Scrapes read every worker's files; self.registry alone is this worker's share.
+            self._exposed = CollectorRegistry()
+            MultiProcessCollector(self._exposed, path=self.multiprocess_dir)
         self.queries = Counter("api_prometheus_queries", "PromQL queries the API sent, by outcome.",
                                ("outcome",), registry=self.registry)
         self.query_seconds = Histogram("api_prometheus_query_duration_seconds",
@@ -62,11 +82,21 @@ class ApiMetrics:
     def observe_rejected_notification(self, reason: str) -> None:
         self.alert_notifications_rejected.labels(reason=reason).inc()
 
+    def worker_exiting(self) -> None:
+        """Multiprocess bookkeeping for this worker's exit: drops its files of `live*` gauges
+        (there are none yet; a gauge here must pick its multiprocess_mode). Its counter and
+        histogram files stay in the sums: what it counted happened."""
+        if self.multiprocess_dir is not None:
+            mark_process_dead(os.getpid(), self.multiprocess_dir)
+
     def response(self) -> Response:
         """The exposition, or HTTP 500 when collecting fails: a scrape must see the failure
         (the seed answered 200 with an error text, which Prometheus stored as healthy)."""
         try:
-            body = generate_latest(self.registry)
+            if self.multiprocess_dir is not None and not os.path.isdir(self.multiprocess_dir):
+                # The sums would silently be empty: every counter would seem to reset.
+                raise FileNotFoundError(f"{self.multiprocess_dir} is gone")
+            body = generate_latest(self._exposed)
         except Exception as exc:  # noqa: BLE001 - any collector bug must become a 500
             log.exception("metrics collection failed")
             return Response(f"metrics collection failed: {type(exc).__name__}\n", status_code=500,
