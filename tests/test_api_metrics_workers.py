@@ -164,10 +164,12 @@ def test_restarted_workers_lose_nothing_and_count_nothing_twice(api: Api) -> Non
 
 def test_one_worker_keeps_the_per_process_registry(tmp_path: Path) -> None:
     api = start_api(tmp_path, workers=1)
-    with api.proc:
+    try:
         assert api.metrics_dirs() == []
         assert_each_request_is_counted_once(api, 0, 3)
         assert "process_cpu_seconds_total" in api.scrape_text()
+    finally:
+        api.proc.stop()
 
 
 # --- the launcher's directory --------------------------------------------------------------
