@@ -21,8 +21,14 @@ from services.agent.worker import Pacing, expected_summary, run_worker
 EXECUTIONS = 400
 
 
+# The run produces ~7 spans per execution with no pause (time scale 0); on a loaded machine the
+# export thread may lag behind the default 2048-span queue and drop (counted) spans. These tests
+# check exact trace content, so the queue holds the whole run; drops have their own tests.
+WHOLE_RUN_QUEUE = {"OTEL_BSP_MAX_QUEUE_SIZE": "100000"}
+
+
 def play(config: SimulationConfig, pacing: Pacing, env: dict[str, str] | None = None):
-    tel, spans, metrics = in_memory_telemetry(env=env)
+    tel, spans, metrics = in_memory_telemetry(env={**WHOLE_RUN_QUEUE, **(env or {})})
     try:
         summary = asyncio.run(run_worker(tel.agent, config, pacing, 0, StopSignal()))
         assert tel.force_flush(5000)
