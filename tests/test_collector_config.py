@@ -34,7 +34,7 @@ def _config() -> dict:
 def test_shipped_overrides_are_found() -> None:
     names = {p.relative_to(ROOT).as_posix() for p in OVERRIDES}
     assert {"collector/traces-to-file.yaml", "collector/backends/remote-write.yaml",
-            "collector/backends/otlp-vendor.yaml"} <= names
+            "collector/backends/otlp-vendor.yaml", "collector/debug.yaml"} <= names
 
 
 def test_main_config_validates() -> None:
@@ -98,3 +98,21 @@ def test_every_endpoint_is_overridable_by_environment() -> None:
     prometheus = readers[0]["pull"]["exporter"]["prometheus"]
     assert prometheus["port"] == "${env:CUGAR_COLLECTOR_TELEMETRY_PORT:-8888}"
     assert "health_check" in _config()["service"]["extensions"]
+
+
+COMPONENT_KINDS = ("receivers", "processors", "exporters", "extensions", "connectors")
+
+
+def test_build_has_exactly_the_components_our_configs_use() -> None:
+    """The manifest carries no unused component, and no shipped config needs a missing one."""
+    binary = require(components.COLLECTOR)
+    listed = yaml.safe_load(subprocess.run([str(binary), "components"], capture_output=True,
+                                           text=True, timeout=60, check=True).stdout)
+    built = {(kind, entry["name"]) for kind in COMPONENT_KINDS for entry in listed.get(kind) or []}
+    used = set()
+    for config in (COLLECTOR_CONFIG, *OVERRIDES):
+        loaded = yaml.safe_load(config.read_text()) or {}
+        for kind in COMPONENT_KINDS:
+            used |= {(kind, key.split("/")[0]) for key in loaded.get(kind) or {}}
+    assert built - used == set(), f"built but used by no shipped config: {sorted(built - used)}"
+    assert used - built == set(), f"used by a config but not in the build: {sorted(used - built)}"
