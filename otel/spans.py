@@ -94,10 +94,10 @@ class FastTracer:
         self.ship = ship
         self._sampler = sampler
         # A private generator: agent code seeding `random` for determinism must not make
-        # two processes produce the same trace ids.
+        # two processes produce the same trace ids. A forked child never uses this tracer:
+        # the handle's fork hook (setup._abandon_in_forked_child) stops it recording and the
+        # child builds its own handle (fresh seed).
         self._rng = random.Random(os.urandom(16))
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=lambda: self._rng.seed(os.urandom(16)))
 
     def new_span_id(self) -> int:
         return self._rng.getrandbits(64) or 1

@@ -35,9 +35,9 @@ class Stats:
 
     def loss(self, name: str, n: int, why: str) -> None:
         """Count a loss and log it, at most once per interval per kind."""
-        self.add(name, n)
         now = time.monotonic()
         with self._lock:
+            self._counts[name] = self._counts.get(name, 0) + n
             last = self._last_warned.get(name)
             if last is not None and now - last < self._warn_interval_s:
                 return
