@@ -11,6 +11,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Mapping
+from urllib.parse import unquote
 
 from opentelemetry.sdk.trace import sampling
 
@@ -48,20 +49,28 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 
     return value
 
 
-def parse_resource_attributes(raw: str | None) -> dict[str, str]:
-    """OTEL_RESOURCE_ATTRIBUTES: comma-separated key=value pairs, values percent-decoded."""
-    from urllib.parse import unquote
+def _key_values(raw: str | None, what: str | None = None, lower: bool = False) -> dict[str, str]:
+    """Comma-separated key=value pairs, values percent-decoded (the OTel env var format).
 
-    attrs: dict[str, str] = {}
+    Malformed entries are skipped; with `what` (the variable's name) each one is logged.
+    """
+    pairs: dict[str, str] = {}
     for item in (raw or "").split(","):
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            log.warning("ignoring malformed OTEL_RESOURCE_ATTRIBUTES entry %r", item)
+        key = key.strip()
+        if not sep or not key:
+            if what is not None:
+                log.warning("ignoring malformed %s entry %r", what, item)
             continue
-        attrs[key.strip()] = unquote(value.strip())
-    return attrs
+        pairs[key.lower() if lower else key] = unquote(value.strip())
+    return pairs
+
+
+def parse_resource_attributes(raw: str | None) -> dict[str, str]:
+    """OTEL_RESOURCE_ATTRIBUTES: comma-separated key=value pairs, values percent-decoded."""
+    return _key_values(raw, "OTEL_RESOURCE_ATTRIBUTES")
 
 
 def parse_sampler(name: str | None, arg: str | None) -> sampling.Sampler:
@@ -133,17 +142,6 @@ def _endpoint(env: Mapping[str, str], protocol: str, signal: str) -> str:
     return base.rstrip("/") + f"/v1/{signal}"
 
 
-def _headers(raw: str | None) -> dict[str, str]:
-    from urllib.parse import unquote
-
-    headers = {}
-    for item in (raw or "").split(","):
-        key, sep, value = item.partition("=")
-        if sep and key.strip():
-            headers[key.strip().lower()] = unquote(value.strip())
-    return headers
-
-
 def load_settings(
     env: Mapping[str, str] | None = None,
     service_name: str | None = None,
@@ -181,7 +179,7 @@ def load_settings(
     s.metrics_endpoint = _endpoint(env, protocol, "metrics")
     insecure = env.get("OTEL_EXPORTER_OTLP_INSECURE")
     s.insecure = _truthy(insecure) if insecure else not s.traces_endpoint.startswith("https://")
-    s.headers = _headers(env.get("OTEL_EXPORTER_OTLP_HEADERS"))
+    s.headers = _key_values(env.get("OTEL_EXPORTER_OTLP_HEADERS"), lower=True)
     s.export_timeout_s = _number(env, "OTEL_EXPORTER_OTLP_TIMEOUT", DEFAULT_EXPORT_TIMEOUT_MS, 1) / 1000
 
     s.sampler = parse_sampler(env.get("OTEL_TRACES_SAMPLER"), env.get("OTEL_TRACES_SAMPLER_ARG"))
