@@ -19,13 +19,12 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from otel import catalogue
-from services.api import runbooks
 from services.promql import one_line, sum_increase
+from tests.support import runbook_anchors
+from tests.support.grafana import DASHBOARDS, GOLDEN, GRAFANA, panels, targets, variables
+from tests.support.promql import series_names as metric_names
 
 REPO = Path(__file__).resolve().parents[1]
-GRAFANA = REPO / "monitoring" / "grafana"
-DASHBOARDS = {p.stem: json.loads(p.read_text()) for p in sorted((GRAFANA / "dashboards").glob("*.json"))}
-GOLDEN = DASHBOARDS["cugar-golden-signals"]
 DATASOURCES = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "cugar.yaml").read_text())
 PROMETHEUS_UID = next(d["uid"] for d in DATASOURCES["datasources"] if d["type"] == "prometheus")
 
@@ -37,30 +36,7 @@ SEED_ROWS = {
     "Analytics": ["Domain usage"],
 }
 
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "and",
-                "or", "unless", "bool", "inf", "nan"}
 NON_CATALOGUE_SERIES = {"up", "scrape_duration_seconds"}
-
-
-def panels(dashboard: dict) -> list[dict]:
-    return [p for p in dashboard["panels"] if p["type"] != "row"]
-
-
-def targets(dashboard: dict) -> list[tuple[dict, dict]]:
-    return [(p, t) for p in panels(dashboard) for t in p["targets"]]
-
-
-def metric_names(expr: str) -> set[str]:
-    """Series names a PromQL expression selects (functions, keywords, labels removed)."""
-    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    e = re.sub(r"\{[^}]*\}", " ", e)
-    e = re.sub(r"\[[^\]]*\]", " ", e)
-    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
-    e = re.sub(r"\boffset\s+\S+", " ", e)
-    e = re.sub(r"\$\w+", " ", e)
-    functions = set(re.findall(r"([A-Za-z_]\w*)\s*\(", e))
-    words = set(re.findall(r"(?<![\w.])([A-Za-z_:][\w:]*)", e))
-    return words - functions - PROMQL_WORDS
 
 
 def type_errors(value: Any, hint: Any, path: str = "") -> list[str]:
@@ -255,16 +231,6 @@ def test_every_query_names_only_known_series() -> None:
             assert not unknown, f"{panel['title']}: {unknown} are not in otel/catalogue.py"
 
 
-def test_metric_name_extraction() -> None:
-    expr = ('round(sum by (le) (rate(cugar_x_bucket{profile=~"$profile", a="b(c)"}[$__range])) '
-            'offset 5m or vector(0) * on() group_left up > bool 0.5)')
-    assert metric_names(expr) == {"cugar_x_bucket", "up"}
-
-
-def variables(dashboard: dict) -> dict[str, dict]:
-    return {v["name"]: v for v in dashboard["templating"]["list"]}
-
-
 def test_profile_and_domain_variables_list_label_values_that_exist() -> None:
     vs = variables(GOLDEN)
     for name in ("profile", "domain"):
@@ -284,11 +250,6 @@ def test_variables_only_filter_metrics_that_carry_the_label() -> None:
                 metric = re.sub(r"_(bucket|sum|count)$", "", selector[0])
                 spec = catalogue.METRICS_BY_NAME[metric]
                 assert var in spec.attributes, f"{panel['title']}: {metric} has no {var} label"
-
-
-def runbook_anchors() -> set[str]:
-    text = (REPO / "docs" / "runbooks.md").read_text()
-    return {runbooks.anchor(h) for h in re.findall(r"^#+\s+(.+)$", text, re.M)}
 
 
 def test_runbook_links_point_at_existing_runbook_sections() -> None:

@@ -13,18 +13,15 @@ import yaml
 
 from otel import catalogue
 from services.stack import components, recording_rules
-from services.stack.pipeline import render_alertmanager_config
-from tests.support import require
+from services.stack.pipeline import ALERTMANAGER_CONFIG, PROMETHEUS_DIR, render_alertmanager_config
+from tests.support import require, runbook_anchors
+from tests.support.promql import series_names
 
-ROOT = Path(__file__).resolve().parents[1]
-PROM_DIR = ROOT / "monitoring" / "prometheus"
-RULE_FILES = sorted((PROM_DIR / "rules").glob("*.yml"))
-RULE_TESTS = sorted((PROM_DIR / "tests").glob("*.yml"))
-TEST_RULE_FILES = sorted((PROM_DIR / "tests" / "rules").glob("*.yml"))
-ALERTMANAGER_YML = ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
-RUNBOOKS = ROOT / "docs" / "runbooks.md"
+RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
+RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
+TEST_RULE_FILES = sorted((PROMETHEUS_DIR / "tests" / "rules").glob("*.yml"))
 
-# Collector self-metrics the pipeline alerts use; test_collector_selfmetrics.py proves that a
+# Collector self-metrics the pipeline alerts use; test_collector_live.py proves that a
 # running collector of our build exposes each of them under exactly this name.
 COLLECTOR_SELF_METRICS = {
     "otelcol_receiver_refused_spans", "otelcol_receiver_refused_metric_points",
@@ -43,12 +40,6 @@ SEED_ALERTS = {
 PIPELINE_ALERTS = {"CollectorRefusingData", "CollectorExportFailing",
                    "CollectorExporterQueueFull", "ScrapeTargetDown"}
 
-PROMQL_WORDS = {
-    "sum", "min", "max", "avg", "count", "by", "without", "on", "ignoring", "group_left",
-    "group_right", "and", "or", "unless", "offset", "bool", "inf", "nan",
-}
-
-
 def _run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True, cwd=cwd,
                           timeout=120)
@@ -63,28 +54,15 @@ def _alerts() -> dict[str, dict]:
     return {r["alert"]: r for r in _rules() if "alert" in r}
 
 
-def series_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression selects (functions, keywords, labels removed)."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)          # string literals
-    text = re.sub(r"\{[^}]*\}", "", text)                      # label matchers
-    text = re.sub(r"\[[^\]]*\]", "", text)                     # range durations
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    text = re.sub(r"\boffset\s+\w+", " ", text)
-    names = set()
-    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
-        word = match.group(0)
-        following = text[match.end():].lstrip()[:1]
-        if following == "(" or word.lower() in PROMQL_WORDS:
-            continue                                           # a function or keyword
-        names.add(word)
-    return names
-
-
 def test_series_name_extraction_sees_through_promql() -> None:
     expr = ('sum by (outcome) (x_total and (count_over_time(x_total[5m]) < '
             'scalar(min(sum_over_time(up{job="a b"}[5m])))) unless last_over_time(x_total[1h] '
             'offset 5m)) or on() vector(0) / (y:rec > 0)')
     assert series_names(expr) == {"x_total", "up", "y:rec"}
+    # Grafana's: variables in matchers, ranges and offsets are not series.
+    expr = ('round(sum by (le) (rate(cugar_x_bucket{profile=~"$profile", a="b(c)"}[$__range])) '
+            'offset 5m or vector(0) * on() group_left up > bool 0.5)')
+    assert series_names(expr) == {"cugar_x_bucket", "up"}
 
 
 def test_recording_rules_files_are_current() -> None:
@@ -97,7 +75,7 @@ def test_promtool_checks_rules_and_config() -> None:
     promtool = require(components.PROMTOOL)
     rules = _run([promtool, "check", "rules", *RULE_FILES, *TEST_RULE_FILES])
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    config = _run([promtool, "check", "config", "prometheus.yml"], cwd=PROM_DIR)
+    config = _run([promtool, "check", "config", "prometheus.yml"], cwd=PROMETHEUS_DIR)
     assert config.returncode == 0, config.stdout + config.stderr
     assert f"{len(RULE_FILES)} rule files found" in config.stdout + config.stderr
 
@@ -105,7 +83,7 @@ def test_promtool_checks_rules_and_config() -> None:
 def test_promtool_rule_unit_tests_pass() -> None:
     promtool = require(components.PROMTOOL)
     assert RULE_TESTS, "no promtool test files in monitoring/prometheus/tests"
-    result = _run([promtool, "test", "rules", *RULE_TESTS], cwd=PROM_DIR / "tests")
+    result = _run([promtool, "test", "rules", *RULE_TESTS], cwd=PROMETHEUS_DIR / "tests")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("SUCCESS") == len(RULE_TESTS), result.stdout
 
@@ -152,7 +130,7 @@ def test_promtool_rule_unit_tests_catch_broken_rules(tmp_path: Path,
                                                      mutation: tuple[str, str, str, str]) -> None:
     promtool = require(components.PROMTOOL)
     copy = tmp_path / "prometheus"
-    shutil.copytree(PROM_DIR, copy)
+    shutil.copytree(PROMETHEUS_DIR, copy)
     name, pattern, replacement, test_file = mutation
     target = copy / name
     text, count = re.subn(pattern, replacement, target.read_text())
@@ -166,9 +144,9 @@ def test_promtool_rule_unit_tests_catch_broken_rules(tmp_path: Path,
 
 def test_amtool_checks_alertmanager_config(tmp_path: Path) -> None:
     amtool = require(components.AMTOOL)
-    result = _run([amtool, "check-config", ALERTMANAGER_YML])
+    result = _run([amtool, "check-config", ALERTMANAGER_CONFIG])
     assert result.returncode == 0, result.stdout + result.stderr
-    rendered = render_alertmanager_config(yaml.safe_load(ALERTMANAGER_YML.read_text()),
+    rendered = render_alertmanager_config(yaml.safe_load(ALERTMANAGER_CONFIG.read_text()),
                                           webhook_url="http://127.0.0.1:9/hook", group_wait="1s")
     path = tmp_path / "alertmanager.yml"
     path.write_text(yaml.safe_dump(rendered))
@@ -177,7 +155,7 @@ def test_amtool_checks_alertmanager_config(tmp_path: Path) -> None:
 
 
 def test_alertmanager_routes_by_severity_and_inhibits_warning_by_critical() -> None:
-    config = yaml.safe_load(ALERTMANAGER_YML.read_text())
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
     routed = {m for route in config["route"]["routes"] for m in route["matchers"]}
     assert routed == {'severity="critical"', 'severity="warning"', 'severity="info"'}
     receivers = {r["name"]: r for r in config["receivers"]}
@@ -224,13 +202,8 @@ def test_seed_alerts_and_pipeline_alerts_are_defined() -> None:
         assert alerts[name].get("for") == duration, name
 
 
-def _anchors(markdown: str) -> set[str]:
-    return {re.sub(r"[^a-z0-9 -]", "", heading.strip().lower()).replace(" ", "-")
-            for heading in re.findall(r"^#+\s+(.+)$", markdown, flags=re.M)}
-
-
 def test_every_alert_is_annotated_with_an_existing_runbook() -> None:
-    anchors = _anchors(RUNBOOKS.read_text())
+    anchors = runbook_anchors()
     for name, rule in _alerts().items():
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
         assert rule["labels"].get("family"), f"{name} has no family label (inhibition)"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
+from services.api import runbooks
 from services.stack.components import Component, MissingComponent
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -20,3 +22,9 @@ def require(component: Component) -> Path:
         if IN_CI:
             pytest.fail(f"required component missing in CI: {exc}", pytrace=False)
         pytest.skip(str(exc))
+
+
+def runbook_anchors() -> set[str]:
+    """The anchors GET /runbooks gives the sections of docs/runbooks.md."""
+    text = runbooks.DEFAULT_PATH.read_text()
+    return {runbooks.anchor(h) for h in re.findall(r"^#+\s+(.+)$", text, re.M)}
