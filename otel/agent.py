@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-import logging
 import math
 from typing import Any, Callable
 
@@ -26,7 +25,7 @@ from otel import catalogue
 from otel.core import Core
 from otel.spans import FastSpan, detach, monotonic_ns
 
-log = logging.getLogger("otel")
+_SUCCESS, _FAILURE = catalogue.EXECUTION_OUTCOMES
 
 _CURRENT: contextvars.ContextVar["Execution | None"] = contextvars.ContextVar(
     "cugar_execution", default=None)
@@ -295,7 +294,7 @@ class Execution(_Scope):
             return
         detach(self._token)
         attrs = span.attributes
-        attrs["cugar.outcome"] = "success" if success else "failure"
+        attrs["cugar.outcome"] = _SUCCESS if success else _FAILURE
         attrs["cugar.steps"] = self.steps
         attrs["cugar.budget.used"] = self.spent
         if utilization is not None:

@@ -25,10 +25,6 @@ class ClosedSet:
     def __call__(self, value: object) -> str:
         return self._known.get(value, OTHER)  # type: ignore[arg-type]
 
-    @property
-    def values(self) -> tuple[str, ...]:
-        return tuple(self._known)
-
 
 class BoundedSet:
     """First `limit` distinct values are kept (cleaned by `clean`); later ones become `other`."""
@@ -59,6 +55,3 @@ class BoundedSet:
             label = self._clean(value)[:MAX_LABEL_CHARS] or OTHER
             self._admitted[value] = label
             return label
-
-    def __len__(self) -> int:
-        return len(self._admitted)

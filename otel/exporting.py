@@ -12,7 +12,7 @@ import collections
 import logging
 import threading
 import time
-from typing import Callable, Sequence
+from typing import Callable
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.sdk.metrics.export import (
@@ -101,13 +101,10 @@ class _Worker:
     def wake(self) -> None:
         self._wake.set()
 
-    def stop(self, timeout_s: float) -> bool:
-        """Stop the loop; True when the thread finished within the timeout."""
+    def stop(self) -> None:
+        """Stop the loop (without waiting: a tick in progress finishes on its own)."""
         self._stopping = True
         self._wake.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(max(0.0, timeout_s))
-        return not self._thread.is_alive()
 
 
 class _Shipper:
@@ -171,7 +168,7 @@ class _Shipper:
             return
         deadline = time.monotonic() + timeout_s
         self._closed = True
-        self._worker.stop(0)
+        self._worker.stop()
         if not _run_bounded(self._flush, timeout_s, f"cugar-{self._name}-flush"):
             self._on_shutdown_timeout()
         # Also interrupts an export still retrying against an unreachable collector.

@@ -31,6 +31,8 @@ from otel import catalogue
 from otel.catalogue import Kind, MetricSpec
 
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
+_SUCCESS, _FAILURE = catalogue.EXECUTION_OUTCOMES
+_TOOL_SUCCESS, _TOOL_ERROR = catalogue.TOOL_OUTCOMES
 
 
 class _HistogramState:
@@ -145,7 +147,7 @@ class AgentMetrics(MetricStore):
 
     def tool_call(self, tool: str, domain: str, side_effect: str, error_type: str | None,
                   duration_ms: float) -> None:
-        outcome = "success" if error_type is None else "error"
+        outcome = _TOOL_SUCCESS if error_type is None else _TOOL_ERROR
         c = self.counters
         with self.lock:
             self._add(c["cugar_tool_calls_total"], (tool, domain, side_effect, outcome), 1)
@@ -158,7 +160,7 @@ class AgentMetrics(MetricStore):
 
     def execution(self, profile: str, success: bool, duration_ms: float, steps: int,
                   utilization: float | None) -> None:
-        outcome = "success" if success else "failure"
+        outcome = _SUCCESS if success else _FAILURE
         c = self.counters
         with self.lock:
             self._add(c["cugar_executions_total"], (outcome, profile), 1)
