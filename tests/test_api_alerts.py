@@ -6,69 +6,33 @@ format (version 4) as its notifier sends it."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from services.api.active_alerts import runbook_link
 from services.api.alerts import SEVERITIES
-from services.api.app import create_app
 from services.api.main import log_config
-from services.api.settings import Settings
-from services.stack.process import free_port
+from tests.support import exposition
+from tests.support.api import api_client, notification
 
 KEY = "alert-receiver-key"
 
 
-def notification(status: str = "firing", **alert_labels: str) -> dict:
-    labels = {"alertname": "HighErrorRate", "severity": "warning", "family": "error_rate",
-              **alert_labels}
-    return {
-        "version": "4", "groupKey": '{}/{severity="warning"}:{alertname="HighErrorRate"}',
-        "truncatedAlerts": 0, "status": status, "receiver": "warning-webhook",
-        "groupLabels": {"alertname": labels["alertname"]}, "commonLabels": labels,
-        "commonAnnotations": {}, "externalURL": "http://alertmanager:9093",
-        "alerts": [{
-            "status": status, "labels": labels,
-            "annotations": {"summary": "CUGAr execution error rate above 10% (45%)",
-                            "description": "45% of agent executions failed",
-                            "runbook_url": "docs/runbooks.md#higherrorrate"},
-            "startsAt": "2026-01-05T12:00:00.123456789Z",
-            "endsAt": ("0001-01-01T00:00:00Z" if status == "firing"
-                       else "2026-01-05T12:10:00Z"),
-            "generatorURL": "http://prometheus:9090/graph?g0.expr=cugar_error_rate",
-            "fingerprint": "4f2b9f4b3c1a2e7d",
-        }],
-    }
-
-
-def client(**overrides) -> TestClient:
-    closed = f"http://127.0.0.1:{free_port()}"
-    settings = dataclasses.replace(Settings(), telemetry=False, prometheus_url=closed,
-                                   collector_health_url=None, **overrides)
-    return TestClient(create_app(settings))
-
-
 def samples(c: TestClient, headers: dict[str, str] | None = None) -> dict[tuple, float]:
-    """(sample name, sorted labels) -> value, from the API's own /metrics."""
-    text = c.get("/metrics", headers=headers or {}).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples
-            if s.name.startswith("api_alert_")}
+    """(sample name, sorted labels) -> value of the api_alert_ samples in the API's /metrics."""
+    return exposition.samples(c.get("/metrics", headers=headers or {}).text, "api_alert_")
 
 
 def counted(before: dict, after: dict) -> dict[tuple, float]:
-    """Samples that changed, by how much (the _created timestamps are left out)."""
-    return {k: after[k] - before.get(k, 0.0) for k in after
-            if not k[0].endswith("_created") and after[k] != before.get(k, 0.0)}
+    """Samples that changed, by how much."""
+    return {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
 
 
 @pytest.mark.parametrize("severity", SEVERITIES)
 def test_a_notification_is_accepted_and_counted(severity: str) -> None:
-    with client() as c:
+    with api_client() as c:
         before = samples(c)
         r = c.post(f"/alerts/{severity}", json=notification())
         after = samples(c)
@@ -83,7 +47,7 @@ def test_every_alert_of_a_grouped_notification_is_counted_by_its_status() -> Non
     body = notification("resolved")
     firing = copy.deepcopy(notification("firing", domain="intelligence")["alerts"][0])
     body["alerts"] += [firing, copy.deepcopy(firing)]
-    with client() as c:
+    with api_client() as c:
         before = samples(c)
         assert c.post("/alerts/critical", json=body).status_code == 200
         after = samples(c)
@@ -96,9 +60,9 @@ def test_every_alert_of_a_grouped_notification_is_counted_by_its_status() -> Non
 
 
 def test_label_values_are_bounded_and_present_from_the_start() -> None:
-    with client() as c:
+    with api_client() as c:
         exposed = samples(c)
-    series = {(name, labels) for name, labels in exposed if not name.endswith("_created")}
+    series = set(exposed)
     assert series == (
         {(name, (("severity", s), ("status", st)))
          for name in ("api_alert_notifications_total", "api_alert_notification_alerts_total")
@@ -112,7 +76,7 @@ def test_each_alert_is_logged_once_as_a_structured_line(caplog: pytest.LogCaptur
     body = notification()
     body["alerts"][0]["annotations"]["summary"] = 'rate "45%"\ninjected=line'
     resolved = notification("resolved", alertname="NoRecentExecutions", severity="info")
-    with client() as c, caplog.at_level(logging.INFO, logger="services.api.alerts"):
+    with api_client() as c, caplog.at_level(logging.INFO, logger="services.api.alerts"):
         c.post("/alerts/warning", json=body)
         c.post("/alerts/info", json=resolved)
     records = [r for r in caplog.records if r.name == "services.api.alerts"]
@@ -134,7 +98,7 @@ def test_each_alert_is_logged_once_as_a_structured_line(caplog: pytest.LogCaptur
 
 @pytest.mark.parametrize("path", ["/alerts/page", "/alerts/CRITICAL", "/alerts/warning%20"])
 def test_unknown_severity_is_a_clear_422(path: str) -> None:
-    with client() as c:
+    with api_client() as c:
         before = samples(c)
         r = c.post(path, json=notification())
         after = samples(c)
@@ -175,7 +139,7 @@ def _alert_with(**fields: object) -> dict:
 ])
 def test_malformed_payload_is_a_clear_422_that_counts_nothing_else(kwargs: dict,
                                                                    fragment: str) -> None:
-    with client() as c:
+    with api_client() as c:
         before = samples(c)
         r = c.post("/alerts/warning", **kwargs)
         after = samples(c)
@@ -189,12 +153,12 @@ def test_unknown_fields_from_newer_alertmanagers_are_ignored() -> None:
     body = notification()
     body["someFutureField"] = {"x": 1}
     body["alerts"][0]["silencedBy"] = []
-    with client() as c:
+    with api_client() as c:
         assert c.post("/alerts/warning", json=body).status_code == 200
 
 
 def test_the_api_key_is_required_when_set() -> None:
-    with client(api_key=KEY) as c:
+    with api_client(api_key=KEY) as c:
         missing = c.post("/alerts/critical", json=notification())
         wrong = c.post("/alerts/critical", json=notification(),
                        headers={"Authorization": "Bearer nope"})
@@ -213,7 +177,7 @@ def test_the_api_key_is_required_when_set() -> None:
 
 
 def test_openapi_documents_the_receiver() -> None:
-    with client() as c:
+    with api_client() as c:
         schema = c.get("/openapi.json").json()
         index = c.get("/").json()
     op = schema["paths"]["/alerts/{severity}"]["post"]

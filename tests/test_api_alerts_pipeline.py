@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from otel import catalogue
 from services.stack.components import CHROMIUM
@@ -24,6 +23,7 @@ from services.stack.process import ManagedProcess, free_port, wait_until
 from services.stack.run import api_process
 from tests.conftest import require_pipeline_components
 from tests.support import require
+from tests.support.exposition import samples
 from tests.test_browser_dashboard import chromium
 
 pytestmark = pytest.mark.integration
@@ -52,12 +52,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with api_process(work, port, pipeline.prometheus_url, pipeline.collector_health_url,
                      pipeline.agent_env(), api_key=KEY) as api, pipeline:
         yield Stack(pipeline, api, api_url, work)
-
-
-def samples(text: str, prefix: str) -> dict[tuple, float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples
-            if s.name.startswith(prefix) and not s.name.endswith("_created")}
 
 
 def api_counts(stack: Stack) -> dict[tuple, float]:

@@ -3,27 +3,16 @@ Swagger UI / ReDoc assets they load are served by the API itself (from fastapi-o
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
-from services.api.app import create_app
-from services.api.settings import Settings
-from services.stack.process import free_port
+from tests.support.api import api_client
 
 KEY = "docs-key"
 REPO = Path(__file__).resolve().parents[1]
-
-
-def client(**overrides) -> TestClient:
-    settings = dataclasses.replace(Settings(), telemetry=False,
-                                   prometheus_url=f"http://127.0.0.1:{free_port()}",
-                                   collector_health_url=None, **overrides)
-    return TestClient(create_app(settings))
 
 
 class References(HTMLParser):
@@ -56,7 +45,7 @@ def references(html: str) -> list[str]:
                 "/openapi.json"}),
 ])
 def test_docs_pages_load_only_local_assets(path: str, assets: set[str]) -> None:
-    with client() as c:
+    with api_client() as c:
         page = c.get(path)
         assert page.status_code == 200
         urls = references(page.text)
@@ -76,7 +65,7 @@ def test_docs_pages_load_only_local_assets(path: str, assets: set[str]) -> None:
 ])
 def test_assets_are_the_swagger_ui_and_redoc_bundles(name: str, media_type: str,
                                                      marker: bytes) -> None:
-    with client() as c:
+    with api_client() as c:
         r = c.get(f"/docs-assets/{name}")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith(media_type)
@@ -85,7 +74,7 @@ def test_assets_are_the_swagger_ui_and_redoc_bundles(name: str, media_type: str,
 
 @pytest.mark.parametrize("name", ["app.py", "..%2Fapp.py", "redoc.js"])
 def test_only_the_shipped_assets_are_served(name: str) -> None:
-    with client() as c:
+    with api_client() as c:
         r = c.get(f"/docs-assets/{name}")
     assert r.status_code == 404
     assert r.content != (REPO / "services" / "api" / "app.py").read_bytes()
@@ -94,6 +83,6 @@ def test_only_the_shipped_assets_are_served(name: str) -> None:
 
 
 def test_assets_need_the_key_like_the_pages() -> None:
-    with client(api_key=KEY) as c:
+    with api_client(api_key=KEY) as c:
         assert c.get("/docs-assets/swagger-ui.css").status_code == 401
         assert c.get("/docs-assets/swagger-ui.css", headers={"X-API-Key": KEY}).status_code == 200

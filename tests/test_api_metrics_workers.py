@@ -21,14 +21,14 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.parser import text_string_to_metric_families
 
 from services.api.metrics import ApiMetrics
 from services.api.worker_metrics import ENV_VAR, MetricsDirError, worker_metrics_dir
 from services.stack.process import ManagedProcess, free_port, wait_until
 from services.stack.run import api_process
+from tests.support.api import notification
+from tests.support.exposition import samples
 from tests.support.processes import descendants
-from tests.test_api_alerts import notification
 
 REPO = Path(__file__).resolve().parents[1]
 NOTIFIED = "api_alert_notifications_total"  # counted once per POST /alerts/warning below
@@ -59,13 +59,9 @@ class Api:
 
     def scrape(self) -> dict[str, float]:
         """Sample name (labels of the firing/warning series only) -> value."""
-        found = {}
-        for family in text_string_to_metric_families(self.scrape_text()):
-            for s in family.samples:
-                if s.labels in ({}, {"severity": "warning", "status": "firing"},
-                                {"outcome": "unavailable"}):
-                    found[s.name] = s.value
-        return found
+        return {name: value for (name, labels), value in samples(self.scrape_text()).items()
+                if labels in ((), (("severity", "warning"), ("status", "firing")),
+                              (("outcome", "unavailable"),))}
 
     def per_worker(self) -> dict[int, float]:
         """Each worker's own share of NOTIFIED, read from its file in the shared directory."""
@@ -227,29 +223,24 @@ def test_a_directory_set_after_import_is_refused(tmp_path: Path,
 
 # --- multiprocess mode inside one worker (a fresh interpreter: the mode is chosen at import) -
 WORKER = textwrap.dedent("""
-    import dataclasses, json, os, struct, sys
+    import json, os, struct, sys
     from pathlib import Path
-    from fastapi.testclient import TestClient
     from prometheus_client import Gauge
-    from services.api.app import create_app
     from services.api.metrics import ApiMetrics
-    from services.api.settings import Settings
-    from tests.test_api_alerts import notification
+    from tests.support.api import api_client, notification
 
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     pid = os.getpid()
     metrics = ApiMetrics()
     live = Gauge("live_thing", "a live gauge", multiprocess_mode="livesum")
     live.set(1)
-    settings = dataclasses.replace(Settings(), telemetry=False,
-                                   prometheus_url=sys.argv[1], collector_health_url=None)
     out = {}
-    with TestClient(create_app(settings, metrics=metrics)) as c:
+    with api_client(metrics=metrics, prometheus_url=sys.argv[1]) as c:
         c.post("/alerts/warning", json=notification())
         out["scrape"] = c.get("/metrics").text
         out["files_serving"] = sorted(p.name for p in directory.iterdir())
     out["files_exited"] = sorted(p.name for p in directory.iterdir())
-    with TestClient(create_app(settings, metrics=metrics)) as c:
+    with api_client(metrics=metrics, prometheus_url=sys.argv[1]) as c:
         # A well-formed entry whose key is not JSON, as a damaged file would have.
         entry = struct.pack("i8sdd", 8, b"not json", 1.0, 0.0)
         (directory / "counter_1.db").write_bytes(

@@ -4,38 +4,25 @@ instrumentation. Prometheus "down" is a closed loopback port, not a mock."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from services.api.app import create_app
 from services.api.metrics import ApiMetrics
 from services.api.settings import Settings
-from services.stack.process import free_port
+from tests.support.api import api_client, closed_url
 
 KEY = "s3cret-key-for-tests"
 
 
-def closed_url() -> str:
-    return f"http://127.0.0.1:{free_port()}"  # nothing listens there
-
-
-def client(**overrides) -> TestClient:
-    settings = dataclasses.replace(Settings(), telemetry=False, prometheus_url=closed_url(),
-                                   collector_health_url=closed_url() + "/", **overrides)
-    return TestClient(create_app(settings))
-
-
 def test_liveness_answers_even_when_prometheus_is_down() -> None:
-    with client() as c:
+    with api_client() as c:
         r = c.get("/health")
     assert r.status_code == 200
     body = r.json()
@@ -45,7 +32,7 @@ def test_liveness_answers_even_when_prometheus_is_down() -> None:
 
 
 def test_readiness_is_503_naming_each_unreachable_dependency() -> None:
-    with client() as c:
+    with api_client(collector_health_url=closed_url() + "/") as c:
         r = c.get("/health/ready")
     assert r.status_code == 503
     body = r.json()
@@ -56,7 +43,7 @@ def test_readiness_is_503_naming_each_unreachable_dependency() -> None:
 
 
 def test_dashboard_is_503_saying_prometheus_is_unreachable() -> None:
-    with client() as c:
+    with api_client() as c:
         r = c.get("/dashboard")
     assert r.status_code == 503
     assert "Prometheus" in r.json()["detail"] and "unreachable" in r.json()["detail"]
@@ -75,20 +62,20 @@ def test_dashboard_is_503_saying_prometheus_is_unreachable() -> None:
     ("window=5m&end=-1", "finite unix timestamp"),
 ])
 def test_bad_window_or_end_is_422_with_a_clear_message(query: str, fragment: str) -> None:
-    with client() as c:
+    with api_client() as c:
         r = c.get(f"/dashboard?{query}")
     assert r.status_code == 422, r.text
     assert fragment in r.json()["detail"]
 
 
 def test_bad_format_is_422() -> None:
-    with client() as c:
+    with api_client() as c:
         r = c.get("/dashboard?format=xml")
     assert r.status_code == 422
 
 
 def test_browsers_get_the_live_page_api_clients_get_json() -> None:
-    with client() as c:
+    with api_client() as c:
         html = c.get("/dashboard", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
         forced = c.get("/dashboard?format=html")
         api = c.get("/dashboard", headers={"Accept": "*/*"})
@@ -105,7 +92,7 @@ PROTECTED = ["/", "/health/ready", "/dashboard", "/metrics", "/runbooks", "/docs
 
 @pytest.mark.parametrize("path", PROTECTED)
 def test_api_key_required_everywhere_but_liveness(path: str) -> None:
-    with client(api_key=KEY) as c:
+    with api_client(api_key=KEY) as c:
         missing = c.get(path)
         wrong = c.get(path, headers={"X-API-Key": "nope"})
         right = c.get(path, headers={"X-API-Key": KEY})
@@ -116,7 +103,7 @@ def test_api_key_required_everywhere_but_liveness(path: str) -> None:
 
 
 def test_liveness_is_open_but_hides_numbers_without_the_key() -> None:
-    with client(api_key=KEY) as c:
+    with api_client(api_key=KEY) as c:
         anonymous = c.get("/health")
         keyed = c.get("/health", headers={"X-API-Key": KEY})
     assert anonymous.status_code == 200 and "metrics" not in anonymous.json()
@@ -129,7 +116,7 @@ def test_liveness_is_open_but_hides_numbers_without_the_key() -> None:
     {"Authorization": "Basic " + base64.b64encode(f"anyone:{KEY}".encode()).decode()},
 ])
 def test_key_accepted_as_header_bearer_or_basic_password(headers: dict[str, str]) -> None:
-    with client(api_key=KEY) as c:
+    with api_client(api_key=KEY) as c:
         assert c.get("/", headers=headers).status_code == 200
 
 
@@ -140,18 +127,18 @@ def test_key_accepted_as_header_bearer_or_basic_password(headers: dict[str, str]
     {"X-API-Key": KEY + "x"},
 ])
 def test_near_misses_are_rejected(headers: dict[str, str]) -> None:
-    with client(api_key=KEY) as c:
+    with api_client(api_key=KEY) as c:
         assert c.get("/", headers=headers).status_code == 401
 
 
 def test_without_a_configured_key_everything_is_open() -> None:
-    with client() as c:
+    with api_client() as c:
         for path in ["/", "/metrics", "/docs", "/redoc", "/openapi.json"]:
             assert c.get(path).status_code == 200, path
 
 
 def test_metrics_exposition_counts_upstream_queries() -> None:
-    with client() as c:
+    with api_client() as c:
         c.get("/dashboard")
         text = c.get("/metrics").text
     assert "process_cpu_seconds_total" in text
@@ -167,8 +154,7 @@ def test_metrics_answers_500_not_200_when_collection_fails() -> None:
     registry = CollectorRegistry()
     metrics = ApiMetrics(registry)
     registry.register(_Broken())
-    settings = dataclasses.replace(Settings(), telemetry=False, prometheus_url=closed_url())
-    with TestClient(create_app(settings, metrics=metrics)) as c:
+    with api_client(metrics=metrics) as c:
         r = c.get("/metrics")
     assert r.status_code == 500
     assert "metrics collection failed: RuntimeError" in r.text
@@ -178,8 +164,7 @@ def test_requests_are_traced_except_health_and_metrics() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    settings = dataclasses.replace(Settings(), telemetry=False, prometheus_url=closed_url())
-    with TestClient(create_app(settings, tracer_provider=provider)) as c:
+    with api_client(tracer_provider=provider) as c:
         c.get("/health")
         c.get("/metrics")
         c.get("/dashboard?window=10m")
@@ -202,7 +187,7 @@ def alert_names() -> set[str]:
 
 
 def test_runbooks_page_has_an_anchor_for_every_alert() -> None:
-    with client() as c:
+    with api_client() as c:
         r = c.get("/runbooks")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     anchors = set(re.findall(r'<h\d id="([^"]+)"', r.text))
@@ -214,6 +199,6 @@ def test_runbooks_page_has_an_anchor_for_every_alert() -> None:
 
 def test_runbooks_missing_is_a_clear_404(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CUGAR_RUNBOOKS_PATH", str(tmp_path / "nope.md"))
-    with client() as c:
+    with api_client() as c:
         r = c.get("/runbooks")
     assert r.status_code == 404 and "runbooks not found" in r.json()["detail"]
