@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from services.api.app import create_app
 from services.api.settings import Settings
 from services.stack.components import PROMETHEUS
-from services.stack.process import ManagedProcess, free_port
+from services.stack.pipeline import prometheus_process
+from services.stack.process import free_port
 from tests.support import require
 
 pytestmark = pytest.mark.integration
@@ -21,16 +22,12 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def empty_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = require(PROMETHEUS)
+    require(PROMETHEUS)
     work: Path = tmp_path_factory.mktemp("prometheus")
     (work / "prometheus.yml").write_text("global:\n  scrape_interval: 1s\n")
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with ManagedProcess("prometheus", [binary, f"--config.file={work / 'prometheus.yml'}",
-                                       f"--storage.tsdb.path={work / 'data'}",
-                                       f"--web.listen-address=127.0.0.1:{port}"],
-                        work / "prometheus.log", ready_url=f"{url}/-/ready"):
-        yield url
+    with prometheus_process(work, port, work / "prometheus.yml"):
+        yield f"http://127.0.0.1:{port}"
 
 
 def api(prometheus_url: str) -> TestClient:

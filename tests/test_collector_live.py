@@ -10,9 +10,10 @@ import pytest
 
 from services.stack import components
 from services.stack.collector import TRACES_TO_FILE, Collector
+from services.stack.pipeline import prometheus_process
 from services.stack.probe import read_spans, scrape, sdk_sender
-from services.stack.process import ManagedProcess, free_port, wait_until
-from services.stack.prometheus_api import PrometheusClient
+from services.stack.process import free_port, wait_until
+from services.stack.prometheus_api import PrometheusClient, value
 from tests.support import require
 from tests.test_rules_promtool import COLLECTOR_SELF_METRICS
 
@@ -133,16 +134,13 @@ def test_self_metrics_used_by_alerts_exist(tmp_path: Path) -> None:
 
 def test_remote_write_backend_is_a_config_switch(tmp_path: Path) -> None:
     """collector/backends/remote-write.yaml sends the same series to a remote-write receiver."""
-    prometheus_bin = require(components.PROMETHEUS)
+    require(components.PROMETHEUS)
     require(components.COLLECTOR)
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
-    receiver = ManagedProcess(
-        "prometheus (remote-write receiver)",
-        [prometheus_bin, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver"],
-        tmp_path / "prometheus.log", ready_url=f"http://127.0.0.1:{port}/-/ready")
+    receiver = prometheus_process(tmp_path, port, config, "--web.enable-remote-write-receiver",
+                                  name="prometheus (remote-write receiver)")
     overrides = [TRACES_TO_FILE, ROOT / "collector/backends/remote-write.yaml"]
     env = {"CUGAR_REMOTE_WRITE_URL": f"http://127.0.0.1:{port}/api/v1/write"}
     with receiver, Collector(tmp_path, overrides=overrides, env=env) as c:
@@ -150,7 +148,7 @@ def test_remote_write_backend_is_a_config_switch(tmp_path: Path) -> None:
         query = PrometheusClient(f"http://127.0.0.1:{port}")
         result = query.wait_for('cugar_executions_total{job="probe-svc"}', lambda r: bool(r), 30)
         assert [r["metric"]["instance"] for r in result] == ["probe-rw"]
-        assert float(result[0]["value"][1]) == 3.0
+        assert value(result) == 3.0
         assert result[0]["metric"]["deployment_environment"] == "staging"
         buckets = query.query('count(cugar_execution_duration_milliseconds_bucket{job="probe-svc"})')
-        assert buckets and float(buckets[0]["value"][1]) > 1
+        assert buckets and value(buckets) > 1

@@ -9,6 +9,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR_LINK = REPO_ROOT / "collector" / "_build" / "cugar-otelcol"
+PROMETHEUS_DIR = REPO_ROOT / "monitoring" / "prometheus"
 
 
 class MissingComponent(RuntimeError):

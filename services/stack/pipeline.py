@@ -15,7 +15,7 @@ and log tail, and everything started so far is stopped again.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,12 +23,11 @@ import yaml
 
 from services.stack import components
 from services.promql import COLLECTOR_JOB  # the rules' scrape-job guard names it too
-from services.stack.collector import TRACES_TO_FILE, Collector
-from services.stack.components import REPO_ROOT
+from services.stack.collector import Collector
+from services.stack.components import PROMETHEUS_DIR, REPO_ROOT
 from services.stack.process import ManagedProcess, ProcessFailed, free_port, wait_until
 from services.stack.prometheus_api import PrometheusClient, QueryError, Result, get_json, value
 
-PROMETHEUS_DIR = REPO_ROOT / "monitoring" / "prometheus"
 ALERTMANAGER_CONFIG = REPO_ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
 
 COLLECTOR_TELEMETRY_JOB = "otel-collector-telemetry"
@@ -58,11 +57,13 @@ def render_rules(text: str, for_override: str | Mapping[str, str] | None) -> str
 
 
 def render_prometheus_config(base: dict, *, scrape_interval: str, evaluation_interval: str,
-                             targets: Mapping[str, str | None], alertmanager: str | None,
-                             rules_glob: str, api_key_file: Path | None = None) -> dict:
+                             targets: Mapping[str, str | Sequence[str] | None],
+                             alertmanager: str | None, rules_glob: str,
+                             api_key_file: Path | None = None) -> dict:
     """The repository's prometheus.yml with test intervals and loopback targets.
 
-    `targets` maps scrape job name -> "host:port"; a job mapped to None is dropped.
+    `targets` maps scrape job name -> "host:port" (or a list of them); a job mapped to None is
+    dropped.
     """
     config = json.loads(json.dumps(base))  # deep copy of plain YAML data
     config["global"].update(scrape_interval=scrape_interval, evaluation_interval=evaluation_interval,
@@ -78,14 +79,46 @@ def render_prometheus_config(base: dict, *, scrape_interval: str, evaluation_int
         if name not in targets:
             raise PipelineError(f"prometheus.yml has a scrape job {name!r} the harness does not "
                                 f"know how to point at a local target")
-        if targets[name] is None:
+        job_targets = targets[name]
+        if job_targets is None:
             continue
-        job["static_configs"] = [{"targets": [targets[name]]}]
+        if isinstance(job_targets, str):
+            job_targets = [job_targets]
+        job["static_configs"] = [{"targets": list(job_targets)}]
         if name == API_JOB and api_key_file is not None:
             job["authorization"] = {"type": "Bearer", "credentials_file": str(api_key_file)}
         jobs.append(job)
     config["scrape_configs"] = jobs
     return config
+
+
+def write_rules(rules_dir: Path, for_override: str | Mapping[str, str] | None = None) -> str:
+    """The repository's rules files copied into `rules_dir` (see render_rules); their glob."""
+    rules_dir.mkdir(parents=True, exist_ok=True)
+    for rules in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")):
+        (rules_dir / rules.name).write_text(render_rules(rules.read_text(), for_override))
+    return str(rules_dir / "*.yml")
+
+
+def write_api_key(workdir: Path, api_key: str | None) -> Path | None:
+    """The API key in a file Prometheus and Alertmanager read (never in their configs)."""
+    if not api_key:
+        return None
+    path = workdir / "api-key"
+    path.write_text(api_key)
+    path.chmod(0o600)
+    return path
+
+
+def prometheus_process(workdir: Path, port: int, config_path: Path, *extra_args: str,
+                       name: str = "prometheus") -> ManagedProcess:
+    """Prometheus on 127.0.0.1:`port` with its data and log in `workdir`; ready at /-/ready."""
+    return ManagedProcess(
+        name,
+        [components.PROMETHEUS.require(), f"--config.file={config_path}",
+         f"--storage.tsdb.path={workdir / 'prometheus-data'}",
+         f"--web.listen-address=127.0.0.1:{port}", *extra_args],
+        workdir / "prometheus.log", ready_url=f"http://127.0.0.1:{port}/-/ready", cwd=workdir)
 
 
 def _rebase(url: str, base_url: str) -> str:
@@ -147,7 +180,7 @@ class Pipeline:
         self.api_key = api_key
         self.start_timeout = start_timeout
 
-        self.collector = Collector(self.workdir, overrides=(TRACES_TO_FILE,), env=collector_env)
+        self.collector = Collector(self.workdir, env=collector_env)
         self.ports = {**self.collector.ports, "prometheus": free_port(),
                       "alertmanager": free_port()}
         self.otlp_grpc_endpoint = self.collector.otlp_grpc_endpoint
@@ -161,10 +194,12 @@ class Pipeline:
                                  if alertmanager else None)
         self.traces_file = self.collector.traces_file
         self._processes: list[ManagedProcess] = []
+        self._api_key_file: Path | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Pipeline":
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._api_key_file = write_api_key(self.workdir, self.api_key)
         try:
             self._start_collector()
             if self.with_alertmanager:
@@ -204,7 +239,7 @@ class Pipeline:
         config = render_alertmanager_config(
             yaml.safe_load(ALERTMANAGER_CONFIG.read_text()), webhook_url=self.webhook_url,
             group_wait=self.alert_group_wait, webhook_base_url=self.webhook_base_url,
-            credentials_file=self._api_key_file())
+            credentials_file=self._api_key_file)
         path = self.workdir / "alertmanager.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         self._launch(ManagedProcess(
@@ -216,12 +251,6 @@ class Pipeline:
             cwd=self.workdir))
 
     def _render_prometheus(self) -> Path:
-        rules_dir = self.workdir / "rules"
-        rules_dir.mkdir(exist_ok=True)
-        for rules in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")):
-            (rules_dir / rules.name).write_text(
-                render_rules(rules.read_text(), self.rule_for_override))
-        api_key_file = self._api_key_file()
         p = self.ports
         config = render_prometheus_config(
             yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text()),
@@ -231,33 +260,18 @@ class Pipeline:
                      PROMETHEUS_JOB: f"127.0.0.1:{p['prometheus']}",
                      API_JOB: self.api_target},
             alertmanager=(f"127.0.0.1:{p['alertmanager']}" if self.with_alertmanager else None),
-            rules_glob=str(rules_dir / "*.yml"), api_key_file=api_key_file)
+            rules_glob=write_rules(self.workdir / "rules", self.rule_for_override),
+            api_key_file=self._api_key_file)
         path = self.workdir / "prometheus.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
 
-    def _api_key_file(self) -> Path | None:
-        """The API key in a file Prometheus and Alertmanager read (never in their configs)."""
-        if not self.api_key:
-            return None
-        path = self.workdir / "api-key"
-        path.write_text(self.api_key)
-        path.chmod(0o600)
-        return path
-
     def _start_prometheus(self) -> None:
-        binary = components.PROMETHEUS.require()
-        config = self._render_prometheus()
-        self._launch(ManagedProcess(
-            "prometheus",
-            [binary, f"--config.file={config}",
-             f"--storage.tsdb.path={self.workdir / 'prometheus-data'}",
-             f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}",
-             # Firing alerts are re-sent at this pace; the default (1m) would hold back an alert
-             # that fired before the Alertmanager target was discovered (up to 5s after start).
-             f"--rules.alert.resend-delay={self.evaluation_interval}"],
-            self.workdir / "prometheus.log", ready_url=f"{self.prometheus_url}/-/ready",
-            cwd=self.workdir))
+        self._launch(prometheus_process(
+            self.workdir, self.ports["prometheus"], self._render_prometheus(),
+            # Firing alerts are re-sent at this pace; the default (1m) would hold back an alert
+            # that fired before the Alertmanager target was discovered (up to 5s after start).
+            f"--rules.alert.resend-delay={self.evaluation_interval}"))
 
     def _wait_for_scrapes(self) -> None:
         """Prometheus has scraped the collector successfully (the rules rely on it)."""
@@ -317,4 +331,5 @@ class Pipeline:
 
 
 __all__ = ["Pipeline", "PipelineError", "ProcessFailed", "QueryError", "value", "render_rules",
-           "render_prometheus_config", "render_alertmanager_config"]
+           "render_prometheus_config", "render_alertmanager_config", "prometheus_process",
+           "write_rules", "write_api_key", "PROMETHEUS_DIR"]

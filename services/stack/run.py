@@ -31,7 +31,8 @@ from services.stack import components
 from services.stack.components import REPO_ROOT, MissingComponent
 from services.stack.pipeline import (API_JOB, COLLECTOR_JOB, COLLECTOR_TELEMETRY_JOB,
                                      PROMETHEUS_DIR, PROMETHEUS_JOB, Pipeline, PipelineError,
-                                     render_prometheus_config, render_rules)
+                                     prometheus_process, render_prometheus_config, write_api_key,
+                                     write_rules)
 from services.stack.process import ManagedProcess, ProcessFailed, free_port
 
 DEFAULT_WORKDIR = REPO_ROOT / ".run" / "demo"
@@ -108,34 +109,18 @@ def embedded_prometheus(workdir: Path, targets: list[str], api_target: str | Non
                         api_key: str | None) -> tuple[ManagedProcess, str]:
     """Prometheus with the repository's config and rules, the collector job pointed at the
     agents' in-process /metrics endpoints (same job name, so the rules apply unchanged)."""
-    binary = components.PROMETHEUS.require()
     port = free_port()
-    rules_dir = workdir / "rules"
-    rules_dir.mkdir(parents=True, exist_ok=True)
-    for rules in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")):
-        (rules_dir / rules.name).write_text(render_rules(rules.read_text(), None))
-    key_file = None
-    if api_key:
-        key_file = workdir / "api-key"
-        key_file.write_text(api_key)
-        key_file.chmod(0o600)
+    workdir.mkdir(parents=True, exist_ok=True)
     config = render_prometheus_config(
         yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text()),
         scrape_interval=scrape_interval, evaluation_interval=evaluation_interval,
-        targets={COLLECTOR_JOB: targets[0], COLLECTOR_TELEMETRY_JOB: None,
+        targets={COLLECTOR_JOB: targets, COLLECTOR_TELEMETRY_JOB: None,
                  PROMETHEUS_JOB: f"127.0.0.1:{port}", API_JOB: api_target},
-        alertmanager=None, rules_glob=str(rules_dir / "*.yml"), api_key_file=key_file)
-    for job in config["scrape_configs"]:
-        if job["job_name"] == COLLECTOR_JOB:
-            job["static_configs"] = [{"targets": targets}]
+        alertmanager=None, rules_glob=write_rules(workdir / "rules"),
+        api_key_file=write_api_key(workdir, api_key))
     path = workdir / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    url = f"http://127.0.0.1:{port}"
-    proc = ManagedProcess("prometheus", [binary, f"--config.file={path}",
-                                         f"--storage.tsdb.path={workdir / 'prometheus-data'}",
-                                         f"--web.listen-address=127.0.0.1:{port}"],
-                          workdir / "prometheus.log", ready_url=f"{url}/-/ready", cwd=workdir)
-    return proc, url
+    return prometheus_process(workdir, port, path), f"http://127.0.0.1:{port}"
 
 
 # --- the run -------------------------------------------------------------------------------
