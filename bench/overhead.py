@@ -13,20 +13,22 @@ sink (or, with --sink unreachable, OTLP to a closed loopback port).
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import platform
 import random
-import socket
 import statistics
 import sys
 import time
 from typing import Callable
 
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.metrics.export import MetricExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from otel import catalogue
+from otel.testing import CountingSpanExporter, DiscardingMetricExporter
+from services.stack.process import free_port
 
 PROFILE, AGENT, CEILING, SPEND = "smb", "cugar-sales", 100.0, 21.0
 TOOLS = (
@@ -35,7 +37,6 @@ TOOLS = (
     ("draft_email", "engagement", "propose"),
     ("score_lead", "qualification", "execute"),
 )
-VARIANTS = ("none", "ours_full", "ours_metrics_only", "naive_otel", "prometheus_client")
 
 
 def work(i: int) -> int:
@@ -43,41 +44,13 @@ def work(i: int) -> int:
     return (i * 31 + 7) % 1009
 
 
-class NoopSpanExporter(SpanExporter):
-    def export(self, spans):
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self):
-        pass
-
-
-class NoopMetricExporter(MetricExporter):
-    def __init__(self):
-        super().__init__()
-
-    def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs):
-        return MetricExportResult.SUCCESS
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
-        pass
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def sinks(kind: str) -> tuple[Callable[[], SpanExporter], Callable[[], MetricExporter]]:
     if kind == "noop":
-        return NoopSpanExporter, NoopMetricExporter
+        return CountingSpanExporter, DiscardingMetricExporter
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     return (lambda: OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=1),
             lambda: OTLPMetricExporter(endpoint=endpoint, insecure=True, timeout=1))
 
@@ -123,7 +96,6 @@ def variant_naive_otel(span_sink, metric_sink):
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.trace import Status, StatusCode
 
     resource = Resource.create({"service.name": "bench-naive"})
     tp = TracerProvider(resource=resource)
@@ -191,7 +163,6 @@ def variant_naive_otel(span_sink, metric_sink):
             span.set_attributes({"cugar.outcome": "success", "cugar.steps": steps,
                                  "cugar.budget.used": spent,
                                  "cugar.budget.utilization": spent / CEILING})
-            span.set_status(Status(StatusCode.UNSET))
         elapsed = (clock() - t_exec) * 1000
         executions.add(1, {"outcome": "success", "profile": PROFILE})
         successful.add(1, {"profile": PROFILE})
@@ -261,15 +232,19 @@ def variant_prometheus_client():
 
 # --- measurement ----------------------------------------------------------------------------
 
+# name -> builder(span_sink, metric_sink); the report lists variants in this order.
+VARIANTS: dict[str, Callable[..., tuple[Callable[[int], None], Callable[[], None]]]] = {
+    "none": lambda span_sink, metric_sink: variant_none(),
+    "ours_full": functools.partial(variant_ours, tracing=True),
+    "ours_metrics_only": functools.partial(variant_ours, tracing=False),
+    "naive_otel": variant_naive_otel,
+    "prometheus_client": lambda span_sink, metric_sink: variant_prometheus_client(),
+}
+
+
 def build(sink: str) -> dict[str, tuple[Callable[[int], None], Callable[[], None]]]:
     span_sink, metric_sink = sinks(sink)
-    return {
-        "none": variant_none(),
-        "ours_full": variant_ours(span_sink, metric_sink, tracing=True),
-        "ours_metrics_only": variant_ours(span_sink, metric_sink, tracing=False),
-        "naive_otel": variant_naive_otel(span_sink, metric_sink),
-        "prometheus_client": variant_prometheus_client(),
-    }
+    return {name: make(span_sink, metric_sink) for name, make in VARIANTS.items()}
 
 
 def measure(rounds: int, executions: int, sink: str = "noop", seed: int = 1) -> dict:

@@ -10,12 +10,46 @@ from opentelemetry.sdk.metrics.export import (
     MetricExportResult,
     MetricsData,
 )
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel.setup import Telemetry, create_telemetry
 
 
-class InMemoryMetricExporter(MetricExporter):
+# Export intervals long enough that nothing exports on its own: tests flush explicitly.
+QUIET_EXPORT_ENV: Mapping[str, str] = {"OTEL_METRIC_EXPORT_INTERVAL": "3600000",
+                                       "OTEL_BSP_SCHEDULE_DELAY": "3600000"}
+
+
+class CountingSpanExporter(SpanExporter):
+    """Discards spans, counting them (floods, benchmarks: keeps no memory)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, spans) -> SpanExportResult:
+        self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+class DiscardingMetricExporter(MetricExporter):
+    """Accepts every export and keeps nothing."""
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
+               **kwargs: Any) -> MetricExportResult:
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
+
+
+class InMemoryMetricExporter(DiscardingMetricExporter):
     """Keeps every exported batch; the last one holds the cumulative state."""
 
     def __init__(self) -> None:
@@ -27,19 +61,12 @@ class InMemoryMetricExporter(MetricExporter):
         self.exports.append(metrics_data)
         return MetricExportResult.SUCCESS
 
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        pass
-
 
 def in_memory_telemetry(env: Mapping[str, str] | None = None, **kwargs: Any
                         ) -> tuple[Telemetry, InMemorySpanExporter, InMemoryMetricExporter]:
     """An isolated handle exporting to memory (long intervals: tests flush explicitly)."""
     spans, metrics = InMemorySpanExporter(), InMemoryMetricExporter()
-    base = {"OTEL_METRIC_EXPORT_INTERVAL": "3600000", "OTEL_BSP_SCHEDULE_DELAY": "3600000"}
-    tel = create_telemetry(env={**base, **(env or {})}, span_exporter=spans,
+    tel = create_telemetry(env={**QUIET_EXPORT_ENV, **(env or {})}, span_exporter=spans,
                            metric_exporter=metrics, **kwargs)
     return tel, spans, metrics
 

@@ -5,25 +5,17 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-
 from otel import catalogue
-from otel.testing import InMemoryMetricExporter, last_points, total
+from otel.testing import (
+    QUIET_EXPORT_ENV,
+    CountingSpanExporter,
+    InMemoryMetricExporter,
+    last_points,
+    total,
+)
 from otel.setup import create_telemetry
 
 FLOOD = 100_000
-
-
-class DiscardingSpanExporter(SpanExporter):
-    def __init__(self) -> None:
-        self.count = 0
-
-    def export(self, spans):
-        self.count += len(spans)
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self):
-        pass
 
 
 def flood(agent, start: int, stop: int) -> None:
@@ -38,8 +30,8 @@ def flood(agent, start: int, stop: int) -> None:
 def test_flood_of_distinct_label_values_is_bounded():
     metrics = InMemoryMetricExporter()
     tel = create_telemetry(
-        env={"CUGAR_MAX_TOOLS": "50", "CUGAR_MAX_ERROR_TYPES": "20",
-             "OTEL_METRIC_EXPORT_INTERVAL": "3600000", "OTEL_TRACES_EXPORTER": "none"},
+        env={**QUIET_EXPORT_ENV, "CUGAR_MAX_TOOLS": "50", "CUGAR_MAX_ERROR_TYPES": "20",
+             "OTEL_TRACES_EXPORTER": "none"},
         metric_exporter=metrics)
     try:
         flood(tel.agent, 0, 2_000)  # warm-up: bounded sets fill, memos reach steady state
@@ -75,11 +67,11 @@ def test_flood_of_distinct_label_values_is_bounded():
 
 
 def test_flood_with_tracing_keeps_queues_and_memos_bounded():
-    spans = DiscardingSpanExporter()
+    spans = CountingSpanExporter()
     n = 20_000
     tel = create_telemetry(
-        env={"OTEL_BSP_MAX_QUEUE_SIZE": "256", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "64",
-             "OTEL_METRIC_EXPORT_INTERVAL": "3600000", "OTEL_BSP_SCHEDULE_DELAY": "3600000"},
+        env={**QUIET_EXPORT_ENV, "OTEL_BSP_MAX_QUEUE_SIZE": "256",
+             "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "64"},
         span_exporter=spans, metric_exporter=InMemoryMetricExporter())
     peak = 0
     for i in range(0, n, 1000):
