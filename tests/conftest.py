@@ -37,11 +37,10 @@ AgentRunner = Callable[..., dict]
 
 
 def run_agent_cli(pipeline: Pipeline, *args: str, env: dict[str, str] | None = None,
-                  timeout: float = AGENT_TIMEOUT_S) -> dict:
-    """Runs `python -m services.agent run ARGS` against `pipeline`; returns its JSON summary."""
-    full_env = {**os.environ, **pipeline.agent_env(), **(env or {})}
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+                  protocol: str = "grpc", timeout: float = AGENT_TIMEOUT_S) -> dict:
+    """Runs `python -m services.agent run ARGS` against `pipeline` over OTLP `protocol` ("grpc"
+    or "http/protobuf"); returns its JSON summary."""
+    full_env = {**os.environ, **pipeline.agent_env(protocol=protocol), **(env or {})}
     cmd = [sys.executable, "-m", "services.agent", "run", *args]
     proc = subprocess.run(cmd, env=full_env, cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=timeout)

@@ -17,11 +17,16 @@ from pathlib import Path
 
 import pytest
 
+from otel.testing import total
 from services.stack.components import COLLECTOR
+from services.stack.probe import attributes
 from services.stack.process import ManagedProcess, free_port, wait_until
+from services.stack.run import agent_argv
 from tests.support import require
+from tests.support.processes import alive, children
 
 REPO = Path(__file__).resolve().parents[1]
+INSTANCE = "service.instance.id"
 
 COLLECTOR_CONFIG = """
 receivers:
@@ -65,36 +70,31 @@ class Collector:
         return {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{self.otlp}",
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_TRACES_EXPORTER": "none", **extra}
 
-    def latest(self) -> dict[tuple[str, str, frozenset], float]:
-        """Last value per (instance, metric, attributes) of every counter and histogram count:
+    def latest(self) -> dict[str, dict[frozenset, float]]:
+        """{metric: {attributes and INSTANCE: last value}} of every counter and histogram count:
         the data is cumulative, so the last export holds each instance's totals."""
-        values: dict[tuple[str, str, frozenset], float] = {}
+        values: dict[str, dict[frozenset, float]] = {}
         if not self.metrics_file.exists():
             return values
         # the collector may be mid-write: only complete lines count
         for line in self.metrics_file.read_text().split("\n")[:-1]:
             for rm in json.loads(line).get("resourceMetrics", []):
-                instance = _attrs(rm["resource"].get("attributes", []))["service.instance.id"]
+                instance = attributes(rm["resource"].get("attributes", []))[INSTANCE]
                 for sm in rm.get("scopeMetrics", []):
                     for metric in sm.get("metrics", []):
                         data = metric.get("sum") or metric.get("histogram") or {}
                         for point in data.get("dataPoints", []):
-                            key = (instance, metric["name"],
-                                   frozenset(_attrs(point.get("attributes", [])).items()))
+                            attrs = {**attributes(point.get("attributes", [])), INSTANCE: instance}
                             value = point.get("asDouble", point.get("asInt", point.get("count")))
-                            values[key] = float(value)
+                            values.setdefault(metric["name"], {})[frozenset(attrs.items())] = (
+                                float(value))
         return values
 
     def total(self, metric: str, **match: str) -> float:
-        return sum(v for (_, name, attrs), v in self.latest().items()
-                   if name == metric and all(dict(attrs).get(k) == x for k, x in match.items()))
+        return total(self.latest().get(metric, {}), **match)
 
     def instances(self) -> set[str]:
-        return {instance for instance, _, _ in self.latest()}
-
-
-def _attrs(items: list[dict]) -> dict[str, str]:
-    return {a["key"]: next(iter(a["value"].values()), "") for a in items}
+        return {dict(key)[INSTANCE] for series in self.latest().values() for key in series}
 
 
 @pytest.fixture
@@ -104,51 +104,35 @@ def collector(tmp_path: Path) -> Iterator[Collector]:
         yield c
 
 
-def start_agent(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "services.agent", "run", *args], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+def start_agent(env: dict[str, str], argv: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def assert_fleet_equals(collector: Collector, summary: dict) -> None:
-    c = collector
-    assert c.total("cugar_executions_total") == summary["executions"]
-    assert c.total("cugar_executions_failed") == summary["failed"]
-    assert c.total("cugar_tool_calls_total") == summary["tool_calls"]
-    assert c.total("cugar_tool_errors_total") == summary["tool_errors"]
-    assert c.total("cugar_budget_used_total") == summary["budget_used"]
-    assert c.total("cugar_budget_exceeded_total") == summary["budget_exceeded"]
+    latest = collector.latest()
+
+    def c(metric: str, **match: str) -> float:
+        return total(latest.get(metric, {}), **match)
+
+    assert c("cugar_executions_total") == summary["executions"]
+    assert c("cugar_executions_failed") == summary["failed"]
+    assert c("cugar_tool_calls_total") == summary["tool_calls"]
+    assert c("cugar_tool_errors_total") == summary["tool_errors"]
+    assert c("cugar_budget_used_total") == summary["budget_used"]
+    assert c("cugar_budget_exceeded_total") == summary["budget_exceeded"]
     for domain, d in summary["by_domain"].items():
-        assert c.total("cugar_domain_usage_total", domain=domain) == d["calls"]
+        assert c("cugar_domain_usage_total", domain=domain) == d["calls"]
     for decision, n in summary["approvals"].items():
-        assert c.total("cugar_approvals_total", decision=decision) == n
-
-
-def children_of(pid: int) -> set[int]:
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.add(int(stat.parent.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+        assert c("cugar_approvals_total", decision=decision) == n
 
 
 def test_each_worker_is_an_instance_and_the_fleet_sums_exactly(collector: Collector) -> None:
     # A long export interval: only the final flush at shutdown carries the data.
     env = collector.agent_env(OTEL_METRIC_EXPORT_INTERVAL="3600000")
-    agent = start_agent(env, "--executions", "600", "--processes", "3", "--time-scale", "0",
-                        "--seed", "17", "--run-id", "fleet")
+    agent = start_agent(env, [sys.executable, "-m", "services.agent", "run", "--executions", "600",
+                              "--processes", "3", "--time-scale", "0", "--seed", "17",
+                              "--run-id", "fleet"])
     out, err = agent.communicate(timeout=120)
     assert agent.returncode == 0, err
     summary = json.loads(out)
@@ -167,13 +151,12 @@ def test_each_worker_is_an_instance_and_the_fleet_sums_exactly(collector: Collec
 def test_a_signal_stops_the_run_cleanly_and_loses_nothing(
         collector: Collector, signum: int, whole_group: bool, processes: int) -> None:
     env = collector.agent_env(OTEL_METRIC_EXPORT_INTERVAL="300")
-    agent = start_agent(env, "--rate", "40", "--duration", "120", "--processes",
-                        str(processes), "--time-scale", "1", "--seed", "5")
+    agent = start_agent(env, agent_argv(40, 120, processes, 1, ["--seed", "5"]))
     try:
         wait_until(lambda: len(collector.instances()) == processes
                    and collector.total("cugar_executions_total") >= 10,
                    timeout=60, what="every worker exporting executions")
-        workers = children_of(agent.pid)
+        workers = children(agent.pid)
         assert len(workers) >= (processes if processes > 1 else 0)
         if whole_group:
             os.killpg(agent.pid, signum)

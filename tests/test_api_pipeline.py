@@ -5,9 +5,6 @@ scraped by Prometheus and its own telemetry travels through the collector."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,13 +16,14 @@ import pytest
 from services.stack.components import ALERTMANAGER, COLLECTOR, PROMETHEUS
 from services.stack.pipeline import Pipeline
 from services.stack.process import free_port, wait_until
-from services.stack.run import api_process
+from services.stack.run import AGENT_SERVICE_NAME, api_process
+from tests.conftest import AgentRunner
 from tests.support import require
 from tests.support.processes import descendants
+from tests.support.promql import total
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[1]
 AGENT_ARGS = ["--executions", "300", "--processes", "3", "--time-scale", "0", "--seed", "11",
               "--fail", "intelligence=0.3", "--approval-timeout-rate", "0.1",
               "--approval-reject-rate", "0.1"]
@@ -40,12 +38,8 @@ class Stack:
     truth: dict
 
 
-def total(p: Pipeline, promql: str) -> float:
-    return sum(float(r["value"][1]) for r in p.query(promql))
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, run_agent: AgentRunner) -> Iterator[Stack]:
     for component in (COLLECTOR, PROMETHEUS, ALERTMANAGER):
         require(component)
     work = tmp_path_factory.mktemp("api-pipeline")
@@ -57,12 +51,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         replica = api_process(work, replica_port, p.prometheus_url, p.collector_health_url,
                               telemetry, workers=1, name="api-replica")
         with api, replica:
-            agent = subprocess.run(
-                [sys.executable, "-m", "services.agent", "run", *AGENT_ARGS], cwd=REPO,
-                env={**os.environ, **p.agent_env(), "OTEL_SERVICE_NAME": "cugar-sales"},
-                capture_output=True, text=True, timeout=180)
-            assert agent.returncode == 0, agent.stderr
-            truth = json.loads(agent.stdout)
+            truth = run_agent(p, *AGENT_ARGS, env={"OTEL_SERVICE_NAME": AGENT_SERVICE_NAME},
+                              timeout=180)
             # Prometheus holds the final values (raw sums, independent of the API's PromQL).
             for promql, expected in [
                 ("cugar_executions_total", truth["executions"]),
@@ -71,7 +61,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 ("cugar_execution_steps_count", truth["executions"]),
                 ("cugar_budget_exceeded_total", truth["budget_exceeded"]),
             ]:
-                wait_until(lambda: total(p, promql) == expected, 30,
+                wait_until(lambda: total(p.query(promql)) == expected, 30,
                            what=f"{promql} to reach {expected} in Prometheus")
             yield Stack(p, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{replica_port}",
                         api.pid, truth)

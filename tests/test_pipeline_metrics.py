@@ -12,58 +12,48 @@ from typing import Any
 import pytest
 
 from otel import catalogue
+from services.agent.summary import merge
 from services.stack.pipeline import Pipeline
-from services.stack.prometheus_api import Result
+from services.stack.prometheus_api import Result, value
+from tests.support.promql import total
 
 pytestmark = pytest.mark.integration
 
 SERVICE = "cugar-e2e"
 ENVIRONMENT = "e2e"
 SEL = f'{{job="{SERVICE}"}}'
-RUNS = (  # (executions, processes, seed, extra environment)
-    (300, 3, 11, {}),
+RUNS = (  # (executions, processes, seed, OTLP protocol, extra environment)
+    (300, 3, 11, "grpc", {}),
     # The restart: new processes (new instance ids), OTLP over HTTP, 10% trace sampling —
     # metrics must stay exact whatever the sampling ratio.
-    (120, 2, 12, {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-                  "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}),
+    (120, 2, 12, "http/protobuf",
+     {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}),
 )
 SETTLE_S = 30
-
-
-def merge(a: Any, b: Any) -> Any:
-    """Sum two ground-truth summaries leaf by leaf."""
-    if isinstance(a, dict):
-        return {k: merge(a.get(k, 0), b.get(k, 0)) for k in a.keys() | b.keys()}
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a + b
-    return a
 
 
 @pytest.fixture(scope="module")
 def truth(pipeline: Pipeline, run_agent: Callable[..., dict]) -> dict:
     env = {"OTEL_SERVICE_NAME": SERVICE,
            "OTEL_RESOURCE_ATTRIBUTES": f"deployment.environment.name={ENVIRONMENT}"}
-    total: dict = {}
-    for executions, processes, seed, extra in RUNS:
-        if extra.get("OTEL_EXPORTER_OTLP_PROTOCOL") == "http/protobuf":
-            extra = {**extra, "OTEL_EXPORTER_OTLP_ENDPOINT": pipeline.otlp_http_endpoint}
+    summaries = []
+    for executions, processes, seed, protocol, extra in RUNS:
         summary = run_agent(pipeline, "--executions", str(executions), "--processes",
                             str(processes), "--seed", str(seed), "--time-scale", "0",
                             "--fail", "governance=0.4", "--approval-timeout-rate", "0.1",
-                            "--approval-reject-rate", "0.2", env={**env, **extra})
+                            "--approval-reject-rate", "0.2", env={**env, **extra},
+                            protocol=protocol)
         assert summary["executions"] == executions
-        total = merge(total, summary) if total else summary
+        summaries.append(summary)
+    merged = merge(summaries)
     # The workload must exercise everything the assertions below check, or they prove nothing.
     for key in ("failed", "tool_errors", "budget_exceeded", "budget_warnings"):
-        assert total[key] > 0, f"workload produced no {key}; pick another seed"
-    assert all(total["approvals"][d] > 0 for d in catalogue.APPROVAL_DECISIONS), total["approvals"]
+        assert merged[key] > 0, f"workload produced no {key}; pick another seed"
+    approvals = merged["approvals"]
+    assert all(approvals[d] > 0 for d in catalogue.APPROVAL_DECISIONS), approvals
     # Settled: the last export of every worker has been scraped.
-    expect_eventually(pipeline, f"sum(cugar_executions_total{SEL})", total["executions"])
-    return total
-
-
-def _scalar(result: Result) -> float:
-    return sum(float(r["value"][1]) for r in result)
+    expect_eventually(pipeline, f"sum(cugar_executions_total{SEL})", merged["executions"])
+    return merged
 
 
 def _by(label: str) -> Callable[[Result], dict[str, float]]:
@@ -71,7 +61,7 @@ def _by(label: str) -> Callable[[Result], dict[str, float]]:
 
 
 def expect_eventually(pipeline: Pipeline, promql: str, expected: Any,
-                      shape: Callable[[Result], Any] = _scalar) -> None:
+                      shape: Callable[[Result], Any] = total) -> None:
     """Poll until `shape(query result) == expected`; the failure names the query (the series)."""
     if isinstance(expected, dict):
         expected = {k: float(v) for k, v in expected.items() if v}  # absent series == 0
@@ -147,15 +137,11 @@ def test_budget_and_approvals_match_ground_truth(pipeline: Pipeline, truth: dict
 
 def _golden(pipeline: Pipeline, name: str, expected: float) -> None:
     try:
-        pipeline.wait_for(name, lambda r: len(r) == 1 and float(r[0]["value"][1]) == pytest.approx(
+        pipeline.wait_for(name, lambda r: len(r) == 1 and value(r) == pytest.approx(
             expected, rel=1e-9), timeout=SETTLE_S)
     except TimeoutError:
         pytest.fail(f"{name}: expected {expected} from the workload, Prometheus has "
                     f"{pipeline.query(name)}", pytrace=False)
-
-
-def _raw(pipeline: Pipeline, promql: str) -> float:
-    return _scalar(pipeline.query(promql))
 
 
 def test_golden_signals_match_the_workload(pipeline: Pipeline, truth: dict) -> None:
@@ -165,16 +151,16 @@ def test_golden_signals_match_the_workload(pipeline: Pipeline, truth: dict) -> N
     _golden(pipeline, "cugar_error_rate", truth["failed"] / n)
     _golden(pipeline, "cugar_tool_error_rate", truth["tool_errors"] / truth["tool_calls"])
     _golden(pipeline, "cugar_steps_per_execution", truth["steps"] / n)
-    utilization = (_raw(pipeline, "sum(cugar_budget_utilization_ratio_sum)")
-                   / _raw(pipeline, "sum(cugar_budget_utilization_ratio_count)"))
+    utilization = (total(pipeline.query("sum(cugar_budget_utilization_ratio_sum)"))
+                   / total(pipeline.query("sum(cugar_budget_utilization_ratio_count)")))
     assert 0 < utilization < 2.5
     _golden(pipeline, "cugar_budget_utilization", utilization)
-    wait = (_raw(pipeline, "sum(cugar_approval_wait_milliseconds_sum)")
-            / _raw(pipeline, "sum(cugar_approval_wait_milliseconds_count)"))
+    wait = (total(pipeline.query("sum(cugar_approval_wait_milliseconds_sum)"))
+            / total(pipeline.query("sum(cugar_approval_wait_milliseconds_count)")))
     _golden(pipeline, "cugar_approval_wait_time_ms", wait)
     for label, q in catalogue.LATENCY_PERCENTILES.items():
-        expected = _raw(pipeline, f"histogram_quantile({q}, sum by (le) "
-                                  f"(cugar_execution_duration_milliseconds_bucket))")
+        expected = total(pipeline.query(f"histogram_quantile({q}, sum by (le) "
+                                        f"(cugar_execution_duration_milliseconds_bucket))"))
         _golden(pipeline, f'cugar_latency_ms{{percentile="{label}"}}', expected)
     latency = _by("percentile")(pipeline.query("cugar_latency_ms"))
     assert latency["p50"] <= latency["p95"] <= latency["p99"]

@@ -13,12 +13,22 @@ def _stat_fields(pid: int | str) -> list[str] | None:
         return None
 
 
-def descendants(pid: int) -> dict[int, str]:
-    """Every live process below `pid`, with its command line."""
+def _children_by_parent() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (fields := _stat_fields(entry.name)):
             children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (not their own children)."""
+    return set(_children_by_parent().get(pid, []))
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every live process below `pid`, with its command line."""
+    children = _children_by_parent()
     found: dict[int, str] = {}
     todo = [pid]
     while todo:
