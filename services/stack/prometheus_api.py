@@ -4,12 +4,13 @@ until a condition holds, with messages that show the query and the last answer."
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from services.stack.process import wait_until
 
 Result = list[dict[str, Any]]
 
@@ -54,15 +55,19 @@ class PrometheusClient:
     def wait_for(self, promql: str, predicate: Callable[[Result], bool],
                  timeout: float = 30.0, interval: float = 0.25) -> Result:
         """Poll `promql` until `predicate(result)` holds; TimeoutError shows the last result."""
-        deadline = time.monotonic() + timeout
-        while True:
+        last: Result | None = None
+
+        def holds() -> bool:
+            nonlocal last
             last = self.try_query(promql)
-            if last is not None and predicate(last):
-                return last
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"after {timeout:.0f}s, {promql!r} still does not satisfy "
-                                   f"the condition; last result: {json.dumps(last)[:2000]}")
-            time.sleep(interval)
+            return last is not None and predicate(last)
+
+        try:
+            wait_until(holds, timeout, interval, what=promql)
+        except TimeoutError:
+            raise TimeoutError(f"after {timeout:.0f}s, {promql!r} still does not satisfy "
+                               f"the condition; last result: {json.dumps(last)[:2000]}") from None
+        return last
 
     def alerts(self) -> list[dict]:
         """Alerts as Prometheus sees them (pending and firing)."""
