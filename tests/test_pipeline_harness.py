@@ -12,7 +12,7 @@ import yaml
 from services.stack.pipeline import (
     API_JOB, PROMETHEUS_DIR, Pipeline, PipelineError, ProcessFailed, render_prometheus_config,
     render_rules, value)
-from services.stack.probe import sdk_sender
+from services.stack.probe import Sample, parse_exposition, sdk_sender
 from tests.conftest import require_pipeline_components
 
 pytestmark = pytest.mark.integration
@@ -106,3 +106,12 @@ def test_prometheus_config_rendering() -> None:
         base["scrape_configs"].append({"job_name": "unknown-job", "static_configs": []})
         render_prometheus_config(base, scrape_interval="1s", evaluation_interval="1s",
                                  targets=targets, alertmanager=None, rules_glob="x")
+
+
+def test_exposition_label_values_are_unescaped() -> None:
+    text = ('# HELP m a metric\n'
+            'm{a="x\\"y",b="back\\\\slash",c="two\\nlines",d="}"} 1.5\n'
+            'plain 2\n')
+    assert parse_exposition(text) == [
+        Sample("m", {"a": 'x"y', "b": "back\\slash", "c": "two\nlines", "d": "}"}, 1.5),
+        Sample("plain", {}, 2.0)]

@@ -60,6 +60,13 @@ class Sample:
 
 
 _LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+_ESCAPE = re.compile(r'\\(.)')
+_UNESCAPED = {"\\": "\\", '"': '"', "n": "\n"}
+
+
+def _unescape(value: str) -> str:
+    """A label value as written in the text format: \\\\, \\" and \\n are its escapes."""
+    return _ESCAPE.sub(lambda m: _UNESCAPED.get(m.group(1), m.group(0)), value)
 
 
 def parse_exposition(text: str) -> list[Sample]:
@@ -71,7 +78,7 @@ def parse_exposition(text: str) -> list[Sample]:
         if "{" in line:
             name, rest = line.split("{", 1)
             labels_text, _, value = rest.rpartition("}")
-            labels = {k: v for k, v in _LABEL.findall(labels_text)}
+            labels = {k: _unescape(v) for k, v in _LABEL.findall(labels_text)}
         else:
             name, value = line.split(" ", 1)
             labels = {}
