@@ -9,6 +9,7 @@ An internal error answers 500, never a 200 with partial data.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -49,6 +50,12 @@ def _labels(pairs: list[tuple[str, str]]) -> str:
     return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in pairs) + "}"
 
 
+@functools.lru_cache(maxsize=None)
+def _le_values(bounds: tuple[float, ...]) -> tuple[str, ...]:
+    """The `le` label value of each bucket, +Inf last (computed once per bucket layout)."""
+    return tuple(_number(b) for b in bounds) + ("+Inf",)
+
+
 def resource_labels(resource: Resource) -> list[tuple[str, str]]:
     attrs = resource.attributes
     return [(label, str(attrs[key])) for key, label in catalogue.RESOURCE_LABELS.items()
@@ -60,6 +67,7 @@ def render(store: MetricStore, resource: Resource) -> str:
     base = resource_labels(resource)
     lines: list[str] = []
     for spec, points in store.snapshot():
+        les = _le_values(store.bounds[spec.name]) if spec.kind is Kind.HISTOGRAM else ()
         lines.append(f"# HELP {spec.name} {_escape_help(spec.description)}")
         lines.append(f"# TYPE {spec.name} {spec.kind.value}")
         for attrs, value in points:
@@ -69,10 +77,9 @@ def render(store: MetricStore, resource: Resource) -> str:
                 continue
             counts, total, count, _lo, _hi = value
             cumulative = 0
-            bounds = list(spec.buckets) + [math.inf]
-            for bound, n in zip(bounds, counts):
+            for le_value, n in zip(les, counts):
                 cumulative += n
-                le = labels + [("le", _number(float(bound)))]
+                le = labels + [("le", le_value)]
                 lines.append(f"{spec.name}_bucket{_labels(le)} {cumulative}")
             lines.append(f"{spec.name}_sum{_labels(labels)} {_number(total)}")
             lines.append(f"{spec.name}_count{_labels(labels)} {count}")

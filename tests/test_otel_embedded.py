@@ -6,10 +6,10 @@ import urllib.error
 import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from otel import catalogue
 from otel.setup import create_telemetry
+from services.stack.probe import parse_exposition
 
 
 def scrape(url: str) -> tuple[str, str]:
@@ -19,19 +19,14 @@ def scrape(url: str) -> tuple[str, str]:
 
 def raw_sample_names(text: str) -> set[str]:
     """Sample names exactly as written (what Prometheus stores)."""
-    return {line.split("{", 1)[0].split(" ", 1)[0]
-            for line in text.splitlines() if line and not line.startswith("#")}
+    return {s.name for s in parse_exposition(text)}
 
 
 def samples(text: str) -> dict[str, list]:
     """Parsed samples keyed by their name as written in the text."""
-    raw = raw_sample_names(text)
     out: dict[str, list] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            # The parser renames counters OpenMetrics-style (appends _total); undo that.
-            name = s.name if s.name in raw else s.name.removesuffix("_total")
-            out.setdefault(name, []).append(s)
+    for s in parse_exposition(text):
+        out.setdefault(s.name, []).append(s)
     return out
 
 
