@@ -37,10 +37,7 @@ if [[ ! -x "$venv/bin/python" || ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]
   echo "$want" > "$stamp"
 fi
 
-# --- Collector build (cached outside the work tree) --------------------------------------
-if command -v go >/dev/null; then
-  bash collector/build.sh >/dev/null
-else
-  warn_or_die "Go toolchain not found: the collector cannot be built (the run command falls back to embedded mode)"
-fi
+# --- Collector build (cached outside the work tree; Go is needed only on a cache miss) ----
+bash collector/build.sh >/dev/null ||
+  warn_or_die "the collector could not be built (see above; the run command falls back to embedded mode)"
 echo "bootstrap: ready"
