@@ -3,29 +3,26 @@ real pipeline while a workload runs; the variable queries list the workload's la
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 
 from otel import catalogue
-from services.stack.components import COLLECTOR, PROMETHEUS
+from services.stack.components import COLLECTOR, PROMETHEUS, REPO_ROOT
 from services.stack.pipeline import Pipeline
+from services.stack.prometheus_api import value
+from services.stack.run import AGENT_SERVICE_NAME, agent_argv
 from tests.support import require
+from tests.support.grafana import DASHBOARDS, GOLDEN, targets, variables
+from tests.support.promql import label_values, query_range
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[1]
-DASHBOARDS = {p.stem: json.loads(p.read_text())
-              for p in sorted((REPO / "monitoring" / "grafana" / "dashboards").glob("*.json"))}
 # Grafana's $__rate_interval is at least 4 scrape intervals (1s here); $__range is the picker's.
 BUILTINS = {"$__rate_interval": "10s", "$__interval": "2s", "$__range": "5m"}
 
@@ -37,30 +34,28 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     work = tmp_path_factory.mktemp("grafana-live")
     with Pipeline(work, alertmanager=False) as p, open(work / "agent.log", "w") as log:
         agent = subprocess.Popen(
-            [sys.executable, "-m", "services.agent", "run", "--rate", "15", "--duration", "60",
-             "--processes", "2", "--time-scale", "0.05", "--seed", "5",
-             "--fail", "intelligence=0.3", "--approval-timeout-rate", "0.1"],
-            cwd=REPO, env={**os.environ, **p.agent_env(), "OTEL_SERVICE_NAME": "cugar-sales"},
+            agent_argv(15, 60, 2, 0.05, ["--seed", "5", "--fail", "intelligence=0.3",
+                                         "--approval-timeout-rate", "0.1"]),
+            cwd=REPO_ROOT, env={**os.environ, **p.agent_env(),
+                                "OTEL_SERVICE_NAME": AGENT_SERVICE_NAME},
             stdout=subprocess.DEVNULL, stderr=log)
         try:
             # Enough traffic over several scrapes for rates over the shortest window.
             p.wait_for("sum(rate(cugar_executions_total[10s]))",
-                       lambda r: bool(r) and float(r[0]["value"][1]) > 0, 60)
+                       lambda r: bool(r) and value(r) > 0, 60)
             p.wait_for("sum(increase(cugar_approvals_total[10s]))",
-                       lambda r: bool(r) and float(r[0]["value"][1]) > 0, 60)
+                       lambda r: bool(r) and value(r) > 0, 60)
             p.wait_for("sum(rate(cugar_domain_errors_total[10s]))",
-                       lambda r: bool(r) and float(r[0]["value"][1]) > 0, 60)
+                       lambda r: bool(r) and value(r) > 0, 60)
             yield p
         finally:
             agent.terminate()
             agent.wait(timeout=60)
 
 
-def label_values(p: Pipeline, query: str) -> list[str]:
+def variable_values(p: Pipeline, query: str) -> list[str]:
     metric, label = re.fullmatch(r"label_values\((\w+), (\w+)\)", query).groups()
-    body = httpx.get(f"{p.prometheus_url}/api/v1/label/{label}/values",
-                     params={"match[]": metric}, timeout=10).json()
-    return body["data"]
+    return label_values(p.prometheus_url, metric, label)
 
 
 def expand(expr: str, values: dict[str, str]) -> str:
@@ -72,29 +67,24 @@ def expand(expr: str, values: dict[str, str]) -> str:
 
 def finite_values(p: Pipeline, expr: str, instant: bool) -> list[float]:
     if instant:
-        params = {"query": expr}
-        path = "/api/v1/query"
+        points = [r["value"] for r in p.query(expr)]
     else:
         now = time.time()
-        params = {"query": expr, "start": f"{now - 30:.3f}", "end": f"{now:.3f}", "step": "2"}
-        path = "/api/v1/query_range"
-    body = httpx.get(p.prometheus_url + path, params=params, timeout=15).json()
-    assert body["status"] == "success", f"{expr!r}: {body}"
-    points = ([r["value"] for r in body["data"]["result"]] if instant else
-              [v for r in body["data"]["result"] for v in r["values"]])
+        points = [v for r in query_range(p.prometheus_url, expr, now - 30, now, "2")
+                  for v in r["values"]]
     return [float(v) for _, v in points if math.isfinite(float(v))]
 
 
 def test_variable_queries_list_the_workloads_labels(live: Pipeline) -> None:
-    variables = {v["name"]: v for v in DASHBOARDS["cugar-golden-signals"]["templating"]["list"]}
-    assert set(label_values(live, variables["profile"]["query"]["query"])) == set(
+    vs = variables(GOLDEN)
+    assert set(variable_values(live, vs["profile"]["query"]["query"])) == set(
         catalogue.DEFAULT_PROFILES)
-    assert set(label_values(live, variables["domain"]["query"]["query"])) == set(catalogue.DOMAINS)
+    assert set(variable_values(live, vs["domain"]["query"]["query"])) == set(catalogue.DOMAINS)
 
 
 def panel_targets() -> list[tuple[str, str, dict]]:
     return [(name, panel["title"], target) for name, d in DASHBOARDS.items()
-            for panel in d["panels"] if panel["type"] != "row" for target in panel["targets"]]
+            for panel, target in targets(d)]
 
 
 @pytest.mark.parametrize("dashboard, title, target", panel_targets(),

@@ -13,7 +13,8 @@ import yaml
 
 from otel import catalogue
 from services.stack import components, recording_rules
-from services.stack.pipeline import ALERTMANAGER_CONFIG, PROMETHEUS_DIR, render_alertmanager_config
+from services.stack.components import PROMETHEUS_DIR
+from services.stack.pipeline import ALERTMANAGER_CONFIG, render_alertmanager_config
 from tests.support import require, runbook_anchors
 from tests.support.promql import series_names
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from services.stack.prometheus_api import Result
+from services.stack.prometheus_api import Result, get_json
 
 # Aggregations, modifiers and literals that look like series names.
 PROMQL_WORDS = {
@@ -30,3 +30,18 @@ def series_names(expr: str) -> set[str]:
 def total(result: Result) -> float:
     """Sum of the samples of an instant-query result (0 when empty)."""
     return sum(float(r["value"][1]) for r in result)
+
+
+def query_range(prometheus_url: str, expr: str, start: float, end: float,
+                step: str) -> Result:
+    """Range query; the result matrix (list of {"metric": {...}, "values": [[t, "v"], ...]})."""
+    body = get_json(f"{prometheus_url}/api/v1/query_range",
+                    {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": step},
+                    timeout=15)
+    assert body["status"] == "success", f"{expr!r}: {body}"
+    return body["data"]["result"]
+
+
+def label_values(prometheus_url: str, metric: str, label: str) -> list[str]:
+    """Values of `label` on the series of `metric` (Grafana's label_values(metric, label))."""
+    return get_json(f"{prometheus_url}/api/v1/label/{label}/values", {"match[]": metric})["data"]
