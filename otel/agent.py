@@ -166,8 +166,9 @@ class ToolCall(_Scope):
             span.attributes["error.type"] = error_type
             span.add_event("tool_call_error", {"error.type": error_type})
             if exc is not None:
-                core.add_exception_event(span, exc)
-            span.set_error(core.describe(exc) if exc is not None else error_type)
+                core.record_exception(span, exc)
+            else:
+                span.set_error(error_type)
         span.end(end)
 
 
@@ -302,9 +303,9 @@ class Execution(_Scope):
         if not success:
             attrs["error.type"] = core.clean_text(self._error_type or "execution_failed")
             if exc is not None:
-                core.add_exception_event(span, exc)
-            span.set_error(core.describe(exc) if exc is not None
-                           else core.clean_text(self._failure or "execution failed"))
+                core.record_exception(span, exc)
+            else:
+                span.set_error(core.clean_text(self._failure or "execution failed"))
         span.end(end)
 
     # -- inside the execution ---------------------------------------------------------------

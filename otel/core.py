@@ -50,16 +50,15 @@ class Core:
         return json.dumps([{"role": "user", "parts": [{"type": "text", "content": text}]}],
                           ensure_ascii=False)
 
-    def describe(self, exc: BaseException) -> str:
-        message = f"{type(exc).__name__}: {exc}"
-        return privacy.truncate(privacy.redact_text(message), _MAX_DESCRIPTION_CHARS)
-
-    def add_exception_event(self, span: FastSpan, exc: BaseException) -> None:
+    def record_exception(self, span: FastSpan, exc: BaseException) -> None:
+        """An `exception` event plus the error status "Type: message" (redacted once)."""
+        kind = type(exc).__name__
+        message = privacy.redact_text(str(exc))
         span.add_event("exception", {
-            "exception.type": type(exc).__name__,
-            "exception.message": privacy.truncate(
-                privacy.redact_text(str(exc)), _MAX_DESCRIPTION_CHARS),
+            "exception.type": kind,
+            "exception.message": privacy.truncate(message, _MAX_DESCRIPTION_CHARS),
         })
+        span.set_error(privacy.truncate(f"{kind}: {message}", _MAX_DESCRIPTION_CHARS))
 
     # -- problems never reach agent code ------------------------------------------------------
     def internal_error(self, where: str) -> None:
