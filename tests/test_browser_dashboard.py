@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -21,8 +20,9 @@ import pytest
 from otel import catalogue
 from services.stack.components import CHROMIUM, COLLECTOR, PROMETHEUS
 from services.stack.pipeline import Pipeline
+from services.stack.prometheus_api import value
 from services.stack.process import free_port
-from services.stack.run import api_process
+from services.stack.run import AGENT_SERVICE_NAME, agent_argv, api_process
 from tests.support import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -53,14 +53,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     with Pipeline(work / "pipeline", alertmanager=False) as p:
         with api_process(work, port, p.prometheus_url, p.collector_health_url, p.agent_env()):
             agent = subprocess.Popen(
-                [sys.executable, "-m", "services.agent", "run", "--rate", "10", "--duration", "12",
-                 "--processes", "2", "--time-scale", "0.1", "--seed", "23",
-                 "--fail", "intelligence=0.2"],
-                cwd=REPO, env={**os.environ, **p.agent_env(), "OTEL_SERVICE_NAME": "cugar-sales"},
+                agent_argv(10, 12, 2, 0.1, ["--seed", "23", "--fail", "intelligence=0.2"]),
+                cwd=REPO, env={**os.environ, **p.agent_env(),
+                               "OTEL_SERVICE_NAME": AGENT_SERVICE_NAME},
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             try:
                 p.wait_for("sum(cugar_executions_total)",
-                           lambda r: bool(r) and float(r[0]["value"][1]) >= 10, 60)
+                           lambda r: bool(r) and value(r) >= 10, 60)
                 yield Live(p, f"http://127.0.0.1:{port}/dashboard?window=10m", agent, work)
             finally:
                 agent.terminate()
@@ -120,7 +119,7 @@ def test_live_numbers_render_and_move_with_the_workload(live: Live) -> None:
     # The alerts area rendered: a count of listed alerts, or the "no alerts firing" line.
     assert (int(first.values["alerts-list"]) == 0) == ("alerts-none" in first.ids)
     live.pipeline.wait_for("sum(cugar_executions_total)",
-                           lambda r: bool(r) and float(r[0]["value"][1]) > executions + 10, 60)
+                           lambda r: bool(r) and value(r) > executions + 10, 60)
     second = render(live)
     assert int(second.values["executions-total"]) > executions
 
@@ -142,7 +141,7 @@ def test_after_the_workload_the_page_shows_the_ground_truth(live: Live) -> None:
     assert live.agent.returncode == 0
     truth = json.loads(out)
     live.pipeline.wait_for("sum(cugar_executions_total)",
-                           lambda r: bool(r) and float(r[0]["value"][1]) == truth["executions"], 60)
+                           lambda r: bool(r) and value(r) == truth["executions"], 60)
     page = render(live)
     assert int(page.values["executions-total"]) == truth["executions"]
     assert float(page.values["success-rate"]) == truth["successful"] / truth["executions"]

@@ -17,6 +17,7 @@ import pytest
 
 from otel import catalogue
 from services.stack.pipeline import Pipeline
+from services.stack.prometheus_api import value
 from services.stack.process import wait_until
 from tests.conftest import require_pipeline_components
 
@@ -111,7 +112,7 @@ def test_high_error_workload_reaches_the_webhook(
     assert "error rate above 10%" in alert["annotations"]["summary"]
     # Prometheus computed it from the workload: the error rate it alerted on is the real one.
     error_rate = alerting_pipeline.query("cugar_error_rate")
-    assert float(error_rate[0]["value"][1]) == pytest.approx(truth["failed"] / truth["executions"])
+    assert value(error_rate) == pytest.approx(truth["failed"] / truth["executions"])
 
 
 def test_critical_success_rate_inhibits_the_warning(

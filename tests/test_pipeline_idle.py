@@ -7,6 +7,7 @@ import pytest
 
 from otel import catalogue
 from services.stack.pipeline import Pipeline
+from services.stack.prometheus_api import value
 
 pytestmark = pytest.mark.integration
 
@@ -17,10 +18,10 @@ EVALUATIONS = 5
 def evaluated(pipeline: Pipeline) -> Pipeline:
     """The golden-signal rules have run several times over the idle pipeline."""
     iterations = 'sum(prometheus_rule_group_iterations_total{rule_group=~".*;cugar-golden-signals"})'
-    pipeline.wait_for(iterations, lambda r: bool(r) and float(r[0]["value"][1]) >= EVALUATIONS,
+    pipeline.wait_for(iterations, lambda r: bool(r) and value(r) >= EVALUATIONS,
                       timeout=60)
     failures = pipeline.query("sum(prometheus_rule_evaluation_failures_total)")
-    assert float(failures[0]["value"][1]) == 0, "rule evaluation failed"
+    assert value(failures) == 0, "rule evaluation failed"
     return pipeline
 
 
