@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import datetime, timezone
 
 from . import alert_text
 from .prometheus import PrometheusClient, Sample
+from .window import iso
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 STATE_ORDER = {"firing": 0, "pending": 1}
@@ -39,10 +39,7 @@ def runbook_link(url: str | None) -> str | None:
 
 
 def _since(value: float | None) -> str | None:
-    if value is None or value <= 0:
-        return None
-    return datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds").replace(
-        "+00:00", "Z")
+    return None if value is None or value <= 0 else iso(value)
 
 
 async def _rule_values(prom: PrometheusClient, rule: dict, at: float) -> dict[LabelKey, float]:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from otel.catalogue import LATENCY_PERCENTILES
 from services.promql import quantile_over_window, sum_increase
 
 from .active_alerts import active_alerts
 from .prometheus import PrometheusClient, Sample
-from .window import Window
+from .window import Window, iso
 
 EXECUTION_MS = "cugar_execution_duration_milliseconds"
 
@@ -30,6 +29,11 @@ class _Query:
 
 def _ratio(part: float, whole: float) -> float | None:
     return part / whole if whole > 0 else None
+
+
+def _outcome_rates(successful: int, failed: int, total: int) -> dict[str, float | None]:
+    """The executions' success and error rates (None for an idle fleet)."""
+    return {"success_rate": _ratio(successful, total), "error_rate": _ratio(failed, total)}
 
 
 def _count(value: float | None) -> int:
@@ -72,11 +76,6 @@ async def _run(prom: PrometheusClient, queries: list[_Query], at: float,
                timeout: float | None = None) -> dict[str, list[Sample]]:
     results = await asyncio.gather(*(prom.query(q.promql, at, timeout) for q in queries))
     return {q.key: r for q, r in zip(queries, results)}
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace(
-        "+00:00", "Z")
 
 
 def _mean(r: dict[str, list[Sample]], hist: str) -> float | None:
@@ -132,10 +131,9 @@ async def dashboard(prom: PrometheusClient, window: Window, at: float) -> dict:
 
     return {
         "time_range": {"window": str(window), "seconds": window.seconds,
-                       "start": _iso(at - window.seconds), "end": _iso(at)},
+                       "start": iso(at - window.seconds), "end": iso(at)},
         "golden_signals": {
-            "success_rate": _ratio(successful, total),
-            "error_rate": _ratio(failed, total),
+            **_outcome_rates(successful, failed, total),
             "latency_ms": latency,
             "approval_wait_time_ms": approval_wait,
             "tool_error_rate": _ratio(errors, calls),
@@ -176,6 +174,6 @@ async def health_summary(prom: PrometheusClient, window: Window, at: float,
     by_outcome = _by(r["executions"], "outcome")
     total = _count(sum(by_outcome.values()))
     return {"window": str(window), "total_executions": total,
-            "success_rate": _ratio(_count(by_outcome.get(("success",))), total),
-            "error_rate": _ratio(_count(by_outcome.get(("failure",))), total),
+            **_outcome_rates(_count(by_outcome.get(("success",))),
+                             _count(by_outcome.get(("failure",))), total),
             "latency_p95_ms": _quantile(r["p95"])}

@@ -1,14 +1,21 @@
-"""The caller-chosen time window of /dashboard: parsing and validation."""
+"""The caller-chosen time window of /dashboard: parsing and validation; instants as text."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 MIN_SECONDS = 60
 MAX_SECONDS = 24 * 3600
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 _PATTERN = re.compile(r"^([1-9][0-9]{0,5})([smh])$")
+
+
+def iso(ts: float) -> str:
+    """Unix seconds as RFC 3339 UTC to the second, e.g. 2026-01-05T12:00:00Z."""
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace(
+        "+00:00", "Z")
 
 
 class InvalidWindow(ValueError):
