@@ -197,8 +197,7 @@ def test_runbooks_page_has_an_anchor_for_every_alert() -> None:
     assert "<script" not in r.text
 
 
-def test_runbooks_missing_is_a_clear_404(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("CUGAR_RUNBOOKS_PATH", str(tmp_path / "nope.md"))
-    with api_client() as c:
+def test_runbooks_missing_is_a_clear_404(tmp_path: Path) -> None:
+    with api_client(runbooks_path=tmp_path / "nope.md") as c:
         r = c.get("/runbooks")
     assert r.status_code == 404 and "runbooks not found" in r.json()["detail"]

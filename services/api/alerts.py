@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from fastapi import HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -23,11 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 log = logging.getLogger(__name__)
 
-SEVERITIES = ("default", "critical", "warning", "info")
-STATUSES = ("firing", "resolved")
-REJECT_REASONS = ("unknown_severity", "invalid_payload")
 Severity = Literal["default", "critical", "warning", "info"]
 Status = Literal["firing", "resolved"]
+SEVERITIES: tuple[str, ...] = get_args(Severity)
+STATUSES: tuple[str, ...] = get_args(Status)
+REJECT_REASONS = ("unknown_severity", "invalid_payload")
 
 _BARE = re.compile(r"[A-Za-z0-9_.:/#@+-]+")
 _MAX_REPORTED_ERRORS = 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -19,7 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from . import alerts, docs_ui, runbooks
 from .auth import key_matches, require_api_key
 from .metrics import ApiMetrics
-from .prometheus import PrometheusClient, PrometheusQueryError, PrometheusUnavailable
+from .prometheus import PrometheusClient, PrometheusQueryError, PrometheusUnavailable, probe
 from .settings import Settings
 from .summary import dashboard, health_summary
 from .window import InvalidWindow, Window
@@ -34,6 +35,7 @@ DEFAULT_WINDOW = "5m"
 Protected = Depends(require_api_key)
 
 
+@functools.cache
 def _dashboard_page() -> str:
     return resources.files(__package__).joinpath("static/dashboard.html").read_text("utf-8")
 
@@ -87,22 +89,15 @@ async def _collector_problem(client: httpx.AsyncClient, url: str | None,
                              timeout: float) -> str | None:
     if url is None:
         return None
-    try:
-        resp = await client.get(url, timeout=timeout)
-    except httpx.HTTPError as exc:
-        return f"collector health check at {url} is unreachable: {type(exc).__name__}: {exc}"
-    if resp.status_code != 200:
-        return f"collector health check at {url} answered HTTP {resp.status_code}"
-    return None
+    return await probe(client, url, timeout, f"collector health check at {url}")
 
 
-def _instrument(app: FastAPI, tracer_provider: Any, meter_provider: Any) -> None:
+def _instrument(app: FastAPI, tracer_provider: Any) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     excluded = os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS") or EXCLUDED_URLS
     FastAPIInstrumentor.instrument_app(app, excluded_urls=excluded,
-                                       tracer_provider=tracer_provider,
-                                       meter_provider=meter_provider)
+                                       tracer_provider=tracer_provider)
 
 
 def _start_telemetry(settings: Settings) -> Any:
@@ -118,15 +113,14 @@ def _start_telemetry(settings: Settings) -> Any:
 
 
 def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None = None,
-               http_client: httpx.AsyncClient | None = None,
-               tracer_provider: Any = None, meter_provider: Any = None) -> FastAPI:
+               tracer_provider: Any = None) -> FastAPI:
     settings = settings or Settings.from_env()
     metrics = metrics or ApiMetrics()
     telemetry = _start_telemetry(settings) if settings.telemetry else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        client = http_client or httpx.AsyncClient(timeout=settings.upstream_timeout_s)
+        client = httpx.AsyncClient(timeout=settings.upstream_timeout_s)
         app.state.http = client
         app.state.prometheus = PrometheusClient(settings.prometheus_url,
                                                 settings.upstream_timeout_s, client,
@@ -134,8 +128,7 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
         try:
             yield
         finally:
-            if http_client is None:
-                await client.aclose()
+            await client.aclose()
             if telemetry is not None:
                 telemetry.shutdown()
             metrics.worker_exiting()
@@ -163,7 +156,7 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
                 "GET /metrics": "the API's own metrics, all workers (Prometheus text)",
                 "GET /runbooks": "alert runbooks (#<alert name in lower case>)",
                 "POST /alerts/{severity}": "Alertmanager webhook receiver "
-                                           "(default|critical|warning|info)",
+                                           f"({'|'.join(alerts.SEVERITIES)})",
                 "GET /docs": "Swagger UI", "GET /redoc": "ReDoc",
                 "GET /openapi.json": "OpenAPI schema",
             },
@@ -237,7 +230,7 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
     @app.get("/runbooks", dependencies=[Protected], summary="Alert runbooks",
              response_class=HTMLResponse)
     async def get_runbooks() -> HTMLResponse:
-        path = runbooks.runbooks_path()
+        path = settings.runbooks_path
         try:
             text = path.read_text("utf-8")
         except OSError as exc:
@@ -263,5 +256,5 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
 
     app.include_router(alerts.router, dependencies=[Protected])
 
-    _instrument(app, tracer_provider, meter_provider)
+    _instrument(app, tracer_provider)
     return app

@@ -29,16 +29,24 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-class PrometheusClient:
-    def __init__(self, base_url: str, timeout: float, client: httpx.AsyncClient | None = None,
-                 observe: Callable[[str, float], None] | None = None):
-        self.base_url = base_url.rstrip("/")
-        self._client = client or httpx.AsyncClient(timeout=timeout)
-        self._timeout = timeout
-        self._observe = observe or (lambda outcome, seconds: None)
+async def probe(client: httpx.AsyncClient, url: str, timeout: float, what: str) -> str | None:
+    """None when `url` answers 200, else why `what` (e.g. "Prometheus at ...") is not ready."""
+    try:
+        resp = await client.get(url, timeout=timeout)
+    except httpx.HTTPError as exc:
+        return f"{what} is unreachable: {type(exc).__name__}: {exc}"
+    if resp.status_code != 200:
+        return f"{what} is not ready (HTTP {resp.status_code})"
+    return None
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
+
+class PrometheusClient:
+    def __init__(self, base_url: str, timeout: float, client: httpx.AsyncClient,
+                 observe: Callable[[str, float], None]):
+        self.base_url = base_url.rstrip("/")
+        self._client = client
+        self._timeout = timeout
+        self._observe = observe
 
     async def query(self, promql: str, at: float, timeout: float | None = None) -> list[Sample]:
         """Instant query evaluated at unix time `at` (one instant for a whole response)."""
@@ -64,9 +72,9 @@ class PrometheusClient:
                                        f"expected an instant vector")
         return [Sample(r["metric"], _number(r["value"][1])) for r in data["result"]]
 
-    async def alerting_rules(self, timeout: float | None = None) -> list[dict]:
+    async def alerting_rules(self) -> list[dict]:
         """The loaded alerting rules (/api/v1/rules?type=alert), each with its active alerts."""
-        data = await self._get_data("/api/v1/rules", {"type": "alert"}, timeout, "rules")
+        data = await self._get_data("/api/v1/rules", {"type": "alert"}, None, "rules")
         return [rule for group in data.get("groups", []) for rule in group.get("rules", [])
                 if rule.get("type") == "alerting"]
 
@@ -96,11 +104,5 @@ class PrometheusClient:
 
     async def ready(self, timeout: float) -> str | None:
         """None when Prometheus is ready, else the reason it is not."""
-        url = f"{self.base_url}/-/ready"
-        try:
-            resp = await self._client.get(url, timeout=timeout)
-        except httpx.HTTPError as exc:
-            return f"Prometheus at {self.base_url} is unreachable: {type(exc).__name__}: {exc}"
-        if resp.status_code != 200:
-            return f"Prometheus at {self.base_url} is not ready (HTTP {resp.status_code})"
-        return None
+        return await probe(self._client, f"{self.base_url}/-/ready", timeout,
+                           f"Prometheus at {self.base_url}")

@@ -8,7 +8,6 @@ runbooks use (headings, lists, fenced code, inline code, bold, links) is rendere
 from __future__ import annotations
 
 import html
-import os
 import re
 from pathlib import Path
 
@@ -18,10 +17,6 @@ _INLINE = [
     (re.compile(r"\*\*([^*]+)\*\*"), r"<strong>\1</strong>"),
     (re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)"), r'<a href="\2">\1</a>'),
 ]
-
-
-def runbooks_path() -> Path:
-    return Path(os.environ.get("CUGAR_RUNBOOKS_PATH") or DEFAULT_PATH)
 
 
 def anchor(title: str) -> str:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
+
+from . import runbooks
 
 DEFAULT_SERVICE_NAME = "cugar-api"
 
@@ -37,6 +40,8 @@ class Settings:
     # /health adds a metrics summary but must stay a fast, dependable liveness probe.
     health_summary_timeout_s: float = 1.0
     telemetry: bool = True
+    # The Markdown served at /runbooks.
+    runbooks_path: Path = runbooks.DEFAULT_PATH
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -49,4 +54,5 @@ class Settings:
             host=env.get("CUGAR_API_HOST", cls.host),
             port=_port(env.get("CUGAR_API_PORT", str(cls.port))),
             service_name=env.get("OTEL_SERVICE_NAME", DEFAULT_SERVICE_NAME),
+            runbooks_path=Path(env.get("CUGAR_RUNBOOKS_PATH") or cls.runbooks_path),
         )
