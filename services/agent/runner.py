@@ -30,7 +30,6 @@ from services.agent.worker import Pacing, run_worker
 log = logging.getLogger("services.agent")
 
 INSTANCE_KEY = "service.instance.id"
-DEFAULT_SERVICE_NAME = "cugar-agent"
 STOP_GRACE_S = 30.0  # after a stop request, how long workers get to flush before SIGKILL
 POLL_S = 0.2
 
@@ -58,8 +57,7 @@ def play_with_telemetry(config: SimulationConfig, pacing: Pacing, worker: int,
     """Set telemetry up as worker `worker`, play its executions, flush and shut down."""
     from otel import setup_telemetry
 
-    tel = setup_telemetry(service_name=DEFAULT_SERVICE_NAME,
-                          resource_attributes={INSTANCE_KEY: instance_id})
+    tel = setup_telemetry(resource_attributes={INSTANCE_KEY: instance_id})
     started = time.monotonic()
     try:
         summary = asyncio.run(run_worker(tel.agent, config, pacing, worker, stop))

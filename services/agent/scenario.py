@@ -23,13 +23,13 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from otel.catalogue import BUDGET_WARNING_RATIO, DOMAINS
+from otel.catalogue import BUDGET_WARNING_RATIO, DOMAINS, SIDE_EFFECTS
 
 from services.agent.profiles import PROFILES, PROFILES_BY_NAME, Profile
 from services.agent.tools import (TOOLS_BY_DOMAIN, TOOLS_BY_NAME, TRANSIENT_ERRORS, Tool,
                                   lognormal_ms)
 
-SIDE_EFFECT_ORDER = {"read-only": 0, "propose": 1, "execute": 2}
+SIDE_EFFECT_ORDER = {side_effect: i for i, side_effect in enumerate(SIDE_EFFECTS)}
 # A plan mostly gathers (read-only) and sometimes proposes; at most one action (execute) ends it.
 GATHER_TOOLS = {d: [t for t in TOOLS_BY_DOMAIN[d] if not t.needs_approval] for d in DOMAINS}
 GATHER_WEIGHTS = {d: [3.0 if t.side_effect == "read-only" else 1.0 for t in GATHER_TOOLS[d]]

@@ -21,8 +21,8 @@ import yaml
 
 from otel import catalogue
 from services.promql import sum_increase, window_increase
+from services.stack.components import PROMETHEUS_DIR
 
-PROMETHEUS_DIR = Path(__file__).resolve().parents[2] / "monitoring" / "prometheus"
 RULES_FILE = PROMETHEUS_DIR / "rules" / "cugar_recording.yml"
 # Evaluated by monitoring/prometheus/tests/window_increase_test.yml: the shared expression over
 # a window other than the rules' 5m (the API's windows are caller-chosen).

@@ -27,6 +27,7 @@ from types import FrameType
 import httpx
 import yaml
 
+from services.api.settings import DEFAULT_SERVICE_NAME as API_SERVICE_NAME
 from services.stack import components
 from services.stack.components import REPO_ROOT, MissingComponent
 from services.stack.pipeline import (API_JOB, COLLECTOR_JOB, COLLECTOR_TELEMETRY_JOB,
@@ -37,7 +38,6 @@ from services.stack.process import ManagedProcess, ProcessFailed, free_port
 
 DEFAULT_WORKDIR = REPO_ROOT / ".run" / "demo"
 AGENT_SERVICE_NAME = "cugar-sales"
-API_SERVICE_NAME = "cugar-api"
 SUMMARY_WINDOW = "5m"
 
 
