@@ -6,7 +6,6 @@ the time scale) and the telemetry calls a real agent makes at the same points.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from services.agent.scenario import Attempt, ExecutionScript, Step
@@ -30,11 +29,10 @@ def error_class(error_type: str) -> type[ToolError]:
 
 class Pacer:
     """Simulated waits: milliseconds x time scale, cut short once a stop is requested (so a
-    stopping agent finishes its in-flight executions at once instead of abandoning them)."""
+    stopping agent finishes its in-flight executions at once instead of abandoning them).
+    `time_scale` comes validated from Pacing."""
 
     def __init__(self, time_scale: float, stop: StopSignal) -> None:
-        if not (math.isfinite(time_scale) and time_scale >= 0):
-            raise ValueError(f"time scale must be a finite number >= 0, got {time_scale}")
         self.time_scale = time_scale
         self.stop = stop
 
@@ -50,8 +48,7 @@ _DECIDE = {
 }
 
 
-async def play(agent: Any, script: ExecutionScript, pacer: Pacer,
-               agent_name: str = "cugar-sales") -> None:
+async def play(agent: Any, script: ExecutionScript, pacer: Pacer, agent_name: str) -> None:
     profile = script.profile
     async with agent.execution(profile=profile.name, agent_name=agent_name, goal=script.goal,
                                budget_ceiling=profile.budget_ceiling) as ex:

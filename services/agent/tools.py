@@ -51,53 +51,48 @@ class Tool:
         return self.cost + COST_QUANTUM * rng.randint(0, 4)
 
 
-def _tool(name: str, domain: str, side_effect: str, median_ms: float, p95_ms: float,
-          error_rate: float, error_types: tuple[str, ...], cost: float) -> Tool:
-    return Tool(name, domain, side_effect, median_ms, p95_ms, error_rate, error_types, cost)
-
-
 _NET = ("RateLimited", "UpstreamTimeout")
 
 TOOLS: tuple[Tool, ...] = (
     # territory: who owns which accounts
-    _tool("territory_lookup", "territory", "read-only", 40, 150, 0.005, _NET + ("NotFound",), 1.0),
-    _tool("account_assignment", "territory", "propose", 110, 360, 0.01,
-          _NET + ("ValidationError",), 2.0),
-    _tool("reassign_account", "territory", "execute", 150, 540, 0.02,
-          ("PermissionDenied", "ServiceUnavailable"), 3.0),
+    Tool("territory_lookup", "territory", "read-only", 40, 150, 0.005, _NET + ("NotFound",), 1.0),
+    Tool("account_assignment", "territory", "propose", 110, 360, 0.01,
+         _NET + ("ValidationError",), 2.0),
+    Tool("reassign_account", "territory", "execute", 150, 540, 0.02,
+         ("PermissionDenied", "ServiceUnavailable"), 3.0),
     # intelligence: what we know about the account
-    _tool("crm_lookup", "intelligence", "read-only", 70, 270, 0.01, _NET + ("NotFound",), 1.5),
-    _tool("company_enrichment", "intelligence", "read-only", 150, 540, 0.03,
-          _NET + ("ServiceUnavailable",), 3.0),
-    _tool("news_signals", "intelligence", "read-only", 180, 720, 0.02, _NET, 2.5),
-    _tool("intent_signals", "intelligence", "read-only", 120, 480, 0.02,
-          _NET + ("ServiceUnavailable",), 2.5),
+    Tool("crm_lookup", "intelligence", "read-only", 70, 270, 0.01, _NET + ("NotFound",), 1.5),
+    Tool("company_enrichment", "intelligence", "read-only", 150, 540, 0.03,
+         _NET + ("ServiceUnavailable",), 3.0),
+    Tool("news_signals", "intelligence", "read-only", 180, 720, 0.02, _NET, 2.5),
+    Tool("intent_signals", "intelligence", "read-only", 120, 480, 0.02,
+         _NET + ("ServiceUnavailable",), 2.5),
     # knowledge: product and competitive knowledge
-    _tool("kb_search", "knowledge", "read-only", 90, 300, 0.005, ("UpstreamTimeout",), 1.0),
-    _tool("product_docs_retrieval", "knowledge", "read-only", 130, 480, 0.01,
-          ("UpstreamTimeout", "NotFound"), 1.5),
-    _tool("battlecard_generation", "knowledge", "propose", 540, 1800, 0.02,
-          ("RateLimited", "ContentFilterBlocked"), 6.0),
+    Tool("kb_search", "knowledge", "read-only", 90, 300, 0.005, ("UpstreamTimeout",), 1.0),
+    Tool("product_docs_retrieval", "knowledge", "read-only", 130, 480, 0.01,
+         ("UpstreamTimeout", "NotFound"), 1.5),
+    Tool("battlecard_generation", "knowledge", "propose", 540, 1800, 0.02,
+         ("RateLimited", "ContentFilterBlocked"), 6.0),
     # engagement: talking to the customer
-    _tool("draft_email", "engagement", "propose", 420, 1500, 0.02,
-          ("RateLimited", "ContentFilterBlocked"), 5.0),
-    _tool("send_email", "engagement", "execute", 180, 720, 0.02,
-          ("DeliveryFailed", "RateLimited"), 2.0),
-    _tool("schedule_meeting", "engagement", "execute", 270, 900, 0.03,
-          ("CalendarConflict", "UpstreamTimeout"), 2.0),
+    Tool("draft_email", "engagement", "propose", 420, 1500, 0.02,
+         ("RateLimited", "ContentFilterBlocked"), 5.0),
+    Tool("send_email", "engagement", "execute", 180, 720, 0.02,
+         ("DeliveryFailed", "RateLimited"), 2.0),
+    Tool("schedule_meeting", "engagement", "execute", 270, 900, 0.03,
+         ("CalendarConflict", "UpstreamTimeout"), 2.0),
     # qualification: is this a real opportunity
-    _tool("lead_scoring", "qualification", "read-only", 50, 180, 0.005, ("ValidationError",), 1.0),
-    _tool("bant_assessment", "qualification", "propose", 360, 1200, 0.02,
-          ("RateLimited", "ValidationError"), 4.5),
-    _tool("opportunity_update", "qualification", "execute", 120, 420, 0.02,
-          ("ValidationError", "PermissionDenied"), 1.5),
+    Tool("lead_scoring", "qualification", "read-only", 50, 180, 0.005, ("ValidationError",), 1.0),
+    Tool("bant_assessment", "qualification", "propose", 360, 1200, 0.02,
+         ("RateLimited", "ValidationError"), 4.5),
+    Tool("opportunity_update", "qualification", "execute", 120, 420, 0.02,
+         ("ValidationError", "PermissionDenied"), 1.5),
     # governance: policy, compliance and commercial guard-rails
-    _tool("policy_check", "governance", "read-only", 50, 180, 0.005, ("ServiceUnavailable",), 0.5),
-    _tool("compliance_screening", "governance", "read-only", 210, 840, 0.02,
-          _NET + ("ServiceUnavailable",), 3.5),
-    _tool("discount_request", "governance", "propose", 150, 540, 0.01, ("PolicyViolation",), 1.5),
-    _tool("contract_generation", "governance", "execute", 720, 2400, 0.03,
-          ("PolicyViolation", "UpstreamTimeout"), 8.0),
+    Tool("policy_check", "governance", "read-only", 50, 180, 0.005, ("ServiceUnavailable",), 0.5),
+    Tool("compliance_screening", "governance", "read-only", 210, 840, 0.02,
+         _NET + ("ServiceUnavailable",), 3.5),
+    Tool("discount_request", "governance", "propose", 150, 540, 0.01, ("PolicyViolation",), 1.5),
+    Tool("contract_generation", "governance", "execute", 720, 2400, 0.03,
+         ("PolicyViolation", "UpstreamTimeout"), 8.0),
 )
 
 TOOLS_BY_NAME: dict[str, Tool] = {t.name: t for t in TOOLS}
