@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 
 from services.stack import components
-from services.stack.collector import TRACES_TO_FILE, Collector
+from services.stack.collector import COLLECTOR_SELF_METRICS, TRACES_TO_FILE, Collector
 from services.stack.pipeline import prometheus_process
 from services.stack.probe import read_spans, scrape, sdk_sender
 from services.stack.process import free_port, wait_until
 from services.stack.prometheus_api import PrometheusClient, value
 from tests.support import require
-from tests.test_rules_promtool import COLLECTOR_SELF_METRICS
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,6 +17,14 @@ from services.stack.process import ManagedProcess, free_port
 COLLECTOR_CONFIG = REPO_ROOT / "otel-collector-config.yaml"
 TRACES_TO_FILE = REPO_ROOT / "collector" / "traces-to-file.yaml"
 
+# Collector self-metrics the pipeline alerts use; tests/test_collector_live.py proves that a
+# running collector of our build exposes each of them under exactly this name.
+COLLECTOR_SELF_METRICS = frozenset({
+    "otelcol_receiver_refused_spans", "otelcol_receiver_refused_metric_points",
+    "otelcol_exporter_send_failed_spans", "otelcol_exporter_send_failed_metric_points",
+    "otelcol_exporter_queue_size", "otelcol_exporter_queue_capacity",
+})
+
 
 class Collector:
     """One collector process; `start()` returns once its health check answers."""
