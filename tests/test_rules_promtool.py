@@ -13,6 +13,7 @@ import yaml
 
 from otel import catalogue
 from services.stack import components, recording_rules
+from services.stack.collector import COLLECTOR_SELF_METRICS
 from services.stack.components import PROMETHEUS_DIR
 from services.stack.pipeline import ALERTMANAGER_CONFIG, render_alertmanager_config
 from tests.support import require, runbook_anchors
@@ -21,14 +22,6 @@ from tests.support.promql import series_names
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
 TEST_RULE_FILES = sorted((PROMETHEUS_DIR / "tests" / "rules").glob("*.yml"))
-
-# Collector self-metrics the pipeline alerts use; test_collector_live.py proves that a
-# running collector of our build exposes each of them under exactly this name.
-COLLECTOR_SELF_METRICS = {
-    "otelcol_receiver_refused_spans", "otelcol_receiver_refused_metric_points",
-    "otelcol_exporter_send_failed_spans", "otelcol_exporter_send_failed_metric_points",
-    "otelcol_exporter_queue_size", "otelcol_exporter_queue_capacity",
-}
 
 # SPEC §5: the seed's ten alerts (severity, `for`) plus pipeline health.
 SEED_ALERTS = {
