@@ -31,7 +31,19 @@ stamp="$venv/.deps.sha256"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [[ ! -x "$venv/bin/python" || ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   echo "bootstrap: installing Python dependencies into .venv"
-  python3 -m venv "$venv"
+  python="${PYTHON:-python3}"
+  "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || { echo "bootstrap: ERROR: $python is older than Python 3.11 (set PYTHON=...)" >&2; exit 1; }
+  # Rebuilt from scratch so a failed or older build never leaves a half-changed .venv behind.
+  rm -rf "$venv"
+  if ! "$python" -m venv "$venv" 2>/dev/null; then
+    # Debian's python3 needs python3-venv for ensurepip.
+    rm -rf "$venv"
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    fi
+    "$python" -m venv "$venv"
+  fi
   "$venv/bin/pip" install -q -U pip
   "$venv/bin/pip" install -q -e '.[test]'
   echo "$want" > "$stamp"
