@@ -15,6 +15,7 @@ import pytest
 from otel import catalogue
 from services.stack.components import COLLECTOR, PROMETHEUS, REPO_ROOT
 from services.stack.pipeline import Pipeline
+from services.stack.process import wait_until
 from services.stack.prometheus_api import value
 from services.stack.run import AGENT_SERVICE_NAME, agent_argv
 from tests.support import require
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 # Grafana's $__rate_interval is at least 4 scrape intervals (1s here); $__range is the picker's.
 BUILTINS = {"$__rate_interval": "10s", "$__interval": "2s", "$__range": "5m"}
+PANEL_DATA_TIMEOUT_S = 15
 
 
 @pytest.fixture(scope="module")
@@ -95,5 +97,11 @@ def test_every_panel_query_returns_data(live: Pipeline, dashboard: str, title: s
     choices = [{"profile": ".*", "domain": ".*"}, {"profile": "smb", "domain": "intelligence"}]
     for values in choices:
         expr = expand(target["expr"], values)
-        assert finite_values(live, expr, target.get("instant", False)), (
-            f"{dashboard} / {title} returned no data for {values}: {expr}")
+        # Series of different scrape targets are born a scrape apart: a panel whose series
+        # came up after the fixture's readiness queries gets a few scrapes to show data.
+        try:
+            wait_until(lambda: bool(finite_values(live, expr, target.get("instant", False))),
+                       PANEL_DATA_TIMEOUT_S, interval=0.5, what=expr)
+        except TimeoutError:
+            pytest.fail(f"{dashboard} / {title} returned no data within "
+                        f"{PANEL_DATA_TIMEOUT_S}s for {values}: {expr}", pytrace=False)
