@@ -17,6 +17,7 @@ import pytest
 
 from services.stack.components import COLLECTOR, PROMETHEUS
 from services.stack.process import wait_until
+from services.stack.run import agent_summary
 from tests.support import require
 from tests.support.processes import alive, descendants
 
@@ -129,12 +130,36 @@ def test_bounded_run_ends_by_itself(tmp_path: Path) -> None:
         assert demo.finish(timeout=90) == 0
     finally:
         demo.stop_hard()
-    assert "stopped." in "\n".join(demo.output)
+    text = "\n".join(demo.output)
+    assert "stopped." in text
+    assert "embedded mode: an exited agent's in-process /metrics is gone" in text
+
+
+def test_bounded_collector_run_ends_reconciled_with_the_agents_own_count(tmp_path: Path) -> None:
+    require(COLLECTOR)
+    require(PROMETHEUS)
+    demo = Demo(tmp_path, "--duration", "6")
+    try:
+        code = demo.finish(timeout=150)
+    finally:
+        demo.stop_hard()
+    text = "\n".join(demo.output)
+    assert code == 0, text
+    truth = agent_summary(tmp_path / "run" / "agent.log")
+    assert truth is not None and truth["executions"] > 0, text
+    match = re.search(r"reconciled: Prometheus counts (\d+) executions \((\d+) ok / (\d+) failed\)",
+                      text)
+    assert match, text
+    assert [int(g) for g in match.groups()] == [
+        truth["executions"], truth["successful"], truth["failed"]]
+    whole_run = re.search(r"whole run: window \d+m: executions=(\d+)", text)
+    assert whole_run and int(whole_run.group(1)) == truth["executions"], text
 
 
 @pytest.mark.parametrize("args, message", [
     (["--rate", "0"], "--rate and --refresh must be > 0"),
     (["--duration", "-1"], "--duration must be > 0"),
+    (["--scrape-interval", "fast"], "--scrape-interval: expected a duration"),
 ])
 def test_bad_options_are_refused(args: list[str], message: str) -> None:
     result = subprocess.run([sys.executable, "-m", "services.stack.run", *args], cwd=REPO,

@@ -13,7 +13,10 @@ mode: each agent process serves its metrics itself and Prometheus scrapes them d
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -34,11 +37,13 @@ from services.stack.pipeline import (API_JOB, COLLECTOR_JOB, COLLECTOR_TELEMETRY
                                      PROMETHEUS_DIR, PROMETHEUS_JOB, Pipeline, PipelineError,
                                      prometheus_process, render_prometheus_config, write_api_key,
                                      write_rules)
-from services.stack.process import ManagedProcess, ProcessFailed, free_port
+from services.stack.process import ManagedProcess, ProcessFailed, free_port, wait_until
 
 DEFAULT_WORKDIR = REPO_ROOT / ".run" / "demo"
 AGENT_SERVICE_NAME = "cugar-sales"
 SUMMARY_WINDOW = "5m"
+# How long a bounded run waits for the agents to finish their last executions and flush.
+WORKLOAD_EXIT_S = 60.0
 
 
 class StopRequested(Exception):
@@ -91,16 +96,55 @@ def format_summary(d: dict) -> str:
             f"steps/exec={steps}")
 
 
-def fetch_summary(api_url: str, api_key: str | None) -> str:
+def fetch_dashboard(api_url: str, api_key: str | None,
+                    window: str = SUMMARY_WINDOW) -> dict | str:
+    """The /dashboard body, or a line saying why there is none."""
     headers = {"Accept": "application/json", **({"X-API-Key": api_key} if api_key else {})}
     try:
-        resp = httpx.get(f"{api_url}/dashboard", params={"window": SUMMARY_WINDOW},
+        resp = httpx.get(f"{api_url}/dashboard", params={"window": window},
                          headers=headers, timeout=10)
     except httpx.HTTPError as exc:
         return f"API unreachable: {type(exc).__name__}: {exc}"
     if resp.status_code != 200:
         return f"API answered HTTP {resp.status_code}: {resp.text[:200]}"
-    return format_summary(resp.json())
+    return resp.json()
+
+
+def fetch_summary(api_url: str, api_key: str | None) -> str:
+    body = fetch_dashboard(api_url, api_key)
+    return body if isinstance(body, str) else format_summary(body)
+
+
+_DURATION = re.compile(r"^([0-9]+)(ms|s|m|h)$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+def duration_seconds(text: str) -> float:
+    """A simple Prometheus duration (e.g. 500ms, 15s, 1m) in seconds."""
+    match = _DURATION.match(text)
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"expected a duration such as 15s, 500ms or 1m, got {text!r}")
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def whole_run_window(seconds: float) -> str:
+    """A /dashboard window (whole minutes, 1m..24h) that covers `seconds` of run."""
+    return f"{min(math.ceil(seconds / 60) + 1, 24 * 60)}m"
+
+
+def agent_summary(log_path: Path) -> dict | None:
+    """The agent CLI's ground truth: the last JSON object line of its log."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                return None
+    return None
 
 
 # --- embedded mode: Prometheus scrapes the agent processes directly --------------------------
@@ -134,6 +178,7 @@ class Run:
         self.processes: list[ManagedProcess] = []  # ours, in start order
         self.workload: list[ManagedProcess] = []
         self.api_url = ""
+        self.started_at = time.time()
 
     def _launch(self, proc: ManagedProcess, timeout: float = 60.0) -> ManagedProcess:
         self.processes.append(proc)  # registered first: a failed start is still stopped
@@ -254,9 +299,54 @@ class Run:
                     self.say(f"{proc.name} exited unexpectedly; log tail:\n{proc.log_tail()}")
                     return 1
             if deadline is not None and time.monotonic() >= deadline:
-                return 0
+                return self.reconcile()
             pause = a.refresh if deadline is None else min(a.refresh, deadline - time.monotonic())
             time.sleep(max(pause, 0.0))
+
+    def reconcile(self) -> int:
+        """After a bounded run: let the workload finish and flush, then check that Prometheus
+        counts exactly the executions the agent counted (non-zero exit when it does not)."""
+        a = self.args
+        self.say("workload duration reached; waiting for the agents to finish and flush ...")
+        try:
+            wait_until(lambda: not any(p.running() for p in self.workload), WORKLOAD_EXIT_S,
+                       interval=0.2, what="the agent workload to exit")
+        except TimeoutError as exc:
+            self.say(f"{exc}; not reconciling")
+            return 1
+        if self.pipeline is None:
+            self.say("embedded mode: an exited agent's in-process /metrics is gone, so its last "
+                     "counts are never scraped; the final reconciliation needs the collector.")
+            return 0
+        truth = agent_summary(self.workload[0].log_path)
+        if truth is None:
+            self.say(f"the agent printed no summary; see {self.workload[0].log_path}")
+            return 1
+        window = whole_run_window(time.time() - self.started_at)
+        body: dict | str = ""
+
+        def counted() -> bool:
+            nonlocal body
+            body = fetch_dashboard(self.api_url, self.api_key, window)
+            return isinstance(body, dict) and body["executions"]["total"] == truth["executions"]
+
+        # The last export travels: agent -> collector -> next scrape -> next rule evaluation.
+        scrape_s = duration_seconds(a.scrape_interval)
+        settle_s = 3 * scrape_s + 2 * a.export_interval_ms / 1000 + 10
+        try:
+            wait_until(counted, settle_s, interval=min(scrape_s, 1.0),
+                       what="Prometheus to count every execution")
+        except TimeoutError:
+            got = body if isinstance(body, str) else body["executions"]["total"]
+            self.say(f"[{datetime.now():%H:%M:%S}] NOT reconciled after {settle_s:.0f}s: "
+                     f"Prometheus counts {got} executions, the agent counted "
+                     f"{truth['executions']}")
+            return 1
+        self.say(f"[{datetime.now():%H:%M:%S}] whole run: {format_summary(body)}")
+        self.say(f"reconciled: Prometheus counts {truth['executions']} executions "
+                 f"({truth['successful']} ok / {truth['failed']} failed), exactly what the agent "
+                 f"counted")
+        return 0
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
@@ -297,6 +387,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--rate and --refresh must be > 0, --processes >= 1, --time-scale >= 0")
     if args.duration is not None and args.duration <= 0:
         parser.error("--duration must be > 0")
+    try:
+        duration_seconds(args.scrape_interval)
+    except ValueError as exc:
+        parser.error(f"--scrape-interval: {exc}")
     return args
 
 
