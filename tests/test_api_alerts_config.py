@@ -1,12 +1,11 @@
 """The contract between monitoring/alertmanager/alertmanager.yml and POST /alerts/{severity}:
-every receiver posts to a severity the API serves, the documented way to give Alertmanager the
-API key is valid Alertmanager configuration (amtool check-config, Alertmanager 0.25), and the
-harness renders both (loopback base URL, key file) without losing the per-severity paths."""
+every receiver posts to a severity the API serves, every webhook sends the API key from a file in
+valid Alertmanager configuration (amtool check-config, Alertmanager 0.25), and the harness renders
+both (loopback base URL, its own key file or none) without losing the per-severity paths."""
 
 from __future__ import annotations
 
 import subprocess
-import textwrap
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,22 +17,9 @@ from services.stack import components
 from services.stack.pipeline import ALERTMANAGER_CONFIG, render_alertmanager_config
 from tests.support import require
 
-START = "# --- example: a webhook with the API key ---"
-END = "# --- end of example ---"
-
 
 def config() -> dict:
     return yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
-
-
-def documented_webhook() -> dict:
-    """The commented example in alertmanager.yml, uncommented."""
-    text = ALERTMANAGER_CONFIG.read_text()
-    assert START in text and END in text, "the API key example is missing from alertmanager.yml"
-    block = text.split(START, 1)[1].split(END, 1)[0]
-    lines = [line.removeprefix("#") for line in block.strip("\n").splitlines()]
-    (hook,) = yaml.safe_load(textwrap.dedent("\n".join(lines)))
-    return hook
 
 
 def amtool_check(config: dict, path: Path) -> subprocess.CompletedProcess[str]:
@@ -54,16 +40,12 @@ def test_every_receiver_posts_to_a_severity_the_api_serves() -> None:
     assert {urlsplit(u).netloc for hooks in urls.values() for u in hooks} == {"api:8000"}
 
 
-def test_the_documented_api_key_example_is_valid_alertmanager_config(tmp_path: Path) -> None:
-    hook = documented_webhook()
-    assert urlsplit(hook["url"]).path == "/alerts/critical"
-    auth = hook["http_config"]["authorization"]
-    assert auth["type"] == "Bearer" and auth["credentials_file"]
-    keyed = config()
-    for receiver in keyed["receivers"]:
-        for webhook in receiver["webhook_configs"]:
-            webhook["http_config"] = hook["http_config"]
-    result = amtool_check(keyed, tmp_path / "keyed.yml")
+def test_every_shipped_webhook_sends_the_api_key_and_amtool_accepts_it(tmp_path: Path) -> None:
+    auths = [hook["http_config"]["authorization"] for receiver in config()["receivers"]
+             for hook in receiver["webhook_configs"]]
+    assert auths and all(a == auths[0] for a in auths)
+    assert auths[0]["type"] == "Bearer" and auths[0]["credentials_file"]
+    result = amtool_check(config(), tmp_path / "shipped.yml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -90,6 +72,15 @@ def test_harness_rendering_keeps_paths_and_adds_the_key_file(tmp_path: Path) -> 
             assert hook["http_config"] == {"authorization": {
                 "type": "Bearer", "credentials_file": str(key_file)}}
     result = amtool_check(rendered, tmp_path / "rendered.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_harness_rendering_without_a_key_sends_no_authorization(tmp_path: Path) -> None:
+    rendered = render_alertmanager_config(config(), webhook_url=None, group_wait=None,
+                                          webhook_base_url="http://127.0.0.1:18000")
+    hooks = [h for r in rendered["receivers"] for h in r["webhook_configs"]]
+    assert hooks and all("http_config" not in h for h in hooks)
+    result = amtool_check(rendered, tmp_path / "keyless.yml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

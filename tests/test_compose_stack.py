@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.stack import pipeline
+from services.stack import components, pipeline
 from services.stack.collector import COLLECTOR_CONFIG
 from services.stack.components import DOCKER_COMPOSE
 from tests.support import require
@@ -157,3 +157,48 @@ def test_collector_image_uses_the_same_builder_and_manifest_as_the_local_build()
     dockerfile = (REPO / "docker" / "collector.Dockerfile").read_text()
     assert f"ARG BUILDER_VERSION={local}" in dockerfile
     assert "COPY collector/manifest.yaml" in dockerfile
+
+
+# The images' own entrypoints (prom/prometheus, prom/alertmanager Dockerfiles), which ours wrap.
+KEY_WRITERS = {"prometheus": ("/bin/prometheus", "/prometheus"),
+               "alertmanager": ("/bin/alertmanager", "/alertmanager")}
+
+
+def key_file_the_configs_read() -> dict[str, set[str]]:
+    prom = yaml.safe_load((pipeline.PROMETHEUS_DIR / "prometheus.yml").read_text())
+    (api_job,) = [j for j in prom["scrape_configs"] if j["job_name"] == pipeline.API_JOB]
+    am = yaml.safe_load(pipeline.ALERTMANAGER_CONFIG.read_text())
+    return {"prometheus": {api_job["authorization"]["credentials_file"]},
+            "alertmanager": {h["http_config"]["authorization"]["credentials_file"]
+                             for r in am["receivers"] for h in r["webhook_configs"]}}
+
+
+@pytest.mark.parametrize("service", sorted(KEY_WRITERS))
+def test_the_api_key_reaches_prometheus_and_alertmanager(resolved: dict, service: str,
+                                                        tmp_path: Path) -> None:
+    """With CUGAR_API_KEY set, the api refuses Prometheus' scrape and Alertmanager's webhooks
+    without it: compose hands the same variable to both, whose entrypoint writes it to the file
+    their configs read, on their writable data volume, then runs the image's binary."""
+    binary, data_dir = KEY_WRITERS[service]
+    spec = resolved["services"][service]
+    assert spec["environment"]["CUGAR_API_KEY"] == resolved["services"]["api"]["environment"][
+        "CUGAR_API_KEY"] == ""  # same variable, empty by default
+    (key_file,) = key_file_the_configs_read()[service]
+    assert Path(key_file).parent == Path(data_dir)
+    named_volumes = {v.split(":")[1] for v in spec["volumes"] if not v.startswith(("/", "."))}
+    assert data_dir in named_volumes, f"{service} has no data volume at {data_dir}"
+    shell, flag, script, argv0 = spec["entrypoint"]
+    assert (shell, flag, argv0) == ("/bin/sh", "-c", service)
+    script = script.replace("$$", "$")  # `docker-compose config` prints `$` escaped
+    assert key_file in script and f"exec {binary} " in script
+    # Run the very script with a local sh: the key lands byte for byte, private, and the
+    # arguments reach the binary (here the Debian build of the same program).
+    local_key, local_binary = tmp_path / "key", require(
+        components.PROMETHEUS if service == "prometheus" else components.ALERTMANAGER)
+    key = 'k$y "with" spaces\\n'
+    run = subprocess.run(["sh", "-c", script.replace(key_file, str(local_key)).replace(
+        binary, str(local_binary)), argv0, "--version"], env={"CUGAR_API_KEY": key},
+        capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "version" in run.stdout + run.stderr
+    assert local_key.read_text() == key and (local_key.stat().st_mode & 0o077) == 0

@@ -56,6 +56,16 @@ def render_rules(text: str, for_override: str | Mapping[str, str] | None) -> str
     return yaml.safe_dump(doc, sort_keys=False)
 
 
+def _point_key_file(http_config: dict, key_file: Path | None) -> dict:
+    """`http_config` sending the API key from `key_file` as a Bearer token; without a key file,
+    no authorization at all (the shipped configs name the compose container's file)."""
+    if key_file is None:
+        http_config.pop("authorization", None)
+    else:
+        http_config["authorization"] = {"type": "Bearer", "credentials_file": str(key_file)}
+    return http_config
+
+
 def render_prometheus_config(base: dict, *, scrape_interval: str, evaluation_interval: str,
                              targets: Mapping[str, str | Sequence[str] | None],
                              alertmanager: str | None, rules_glob: str,
@@ -85,8 +95,8 @@ def render_prometheus_config(base: dict, *, scrape_interval: str, evaluation_int
         if isinstance(job_targets, str):
             job_targets = [job_targets]
         job["static_configs"] = [{"targets": list(job_targets)}]
-        if name == API_JOB and api_key_file is not None:
-            job["authorization"] = {"type": "Bearer", "credentials_file": str(api_key_file)}
+        if name == API_JOB:
+            _point_key_file(job, api_key_file)
         jobs.append(job)
     config["scrape_configs"] = jobs
     return config
@@ -135,7 +145,7 @@ def render_alertmanager_config(base: dict, *, webhook_url: str | None,
     `webhook_url` replaces every receiver's URL (one test receiver for all); `webhook_base_url`
     replaces only scheme and host, so each receiver keeps its path (the API's
     /alerts/<severity>). `credentials_file` makes every webhook send its content as a Bearer
-    token (the API key), the way alertmanager.yml's comment documents.
+    token (the API key); without it the webhooks send no authorization.
     """
     config = json.loads(json.dumps(base))
     for receiver in config.get("receivers", []):
@@ -144,9 +154,8 @@ def render_alertmanager_config(base: dict, *, webhook_url: str | None,
                 hook["url"] = webhook_url
             elif webhook_base_url:
                 hook["url"] = _rebase(hook["url"], webhook_base_url)
-            if credentials_file is not None:
-                hook.setdefault("http_config", {})["authorization"] = {
-                    "type": "Bearer", "credentials_file": str(credentials_file)}
+            if http_config := _point_key_file(hook.pop("http_config", {}), credentials_file):
+                hook["http_config"] = http_config
     if group_wait:
         routes = [config["route"]]
         while routes:
