@@ -6,7 +6,8 @@ Starts our collector build, Prometheus (repository config and rules) and Alertma
 services.stack.pipeline.Pipeline, then the API (uvicorn) and the agent workload as managed
 processes; prints the URLs and, every few seconds, the fleet's golden signals as the API
 serves them. Ctrl-C or SIGTERM stops everything (each child is a process group, stopped and
-waited for). Without a collector binary (no Go toolchain to build it) it runs in embedded
+waited for); a bounded run (--duration) ends by reconciling Prometheus' count of executions
+with the agent's own. Without a collector binary (no Go toolchain to build it) it runs in embedded
 mode: each agent process serves its metrics itself and Prometheus scrapes them directly.
 """
 
@@ -359,7 +360,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m services.stack.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                        help="stop after this long (default: run until Ctrl-C)")
+                        help="stop after this long, once Prometheus counts exactly the "
+                             "executions the agent counted (default: run until Ctrl-C)")
     parser.add_argument("--rate", type=float, default=2.0,
                         help="agent executions per second (default 2)")
     parser.add_argument("--processes", type=int, default=2, help="agent processes (default 2)")
