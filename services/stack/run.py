@@ -332,10 +332,9 @@ class Run:
             return isinstance(body, dict) and body["executions"]["total"] == truth["executions"]
 
         # The last export travels: agent -> collector -> next scrape -> next rule evaluation.
-        scrape_s = duration_seconds(a.scrape_interval)
-        settle_s = 3 * scrape_s + 2 * a.export_interval_ms / 1000 + 10
+        settle_s = 3 * a.scrape_interval_s + 2 * a.export_interval_ms / 1000 + 10
         try:
-            wait_until(counted, settle_s, interval=min(scrape_s, 1.0),
+            wait_until(counted, settle_s, interval=min(a.scrape_interval_s, 1.0),
                        what="Prometheus to count every execution")
         except TimeoutError:
             got = body if isinstance(body, str) else body["executions"]["total"]
@@ -390,7 +389,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.duration is not None and args.duration <= 0:
         parser.error("--duration must be > 0")
     try:
-        duration_seconds(args.scrape_interval)
+        args.scrape_interval_s = duration_seconds(args.scrape_interval)
     except ValueError as exc:
         parser.error(f"--scrape-interval: {exc}")
     return args
