@@ -4,7 +4,6 @@ scraped by Prometheus and its own telemetry travels through the collector."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, run_agent: AgentRunner) -> I
     with Pipeline(work / "pipeline", api_target=f"127.0.0.1:{port}", alertmanager=False) as p:
         telemetry = p.agent_env()
         api = api_process(work, port, p.prometheus_url, p.collector_health_url, telemetry,
-                          workers=2)
+                          workers=2, trace_backend_url=p.jaeger_url)
         replica = api_process(work, replica_port, p.prometheus_url, p.collector_health_url,
                               telemetry, workers=1, name="api-replica")
         with api, replica:
@@ -119,6 +118,7 @@ def test_workers_and_replicas_give_identical_answers(stack: Stack) -> None:
 def test_health_and_readiness_with_everything_up(stack: Stack) -> None:
     ready = get(stack.api_url, "/health/ready")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    assert ready.json()["checks"]["trace_backend"] == {"url": stack.pipeline.jaeger_url, "ok": True}
     health = get(stack.api_url, "/health").json()
     assert health["metrics"]["total_executions"] == stack.truth["executions"]
     assert health["metrics"]["success_rate"] == stack.truth["successful"] / stack.truth["executions"]
@@ -136,16 +136,10 @@ def test_the_apis_own_telemetry_goes_through_the_collector(stack: Stack) -> None
     stack.pipeline.wait_for('{__name__=~"http_server_.*", job="cugar-api"}', lambda r: bool(r), 60)
 
     def spans() -> list[dict]:
-        found = []
-        for line in stack.pipeline.traces_file.read_text().splitlines():
-            for rs in json.loads(line).get("resourceSpans", []):
-                attrs = {a["key"]: a["value"].get("stringValue") for a in rs["resource"]["attributes"]}
-                if attrs.get("service.name") == "cugar-api":
-                    found += [s for ss in rs["scopeSpans"] for s in ss["spans"]]
-        return found
+        return stack.pipeline.spans("cugar-api")
 
     wait_until(lambda: any(s["name"].startswith("GET /dashboard") for s in spans()), 30,
-               what="a GET /dashboard span from the API in the trace file")
+               interval=0.5, what="a GET /dashboard span from the API in Jaeger")
     assert not any("/health" in s["name"] or "/metrics" in s["name"] for s in spans())
 
 

@@ -32,14 +32,16 @@ def test_liveness_answers_even_when_prometheus_is_down() -> None:
 
 
 def test_readiness_is_503_naming_each_unreachable_dependency() -> None:
-    with api_client(collector_health_url=closed_url() + "/") as c:
+    with api_client(collector_health_url=closed_url() + "/", trace_backend_url=closed_url()) as c:
         r = c.get("/health/ready")
     assert r.status_code == 503
     body = r.json()
     assert body["status"] == "not ready"
-    assert not body["checks"]["collector"]["ok"] and not body["checks"]["prometheus"]["ok"]
+    assert not any(check["ok"] for check in body["checks"].values())
+    assert set(body["checks"]) == {"collector", "prometheus", "trace_backend"}
     assert any("collector" in reason for reason in body["reasons"])
     assert any("Prometheus" in reason for reason in body["reasons"])
+    assert any("trace backend" in reason for reason in body["reasons"])
 
 
 def test_dashboard_is_503_saying_prometheus_is_unreachable() -> None:

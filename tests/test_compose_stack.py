@@ -35,6 +35,21 @@ def resolved() -> dict:
     return yaml.safe_load(out.stdout)
 
 
+PINS = components.pinned_versions()
+# compose service -> the image components/versions.env pins for it (the tests start the same)
+PINNED_IMAGES = {
+    "prometheus": f"prom/prometheus:v{PINS['PROMETHEUS_VERSION']}",
+    "alertmanager": f"prom/alertmanager:v{PINS['ALERTMANAGER_VERSION']}",
+    "jaeger": f"jaegertracing/jaeger:{PINS['JAEGER_VERSION']}",
+    "grafana": f"grafana/grafana:{PINS['GRAFANA_VERSION']}",
+}
+
+
+@pytest.mark.parametrize("service", PINNED_IMAGES)
+def test_compose_ships_the_pinned_releases(resolved: dict, service: str) -> None:
+    assert resolved["services"][service]["image"] == PINNED_IMAGES[service]
+
+
 def test_all_services_present(resolved: dict) -> None:
     assert set(resolved["services"]) == EXPECTED_SERVICES
 

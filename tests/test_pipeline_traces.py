@@ -1,11 +1,12 @@
-"""End to end (SPEC §3): spans from the simulated agent, through our collector, in the file
-exporter. They follow the GenAI agent conventions, account for every execution and tool call
+"""End to end: spans from the simulated agent, through our collector, read back from Jaeger's
+query API (/api/v3/traces). They follow the GenAI agent conventions, account for every execution and tool call
 of the ground truth, carry every canonical event, and contain no PII canary (the agent puts
 contact e-mail addresses in goals, tool arguments and error messages on purpose) — neither
 with content capture disabled (nothing captured) nor enabled (captured, redacted)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -14,7 +15,6 @@ import pytest
 
 from otel import catalogue
 from services.stack.pipeline import Pipeline
-from services.stack.probe import read_spans
 from services.stack.process import wait_until
 
 pytestmark = pytest.mark.integration
@@ -39,16 +39,12 @@ def runs(pipeline: Pipeline, run_agent: Callable[..., dict]) -> dict[str, tuple[
             env={"OTEL_SERVICE_NAME": service,
                  "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": capture})
 
-    def spans_of(service: str) -> list[dict]:
-        return [s for s in read_spans(pipeline.traces_file)
-                if s["resource"].get("service.name") == service]
-
     def complete() -> bool:
-        return all(sum(s["name"].startswith("invoke_agent ") for s in spans_of(service))
+        return all(sum(s["name"].startswith("invoke_agent ") for s in pipeline.spans(service))
                    >= truths[service]["executions"] for service in CAPTURE)
 
-    wait_until(complete, 30, interval=0.2, what="every execution's span in the trace file")
-    return {service: (truths[service], spans_of(service)) for service in CAPTURE}
+    wait_until(complete, 30, interval=0.5, what="every execution's span in Jaeger")
+    return {service: (truths[service], pipeline.spans(service)) for service in CAPTURE}
 
 
 def _kinds(spans: list[dict], operation: str) -> list[dict]:
@@ -107,8 +103,8 @@ def test_every_canonical_event_is_recorded(runs: dict, service: str) -> None:
     assert seen["budget_exceeded"] == truth["budget_exceeded"]
 
 
-def test_no_pii_canary_reaches_the_trace_backend(pipeline: Pipeline, runs: dict) -> None:
-    text = pipeline.traces_file.read_text()
+def test_no_pii_canary_reaches_the_trace_backend(runs: dict) -> None:
+    text = json.dumps([spans for _, spans in runs.values()])
     leaked = sorted({m.group(0) for m in EMAIL.finditer(text)})
     assert not leaked, f"e-mail addresses reached the trace backend: {leaked[:5]}"
 

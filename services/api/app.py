@@ -85,11 +85,11 @@ def _upstream_error(exc: Exception) -> HTTPException:
     return HTTPException(status_code=502, detail=str(exc))
 
 
-async def _collector_problem(client: httpx.AsyncClient, url: str | None,
-                             timeout: float) -> str | None:
+async def _reachable_problem(client: httpx.AsyncClient, url: str | None, timeout: float,
+                             what: str) -> str | None:
     if url is None:
         return None
-    return await probe(client, url, timeout, f"collector health check at {url}")
+    return await probe(client, url, timeout, f"{what} at {url}")
 
 
 def _instrument(app: FastAPI, tracer_provider: Any) -> None:
@@ -151,7 +151,7 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
             "version": settings.version,
             "endpoints": {
                 "GET /health": "liveness (no API key needed)",
-                "GET /health/ready": "readiness: collector and Prometheus reachable (503 if not)",
+                "GET /health/ready": "readiness: collector, Prometheus and the trace backend reachable (503 if not)",
                 "GET /dashboard?window=5m": "fleet-wide golden signals (JSON; HTML for browsers)",
                 "GET /metrics": "the API's own metrics, all workers (Prometheus text)",
                 "GET /runbooks": "alert runbooks (#<alert name in lower case>)",
@@ -184,18 +184,27 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
              responses={503: {"description": "a dependency is unreachable"}})
     async def ready(request: Request) -> JSONResponse:
         timeout = settings.health_summary_timeout_s * 2
-        collector, prometheus = await asyncio.gather(
-            _collector_problem(request.app.state.http, settings.collector_health_url, timeout),
-            request.app.state.prometheus.ready(timeout))
+        http = request.app.state.http
+        trace_query = (f"{settings.trace_backend_url}/api/v3/services"
+                       if settings.trace_backend_url else None)
+        collector, prometheus, traces = await asyncio.gather(
+            _reachable_problem(http, settings.collector_health_url, timeout,
+                               "collector health check"),
+            request.app.state.prometheus.ready(timeout),
+            _reachable_problem(http, trace_query, timeout, "trace backend query API"))
+
+        def check(url: str | None, problem: str | None, unset: str | None = None) -> dict:
+            return {"url": url, "ok": problem is None,
+                    **({"reason": problem} if problem else {}),
+                    **({"skipped": f"{unset} is empty"} if unset and url is None else {})}
+
         checks = {
-            "collector": {"url": settings.collector_health_url, "ok": collector is None,
-                          **({"reason": collector} if collector else {}),
-                          **({"skipped": "CUGAR_COLLECTOR_HEALTH_URL is empty (embedded mode)"}
-                             if settings.collector_health_url is None else {})},
-            "prometheus": {"url": settings.prometheus_url, "ok": prometheus is None,
-                           **({"reason": prometheus} if prometheus else {})},
+            "collector": check(settings.collector_health_url, collector,
+                               "CUGAR_COLLECTOR_HEALTH_URL"),
+            "prometheus": check(settings.prometheus_url, prometheus),
+            "trace_backend": check(settings.trace_backend_url, traces, "CUGAR_TRACE_BACKEND_URL"),
         }
-        reasons = [r for r in (collector, prometheus) if r]
+        reasons = [r for r in (collector, prometheus, traces) if r]
         body = {"status": "ready" if not reasons else "not ready", "checks": checks}
         if reasons:
             body["reasons"] = reasons

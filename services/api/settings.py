@@ -30,6 +30,8 @@ class Settings:
     prometheus_url: str = "http://127.0.0.1:9090"
     # None: no collector to check (embedded mode); readiness then only checks Prometheus.
     collector_health_url: str | None = "http://127.0.0.1:13133/"
+    # The trace backend's query API (Jaeger); None: not checked (embedded mode).
+    trace_backend_url: str | None = "http://127.0.0.1:16686"
     api_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -50,6 +52,8 @@ class Settings:
             prometheus_url=env.get("CUGAR_PROMETHEUS_URL", cls.prometheus_url).rstrip("/"),
             collector_health_url=env.get("CUGAR_COLLECTOR_HEALTH_URL",
                                          cls.collector_health_url) or None,
+            trace_backend_url=(env.get("CUGAR_TRACE_BACKEND_URL", cls.trace_backend_url)
+                               or "").rstrip("/") or None,
             api_key=env.get("CUGAR_API_KEY") or None,
             host=env.get("CUGAR_API_HOST", cls.host),
             port=_port(env.get("CUGAR_API_PORT", str(cls.port))),

@@ -30,10 +30,13 @@ class Collector:
     """One collector process; `start()` returns once its health check answers."""
 
     def __init__(self, workdir: str | Path, overrides: Sequence[str | Path] = (TRACES_TO_FILE,),
-                 env: Mapping[str, str] | None = None, name: str = "collector") -> None:
+                 env: Mapping[str, str] | None = None, name: str = "collector",
+                 ports: Mapping[str, int] | None = None) -> None:
+        """`ports` fixes some of otlp_grpc, otlp_http, exporter, telemetry, health; the rest
+        are free ports."""
         self.workdir = Path(workdir).resolve()
         self.overrides = [Path(o) for o in overrides]
-        self.ports = {key: free_port() for key in (
+        self.ports = {key: (ports or {}).get(key) or free_port() for key in (
             "otlp_grpc", "otlp_http", "exporter", "telemetry", "health")}
         self.otlp_grpc_endpoint = f"http://127.0.0.1:{self.ports['otlp_grpc']}"
         self.otlp_http_endpoint = f"http://127.0.0.1:{self.ports['otlp_http']}"

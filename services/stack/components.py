@@ -10,6 +10,18 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR_LINK = REPO_ROOT / "collector" / "_build" / "cugar-otelcol"
 PROMETHEUS_DIR = REPO_ROOT / "monitoring" / "prometheus"
+VERSIONS_FILE = REPO_ROOT / "components" / "versions.env"
+
+
+def pinned_versions() -> dict[str, str]:
+    """components/versions.env as a dict: the one place third-party releases are pinned."""
+    pins: dict[str, str] = {}
+    for line in VERSIONS_FILE.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pins[key.strip()] = value.strip()
+    return pins
 
 
 class MissingComponent(RuntimeError):
@@ -47,15 +59,18 @@ class Component:
 
 COLLECTOR = Component("cugar-otelcol (our collector build)", "CUGAR_COLLECTOR_BIN",
                       (str(COLLECTOR_LINK),), "run `bash collector/build.sh` (needs Go)")
-PROMETHEUS = Component("prometheus", "CUGAR_PROMETHEUS_BIN", ("prometheus",),
-                       "run `apt-get install prometheus` (or `make deps`)")
-PROMTOOL = Component("promtool", "CUGAR_PROMTOOL_BIN", ("promtool",),
-                     "run `apt-get install prometheus` (or `make deps`)")
-ALERTMANAGER = Component("alertmanager", "CUGAR_ALERTMANAGER_BIN",
-                         ("prometheus-alertmanager", "alertmanager"),
-                         "run `apt-get install prometheus-alertmanager` (or `make deps`)")
-AMTOOL = Component("amtool", "CUGAR_AMTOOL_BIN", ("amtool",),
-                   "run `apt-get install prometheus-alertmanager` (or `make deps`)")
+BUILDS = REPO_ROOT / "components" / "_build"
+BUILD_HINT = "run `bash components/build.sh` (needs Go; `make deps` does it)"
+PROMETHEUS = Component("prometheus (our build of the pinned release)", "CUGAR_PROMETHEUS_BIN",
+                       (str(BUILDS / "prometheus"),), BUILD_HINT)
+PROMTOOL = Component("promtool (our build of the pinned release)", "CUGAR_PROMTOOL_BIN",
+                     (str(BUILDS / "promtool"),), BUILD_HINT)
+ALERTMANAGER = Component("alertmanager (our build of the pinned release)", "CUGAR_ALERTMANAGER_BIN",
+                         (str(BUILDS / "alertmanager"),), BUILD_HINT)
+AMTOOL = Component("amtool (our build of the pinned release)", "CUGAR_AMTOOL_BIN",
+                   (str(BUILDS / "amtool"),), BUILD_HINT)
+JAEGER = Component("jaeger (our build of the pinned release)", "CUGAR_JAEGER_BIN",
+                   (str(BUILDS / "jaeger"),), BUILD_HINT)
 CHROMIUM = Component("chromium", "CUGAR_CHROMIUM_BIN", ("chromium", "chromium-browser"),
                      "run `apt-get install chromium` (or `make deps`)")
 DOCKER_COMPOSE = Component("docker-compose", "CUGAR_DOCKER_COMPOSE_BIN", ("docker-compose",),

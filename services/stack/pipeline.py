@@ -1,12 +1,13 @@
-"""The real pipeline on loopback ports: our collector build, Prometheus and Alertmanager.
+"""The real pipeline on loopback ports: our collector build, Prometheus, Alertmanager and Jaeger.
 
     with Pipeline(workdir) as p:
         subprocess.run([...agent...], env={**os.environ, **p.agent_env()})
         p.wait_for("sum(cugar_executions_total)", lambda r: r and float(r[0]["value"][1]) > 0, 30)
 
-The collector runs the repository's own otel-collector-config.yaml (plus the traces-to-file
-override), with every endpoint moved to a free 127.0.0.1 port through its CUGAR_COLLECTOR_*
-variables. Prometheus and Alertmanager get copies of the repository's configs rendered into
+The collector runs the repository's own otel-collector-config.yaml, with every endpoint moved
+to a free 127.0.0.1 port through its CUGAR_COLLECTOR_* variables; its traces go to Jaeger
+(monitoring/jaeger/config.yaml), or to a file (collector/traces-to-file.yaml) with
+`jaeger=False`. Prometheus and Alertmanager get copies of the repository's configs rendered into
 `workdir` (intervals, targets, webhook URL, optionally shortened alert `for:` durations); the
 rules themselves are the repository's. Any component that fails to start raises with its name
 and log tail, and everything started so far is stopped again.
@@ -23,8 +24,10 @@ import yaml
 
 from services.stack import components
 from services.promql import COLLECTOR_JOB  # the rules' scrape-job guard names it too
-from services.stack.collector import Collector
+from services.stack.collector import TRACES_TO_FILE, Collector
 from services.stack.components import PROMETHEUS_DIR, REPO_ROOT
+from services.stack.jaeger import Jaeger
+from services.stack.probe import read_spans
 from services.stack.process import ManagedProcess, ProcessFailed, free_port, wait_until
 from services.stack.prometheus_api import PrometheusClient, QueryError, Result, get_json, value
 
@@ -176,7 +179,11 @@ class Pipeline:
                  alert_group_wait: str | None = None, api_key: str | None = None,
                  webhook_base_url: str | None = None,
                  collector_env: Mapping[str, str] | None = None,
+                 jaeger: bool = True, ports: Mapping[str, int] | None = None,
                  start_timeout: float = 60.0) -> None:
+        """`ports` fixes listen ports by name (otlp_grpc, otlp_http, prometheus, alertmanager,
+        jaeger_ui, and the collector's exporter/telemetry/health); the rest are free ports."""
+        ports = dict(ports or {})
         self.workdir = Path(workdir).resolve()
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
@@ -189,9 +196,18 @@ class Pipeline:
         self.api_key = api_key
         self.start_timeout = start_timeout
 
-        self.collector = Collector(self.workdir, env=collector_env)
-        self.ports = {**self.collector.ports, "prometheus": free_port(),
-                      "alertmanager": free_port()}
+        self.jaeger = (Jaeger(self.workdir, ports={"query_http": ports.get("jaeger_ui", 0)})
+                       if jaeger else None)
+        if self.jaeger:
+            self.collector = Collector(self.workdir, overrides=(), ports=ports, env={
+                "CUGAR_COLLECTOR_TRACES_OTLP_ENDPOINT": self.jaeger.otlp_grpc_endpoint,
+                **(collector_env or {})})
+        else:
+            self.collector = Collector(self.workdir, overrides=(TRACES_TO_FILE,), ports=ports,
+                                       env=collector_env)
+        self.ports = {**self.collector.ports,
+                      "prometheus": ports.get("prometheus") or free_port(),
+                      "alertmanager": ports.get("alertmanager") or free_port()}
         self.otlp_grpc_endpoint = self.collector.otlp_grpc_endpoint
         self.otlp_http_endpoint = self.collector.otlp_http_endpoint
         self.collector_exporter_url = self.collector.exporter_url
@@ -201,7 +217,8 @@ class Pipeline:
         self.prometheus = PrometheusClient(self.prometheus_url)
         self.alertmanager_url = (f"http://127.0.0.1:{self.ports['alertmanager']}"
                                  if alertmanager else None)
-        self.traces_file = self.collector.traces_file
+        self.jaeger_url = self.jaeger.query_url if self.jaeger else None
+        self.traces_file = None if self.jaeger else self.collector.traces_file
         self._processes: list[ManagedProcess] = []
         self._api_key_file: Path | None = None
 
@@ -210,6 +227,8 @@ class Pipeline:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._api_key_file = write_api_key(self.workdir, self.api_key)
         try:
+            if self.jaeger:
+                self._launch(self.jaeger.process)
             self._start_collector()
             if self.with_alertmanager:
                 self._start_alertmanager()
@@ -327,6 +346,14 @@ class Pipeline:
                  timeout: float = 30.0, interval: float = 0.25) -> Result:
         """Poll `promql` until `predicate(result)` holds; TimeoutError shows the last result."""
         return self.prometheus.wait_for(promql, predicate, timeout, interval)
+
+    def spans(self, service: str) -> list[dict]:
+        """Every span of `service` the trace backend holds (Jaeger's /api/v3/traces, or the
+        trace file with jaeger=False), flattened by services.stack.probe.flatten_spans."""
+        if self.jaeger:
+            return self.jaeger.spans(service)
+        return [s for s in read_spans(self.collector.traces_file)
+                if s["resource"].get("service.name") == service]
 
     def alerts(self) -> list[dict]:
         """Alerts as Prometheus sees them (pending and firing)."""

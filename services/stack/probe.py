@@ -92,22 +92,29 @@ def scrape(url: str) -> list[Sample]:
 
 
 def read_spans(path: Path) -> list[dict[str, Any]]:
-    """Spans from the file exporter's OTLP-JSON lines, each with its resource attributes
-    (`resource`) and its own attributes flattened to {key: value}."""
+    """Spans from the file exporter's OTLP-JSON lines (see flatten_spans)."""
     spans: list[dict[str, Any]] = []
     if not path.exists():
         return spans
     for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        for rs in json.loads(line).get("resourceSpans", []):
-            resource = attributes(rs.get("resource", {}).get("attributes", []))
-            for ss in rs.get("scopeSpans", []):
-                for span in ss.get("spans", []):
-                    spans.append({**span, "resource": resource,
-                                  "attrs": attributes(span.get("attributes", [])),
-                                  "events": [{**e, "attrs": attributes(e.get("attributes", []))}
-                                             for e in span.get("events", [])]})
+        if line.strip():
+            spans += flatten_spans(json.loads(line).get("resourceSpans", []))
+    return spans
+
+
+def flatten_spans(resource_spans: list[dict]) -> list[dict[str, Any]]:
+    """Every span of OTLP-JSON `resourceSpans` (the file exporter's lines, Jaeger's
+    /api/v3/traces), each with its resource attributes (`resource`) and its own attributes
+    flattened to {key: value} (`attrs`, and `attrs` on each of its `events`)."""
+    spans: list[dict[str, Any]] = []
+    for rs in resource_spans:
+        resource = attributes(rs.get("resource", {}).get("attributes", []))
+        for ss in rs.get("scopeSpans", []):
+            for span in ss.get("spans", []):
+                spans.append({**span, "resource": resource,
+                              "attrs": attributes(span.get("attributes", [])),
+                              "events": [{**e, "attrs": attributes(e.get("attributes", []))}
+                                         for e in span.get("events", [])]})
     return spans
 
 

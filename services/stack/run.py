@@ -54,11 +54,13 @@ class StopRequested(Exception):
 # --- processes other modules (and tests) reuse ---------------------------------------------
 def api_process(workdir: Path, port: int, prometheus_url: str, collector_health_url: str | None,
                 telemetry_env: dict[str, str], workers: int = 1, name: str = "api",
-                api_key: str | None = None) -> ManagedProcess:
-    """The API under uvicorn on 127.0.0.1:`port`; ready once /health answers."""
+                api_key: str | None = None, trace_backend_url: str | None = None) -> ManagedProcess:
+    """The API under uvicorn on 127.0.0.1:`port`; ready once /health answers. Without a
+    `trace_backend_url` its readiness does not check a trace backend."""
     env = {**telemetry_env, "OTEL_SERVICE_NAME": API_SERVICE_NAME,
            "CUGAR_PROMETHEUS_URL": prometheus_url,
            "CUGAR_COLLECTOR_HEALTH_URL": collector_health_url or "",
+           "CUGAR_TRACE_BACKEND_URL": trace_backend_url or "",
            "CUGAR_API_HOST": "127.0.0.1", "CUGAR_API_PORT": str(port),
            "CUGAR_API_KEY": api_key or ""}
     return ManagedProcess(name, [sys.executable, "-m", "services.api", "--workers", str(workers)],
@@ -233,7 +235,7 @@ class Run:
     def _start_pipeline(self, api_port: int, duration: float,
                         agent_env: dict[str, str]) -> dict[str, str]:
         a = self.args
-        self.say("starting collector, Alertmanager and Prometheus ...")
+        self.say("starting Jaeger, the collector, Alertmanager and Prometheus ...")
         self.pipeline = Pipeline(self.workdir / "pipeline", scrape_interval=a.scrape_interval,
                                  evaluation_interval=a.scrape_interval, alertmanager=True,
                                  api_target=f"127.0.0.1:{api_port}", api_key=self.api_key,
@@ -243,7 +245,8 @@ class Run:
         self.say("starting the API and the agent workload ...")
         self._launch(api_process(self.workdir, api_port, p.prometheus_url, p.collector_health_url,
                                  p.agent_env(export_interval_ms=a.export_interval_ms),
-                                 workers=a.api_workers, api_key=self.api_key))
+                                 workers=a.api_workers, api_key=self.api_key,
+                                 trace_backend_url=p.jaeger_url))
         self.workload.append(self._launch(ManagedProcess(
             "agent", agent_argv(a.rate, duration, a.processes, a.time_scale, self._agent_extra()),
             self.workdir / "agent.log",
@@ -255,8 +258,8 @@ class Run:
                 "Prometheus": p.prometheus_url,
                 "Alertmanager": p.alertmanager_url or "-",
                 "Collector OTLP": f"gRPC {p.otlp_grpc_endpoint}  HTTP {p.otlp_http_endpoint}",
+                "Jaeger UI (traces)": p.jaeger_url or "-",
                 "Collector metrics": p.collector_exporter_url,
-                "Traces (file)": str(p.traces_file),
                 "Logs": str(self.workdir)}
 
     def _start_embedded(self, api_port: int, duration: float,

@@ -19,10 +19,11 @@ def closed_url() -> str:
 
 def api_client(*, metrics: ApiMetrics | None = None, tracer_provider: Any = None,
                **overrides: Any) -> TestClient:
-    """The API without telemetry, Prometheus a closed port and no collector to check, unless
+    """The API without telemetry, Prometheus a closed port and no collector or trace backend to
+    check, unless
     `overrides` (Settings fields) say otherwise."""
     fields = {"telemetry": False, "prometheus_url": closed_url(), "collector_health_url": None,
-              **overrides}
+              "trace_backend_url": None, **overrides}
     settings = dataclasses.replace(Settings(), **fields)
     return TestClient(create_app(settings, metrics=metrics, tracer_provider=tracer_provider))
 
