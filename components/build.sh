@@ -45,98 +45,112 @@ module_source() {
   cp -r "$dir" "$dest"; chmod -R u+w "$dest"
 }
 
-# A build is keyed by the pins and by its own recipe (the function that builds it), so editing one
-# recipe rebuilds only that component.
-cache_key() { { cat "$here/versions.env"; declare -f "build_$1" with_progress module_source; } | sha256sum | cut -c1-16; }
+# A build is keyed by its own pins and its recipe (the function that builds it), so editing one
+# recipe or pin rebuilds only that component.
+declare -A pins_of=([prometheus]="PROMETHEUS|PNPM" [alertmanager]="ALERTMANAGER" [jaeger]="JAEGER")
+cache_key() {
+  { grep -E "^(${pins_of[$1]})_" "$here/versions.env"; declare -f "recipe_$1" with_progress module_source; } |
+    sha256sum | cut -c1-16
+}
 
-link() {  # link NAME DIR PROGRAM...
-  local dir="$2"; shift 2
+# build NAME PROGRAM...: the cached build of NAME (made by recipe_NAME when missing), linked
+# into components/_build. Concurrent runs (two clones, CI and a developer) take turns on a
+# lock; a build goes to a scratch directory first, so a failed or interrupted one leaves no
+# half-written program behind.
+build() {
+  local name="$1"; shift
+  local out; out="$cache_root/$name/$(cache_key "$name")"
+  local program missing=()
+  for program in "$@"; do [[ -x "$out/$program" ]] || missing+=("$program"); done
+  if ((${#missing[@]})); then
+    mkdir -p "$cache_root/$name"
+    exec {lock}>"$cache_root/$name/.lock"
+    flock "$lock"
+    missing=()
+    for program in "$@"; do [[ -x "$out/$program" ]] || missing+=("$program"); done
+    if ((${#missing[@]})); then
+      require_go "$name"
+      local work="$out.partial"
+      rm -rf "$work" && mkdir -p "$work"
+      build_log="$work/build.log"
+      "recipe_$name" "$work"
+      mkdir -p "$out"
+      cp "$build_log" "$out/build.log"
+      for program in "$@"; do mv "$work/$program" "$out/$program"; done
+      rm -rf "$work"
+    fi
+    flock -u "$lock"
+  fi
   mkdir -p "$links"
-  for program in "$@"; do ln -sfn "$dir/$program" "$links/$program"; done
+  for program in "$@"; do ln -sfn "$out/$program" "$links/$program"; done
 }
 
 require_go() {
   command -v go >/dev/null || { say "Go toolchain not found; cannot build $1 (see README, 'Components')"; exit 3; }
 }
 
-build_prometheus() {
-  local out="$cache_root/prometheus/$(cache_key prometheus)" src
-  if [[ ! -x "$out/prometheus" || ! -x "$out/promtool" ]]; then
-    require_go prometheus
-    say "prometheus: cold build of Prometheus $PROMETHEUS_VERSION with promtool and its web UI ($PROMETHEUS_MODULE, about 15 min on 2 cores)"
-    src="$out/src" build_log="$out/build.log"
-    mkdir -p "$out" && : > "$build_log"
-    module_source "$PROMETHEUS_MODULE" "$src"
-    # The UI: the mantine-ui workspace, built with the pnpm its lockfile was made with, then
-    # gzipped and embedded (the `builtinassets` tag), as upstream's `make assets-compress`.
-    ( cd "$src/web/ui"
-      npm_prefix="$cache_root/tools/pnpm-$PNPM_VERSION"
-      [[ -x "$npm_prefix/bin/pnpm" ]] || with_progress "pnpm $PNPM_VERSION (npm install)" npm install --prefix "$npm_prefix" -g "pnpm@$PNPM_VERSION"
-      export PATH="$npm_prefix/bin:$PATH" CI=true
-      with_progress "prometheus web UI (pnpm install)" pnpm install --frozen-lockfile --silent 
-      with_progress "prometheus web UI (vite build)" pnpm run -s build:mantine-ui )
-    ( cd "$src" && with_progress "prometheus web UI (compress)" bash scripts/compress_assets.sh )
-    rm -rf "$src/web/ui/node_modules" "$src/web/ui/mantine-ui/node_modules" "$src/web/ui/module"/*/node_modules
-    local v=github.com/prometheus/common/version
-    ( cd "$src" && with_progress "prometheus $PROMETHEUS_VERSION (go build)" go build -tags netgo,builtinassets \
-        -ldflags "-X $v.Version=$PROMETHEUS_VERSION -X $v.Revision=${PROMETHEUS_MODULE#*@} -X $v.Branch=release -X $v.BuildUser=cugar@components -X $v.BuildDate=module" \
-        -o "$out/" ./cmd/prometheus ./cmd/promtool )
-    rm -rf "$src"
-  fi
-  link prometheus "$out" prometheus promtool
+recipe_prometheus() {  # recipe_prometheus WORKDIR: the programs into WORKDIR
+  local out="$1" src="$1/src"
+  say "prometheus: cold build of Prometheus $PROMETHEUS_VERSION with promtool and its web UI ($PROMETHEUS_MODULE, about 12 min cold on 2 cores)"
+  module_source "$PROMETHEUS_MODULE" "$src"
+  # The UI: the mantine-ui workspace, built with the pnpm its lockfile was made with, then
+  # gzipped and embedded (the `builtinassets` tag), as upstream's `make assets-compress`.
+  ( cd "$src/web/ui"
+    npm_prefix="$cache_root/tools/pnpm-$PNPM_VERSION"
+    [[ -x "$npm_prefix/bin/pnpm" ]] || with_progress "pnpm $PNPM_VERSION (npm install)" npm install --prefix "$npm_prefix" -g "pnpm@$PNPM_VERSION"
+    export PATH="$npm_prefix/bin:$PATH" CI=true
+    with_progress "prometheus web UI (pnpm install)" pnpm install --frozen-lockfile --silent 
+    with_progress "prometheus web UI (vite build)" pnpm run -s build:mantine-ui )
+  ( cd "$src" && with_progress "prometheus web UI (compress)" bash scripts/compress_assets.sh )
+  rm -rf "$src/web/ui/node_modules" "$src/web/ui/mantine-ui/node_modules" "$src/web/ui/module"/*/node_modules
+  local v=github.com/prometheus/common/version
+  ( cd "$src" && with_progress "prometheus $PROMETHEUS_VERSION (go build)" go build -tags netgo,builtinassets \
+      -ldflags "-X $v.Version=$PROMETHEUS_VERSION -X $v.Revision=${PROMETHEUS_MODULE#*@} -X $v.Branch=release -X $v.BuildUser=cugar@components -X $v.BuildDate=module" \
+      -o "$out/" ./cmd/prometheus ./cmd/promtool )
+  rm -rf "$src"
 }
 
-build_alertmanager() {
-  local out="$cache_root/alertmanager/$(cache_key alertmanager)" src
-  if [[ ! -x "$out/alertmanager" || ! -x "$out/amtool" ]]; then
-    require_go alertmanager
-    say "alertmanager: cold build of Alertmanager $ALERTMANAGER_VERSION with amtool and its web UI ($ALERTMANAGER_MODULE, about 5 min on 2 cores)"
-    src="$out/src" build_log="$out/build.log"
-    mkdir -p "$out" && : > "$build_log"
-    module_source "$ALERTMANAGER_MODULE" "$src"
-    # The Mantine UI (served at /ui/) builds with npm from its lockfile, except that
-    # @mantine/code-highlight 9.7.3 is not served by the npm registry here: 9.6.2 (same major,
-    # same API the UI uses) takes its place. The classic Elm UI cannot be built: the Elm compiler
-    # fetches its packages from package.elm-lang.org, which is no registry this project may reach,
-    # so its place at / is a page that redirects to the Mantine UI.
-    ( cd "$src/ui/mantine-ui"
-      with_progress "alertmanager web UI (npm install)" npm install --silent --no-audit --no-fund --save-exact @mantine/code-highlight@9.6.2 
-      with_progress "alertmanager web UI (vite build)" npm run -s build )
-    mkdir -p "$src/ui/app/dist/elm"
-    printf '%s\n' '<!doctype html><meta http-equiv="refresh" content="0; url=ui/"><title>Alertmanager</title><a href="ui/">Alertmanager UI</a>' \
-      | gzip -9n > "$src/ui/app/dist/elm/index.html.gz"
-    rm -rf "$src/ui/mantine-ui/node_modules"
-    local v=github.com/prometheus/common/version
-    ( cd "$src" && with_progress "alertmanager $ALERTMANAGER_VERSION (go build)" go build \
-        -ldflags "-X $v.Version=$ALERTMANAGER_VERSION -X $v.Revision=${ALERTMANAGER_MODULE#*@} -X $v.Branch=release -X $v.BuildUser=cugar@components -X $v.BuildDate=module" \
-        -o "$out/" ./cmd/alertmanager ./cmd/amtool )
-    rm -rf "$src"
-  fi
-  link alertmanager "$out" alertmanager amtool
+recipe_alertmanager() {  # recipe_alertmanager WORKDIR: the programs into WORKDIR
+  local out="$1" src="$1/src"
+  say "alertmanager: cold build of Alertmanager $ALERTMANAGER_VERSION with amtool and its web UI ($ALERTMANAGER_MODULE, about 5 min on 2 cores)"
+  module_source "$ALERTMANAGER_MODULE" "$src"
+  # The Mantine UI (served at /ui/) builds with npm from its lockfile, except that
+  # @mantine/code-highlight 9.7.3 is not served by the npm registry here: 9.6.2 (same major,
+  # same API the UI uses) takes its place. The classic Elm UI cannot be built: the Elm compiler
+  # fetches its packages from package.elm-lang.org, which is no registry this project may reach,
+  # so its place at / is a page that redirects to the Mantine UI.
+  ( cd "$src/ui/mantine-ui"
+    with_progress "alertmanager web UI (npm install)" npm install --silent --no-audit --no-fund --save-exact @mantine/code-highlight@9.6.2 
+    with_progress "alertmanager web UI (vite build)" npm run -s build )
+  mkdir -p "$src/ui/app/dist/elm"
+  printf '%s\n' '<!doctype html><meta http-equiv="refresh" content="0; url=ui/"><title>Alertmanager</title><a href="ui/">Alertmanager UI</a>' \
+    | gzip -9n > "$src/ui/app/dist/elm/index.html.gz"
+  rm -rf "$src/ui/mantine-ui/node_modules"
+  local v=github.com/prometheus/common/version
+  ( cd "$src" && with_progress "alertmanager $ALERTMANAGER_VERSION (go build)" go build \
+      -ldflags "-X $v.Version=$ALERTMANAGER_VERSION -X $v.Revision=${ALERTMANAGER_MODULE#*@} -X $v.Branch=release -X $v.BuildUser=cugar@components -X $v.BuildDate=module" \
+      -o "$out/" ./cmd/alertmanager ./cmd/amtool )
+  rm -rf "$src"
 }
 
-build_jaeger() {
-  local out="$cache_root/jaeger/$(cache_key jaeger)" src
-  if [[ ! -x "$out/jaeger" ]]; then
-    require_go jaeger
-    say "jaeger: cold build of Jaeger $JAEGER_VERSION ($JAEGER_MODULE cmd/jaeger, about 8 min on 2 cores)"
-    src="$out/src" build_log="$out/build.log"
-    mkdir -p "$out" && : > "$build_log"
-    # Built inside its own module: `go install pkg@version` refuses a go.mod with replace directives.
-    module_source "$JAEGER_MODULE" "$src"
-    ( cd "$src" && with_progress "jaeger $JAEGER_VERSION (go build)" go build \
-        -ldflags "-X github.com/jaegertracing/jaeger/internal/version.latestVersion=v$JAEGER_VERSION -X github.com/jaegertracing/jaeger/internal/version.commitSHA=${JAEGER_MODULE#*@}" \
-        -o "$out/jaeger" ./cmd/jaeger )
-    rm -rf "$src"
-  fi
-  link jaeger "$out" jaeger
+recipe_jaeger() {  # recipe_jaeger WORKDIR: the programs into WORKDIR
+  local out="$1" src="$1/src"
+  say "jaeger: cold build of Jaeger $JAEGER_VERSION ($JAEGER_MODULE cmd/jaeger, about 8 min on 2 cores)"
+  # Built inside its own module: `go install pkg@version` refuses a go.mod with replace directives.
+  module_source "$JAEGER_MODULE" "$src"
+  ( cd "$src" && with_progress "jaeger $JAEGER_VERSION (go build)" go build \
+      -ldflags "-X github.com/jaegertracing/jaeger/internal/version.latestVersion=v$JAEGER_VERSION -X github.com/jaegertracing/jaeger/internal/version.commitSHA=${JAEGER_MODULE#*@}" \
+      -o "$out/jaeger" ./cmd/jaeger )
+  rm -rf "$src"
 }
 
 targets=("$@")
 ((${#targets[@]})) || targets=(prometheus alertmanager jaeger)
 for target in "${targets[@]}"; do
   case "$target" in
-    prometheus|alertmanager|jaeger) "build_$target" ;;
+    prometheus) build prometheus prometheus promtool ;;
+    alertmanager) build alertmanager alertmanager amtool ;;
+    jaeger) build jaeger jaeger ;;
     *) say "unknown component '$target' (expected prometheus, alertmanager or jaeger)"; exit 2 ;;
   esac
 done
