@@ -40,7 +40,8 @@ class Jaeger:
         self.otlp_grpc_endpoint = f"127.0.0.1:{self.ports['otlp_grpc']}"
         self.query_url = f"http://127.0.0.1:{self.ports['query_http']}"
         self.health_url = f"http://127.0.0.1:{self.ports['health']}/status"
-        self.telemetry_url = f"http://127.0.0.1:{self.ports['telemetry']}/metrics"
+        self.telemetry_address = f"127.0.0.1:{self.ports['telemetry']}"
+        self.telemetry_url = f"http://{self.telemetry_address}/metrics"
         self.process = ManagedProcess(
             name, [components.JAEGER.require(), "--config", str(JAEGER_CONFIG)],
             self.workdir / f"{name}.log", ready_url=self.health_url, env=self.env(),

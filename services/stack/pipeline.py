@@ -23,7 +23,6 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from services.stack import components
-from services.promql import COLLECTOR_JOB  # the rules' scrape-job guard names it too
 from services.stack.collector import TRACES_TO_FILE, Collector
 from services.stack.components import PROMETHEUS_DIR, REPO_ROOT
 from services.stack.jaeger import Jaeger
@@ -34,8 +33,22 @@ from services.stack.prometheus_api import PrometheusClient, QueryError, Result, 
 ALERTMANAGER_CONFIG = REPO_ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
 
 COLLECTOR_TELEMETRY_JOB = "otel-collector-telemetry"
+JAEGER_JOB = "jaeger"
 PROMETHEUS_JOB = "prometheus"
 API_JOB = "cugar-api"
+# The alternative metrics path (collector/backends/prometheus-scrape.yaml): Prometheus scrapes
+# the collector's prometheus exporter under this job instead of receiving OTLP pushes.
+COLLECTOR_SCRAPE_JOB = "otel-collector"
+PROMETHEUS_SCRAPE_BACKEND = REPO_ROOT / "collector" / "backends" / "prometheus-scrape.yaml"
+METRICS_PATHS = ("push", "scrape")
+
+# How Prometheus runs wherever we start it (docker-compose.yml passes the same flags; a test
+# compares them): the OTLP receiver the collector pushes to, a 0 sample at each series' start
+# time, and the `anchored` range selectors the rules count with.
+PROMETHEUS_FLAGS = (
+    "--web.enable-otlp-receiver",
+    "--enable-feature=created-timestamp-zero-ingestion,promql-extended-range-selectors",
+)
 
 
 class PipelineError(RuntimeError):
@@ -72,11 +85,14 @@ def _point_key_file(http_config: dict, key_file: Path | None) -> dict:
 def render_prometheus_config(base: dict, *, scrape_interval: str, evaluation_interval: str,
                              targets: Mapping[str, str | Sequence[str] | None],
                              alertmanager: str | None, rules_glob: str,
-                             api_key_file: Path | None = None) -> dict:
+                             api_key_file: Path | None = None,
+                             metrics_targets: Sequence[str] = ()) -> dict:
     """The repository's prometheus.yml with test intervals and loopback targets.
 
     `targets` maps scrape job name -> "host:port" (or a list of them); a job mapped to None is
-    dropped.
+    dropped. `metrics_targets` adds the scrape job of the alternative metrics path (the
+    collector's prometheus exporter, or agents serving /metrics in-process), keeping the
+    `job` / `instance` each series carries.
     """
     config = json.loads(json.dumps(base))  # deep copy of plain YAML data
     config["global"].update(scrape_interval=scrape_interval, evaluation_interval=evaluation_interval,
@@ -101,6 +117,9 @@ def render_prometheus_config(base: dict, *, scrape_interval: str, evaluation_int
         if name == API_JOB:
             _point_key_file(job, api_key_file)
         jobs.append(job)
+    if metrics_targets:
+        jobs.append({"job_name": COLLECTOR_SCRAPE_JOB, "honor_labels": True,
+                     "static_configs": [{"targets": list(metrics_targets)}]})
     config["scrape_configs"] = jobs
     return config
 
@@ -130,7 +149,7 @@ def prometheus_process(workdir: Path, port: int, config_path: Path, *extra_args:
         name,
         [components.PROMETHEUS.require(), f"--config.file={config_path}",
          f"--storage.tsdb.path={workdir / 'prometheus-data'}",
-         f"--web.listen-address=127.0.0.1:{port}", *extra_args],
+         f"--web.listen-address=127.0.0.1:{port}", *PROMETHEUS_FLAGS, *extra_args],
         workdir / "prometheus.log", ready_url=f"http://127.0.0.1:{port}/-/ready", cwd=workdir)
 
 
@@ -180,10 +199,15 @@ class Pipeline:
                  webhook_base_url: str | None = None,
                  collector_env: Mapping[str, str] | None = None,
                  jaeger: bool = True, ports: Mapping[str, int] | None = None,
-                 start_timeout: float = 60.0) -> None:
+                 metrics_path: str = "push", start_timeout: float = 60.0) -> None:
         """`ports` fixes listen ports by name (otlp_grpc, otlp_http, prometheus, alertmanager,
-        jaeger_ui, and the collector's exporter/telemetry/health); the rest are free ports."""
+        jaeger_ui, and the collector's exporter/telemetry/health); the rest are free ports.
+        `metrics_path` is "push" (the collector pushes OTLP into Prometheus, the default) or
+        "scrape" (Prometheus scrapes the collector's prometheus exporter)."""
+        if metrics_path not in METRICS_PATHS:
+            raise PipelineError(f"metrics_path must be one of {METRICS_PATHS}, not {metrics_path!r}")
         ports = dict(ports or {})
+        self.metrics_path = metrics_path
         self.workdir = Path(workdir).resolve()
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
@@ -196,24 +220,25 @@ class Pipeline:
         self.api_key = api_key
         self.start_timeout = start_timeout
 
+        prometheus_port = ports.get("prometheus") or free_port()
+        self.prometheus_url = f"http://127.0.0.1:{prometheus_port}"
         self.jaeger = (Jaeger(self.workdir, ports={"query_http": ports.get("jaeger_ui", 0)})
                        if jaeger else None)
-        if self.jaeger:
-            self.collector = Collector(self.workdir, overrides=(), ports=ports, env={
-                "CUGAR_COLLECTOR_TRACES_OTLP_ENDPOINT": self.jaeger.otlp_grpc_endpoint,
-                **(collector_env or {})})
-        else:
-            self.collector = Collector(self.workdir, overrides=(TRACES_TO_FILE,), ports=ports,
-                                       env=collector_env)
-        self.ports = {**self.collector.ports,
-                      "prometheus": ports.get("prometheus") or free_port(),
+        overrides = [] if self.jaeger else [TRACES_TO_FILE]
+        if metrics_path == "scrape":
+            overrides.append(PROMETHEUS_SCRAPE_BACKEND)
+        self.collector = Collector(self.workdir, overrides=overrides, ports=ports, env={
+            "CUGAR_COLLECTOR_PROMETHEUS_OTLP_URL": f"{self.prometheus_url}/api/v1/otlp/v1/metrics",
+            **({"CUGAR_COLLECTOR_TRACES_OTLP_ENDPOINT": self.jaeger.otlp_grpc_endpoint}
+               if self.jaeger else {}),
+            **(collector_env or {})})
+        self.ports = {**self.collector.ports, "prometheus": prometheus_port,
                       "alertmanager": ports.get("alertmanager") or free_port()}
         self.otlp_grpc_endpoint = self.collector.otlp_grpc_endpoint
         self.otlp_http_endpoint = self.collector.otlp_http_endpoint
         self.collector_exporter_url = self.collector.exporter_url
         self.collector_telemetry_url = self.collector.telemetry_url
         self.collector_health_url = self.collector.health_url
-        self.prometheus_url = f"http://127.0.0.1:{self.ports['prometheus']}"
         self.prometheus = PrometheusClient(self.prometheus_url)
         self.alertmanager_url = (f"http://127.0.0.1:{self.ports['alertmanager']}"
                                  if alertmanager else None)
@@ -283,13 +308,14 @@ class Pipeline:
         config = render_prometheus_config(
             yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text()),
             scrape_interval=self.scrape_interval, evaluation_interval=self.evaluation_interval,
-            targets={COLLECTOR_JOB: self.collector.exporter_address,
-                     COLLECTOR_TELEMETRY_JOB: self.collector.telemetry_address,
+            targets={COLLECTOR_TELEMETRY_JOB: self.collector.telemetry_address,
+                     JAEGER_JOB: self.jaeger.telemetry_address if self.jaeger else None,
                      PROMETHEUS_JOB: f"127.0.0.1:{p['prometheus']}",
                      API_JOB: self.api_target},
             alertmanager=(f"127.0.0.1:{p['alertmanager']}" if self.with_alertmanager else None),
             rules_glob=write_rules(self.workdir / "rules", self.rule_for_override),
-            api_key_file=self._api_key_file)
+            api_key_file=self._api_key_file,
+            metrics_targets=[self.collector.exporter_address] if self.metrics_path == "scrape" else ())
         path = self.workdir / "prometheus.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
@@ -302,8 +328,10 @@ class Pipeline:
             f"--rules.alert.resend-delay={self.evaluation_interval}"))
 
     def _wait_for_scrapes(self) -> None:
-        """Prometheus has scraped the collector successfully (the rules rely on it)."""
-        jobs = (COLLECTOR_JOB, COLLECTOR_TELEMETRY_JOB)
+        """Prometheus has scraped the collector's telemetry (and, on the scrape path, its
+        exporter) successfully: the pipeline alerts and dashboards rely on it."""
+        jobs = (COLLECTOR_TELEMETRY_JOB,) + ((COLLECTOR_SCRAPE_JOB,)
+                                             if self.metrics_path == "scrape" else ())
 
         def scraped() -> bool:
             up = {r["metric"].get("job"): r["value"][1]

@@ -34,7 +34,7 @@ import yaml
 from services.api.settings import DEFAULT_SERVICE_NAME as API_SERVICE_NAME
 from services.stack import components
 from services.stack.components import REPO_ROOT, MissingComponent
-from services.stack.pipeline import (API_JOB, COLLECTOR_JOB, COLLECTOR_TELEMETRY_JOB,
+from services.stack.pipeline import (API_JOB, COLLECTOR_TELEMETRY_JOB, JAEGER_JOB,
                                      PROMETHEUS_DIR, PROMETHEUS_JOB, Pipeline, PipelineError,
                                      prometheus_process, render_prometheus_config, write_api_key,
                                      write_rules)
@@ -154,17 +154,17 @@ def agent_summary(log_path: Path) -> dict | None:
 def embedded_prometheus(workdir: Path, targets: list[str], api_target: str | None,
                         scrape_interval: str, evaluation_interval: str,
                         api_key: str | None) -> tuple[ManagedProcess, str]:
-    """Prometheus with the repository's config and rules, the collector job pointed at the
-    agents' in-process /metrics endpoints (same job name, so the rules apply unchanged)."""
+    """Prometheus with the repository's config and rules, scraping the agents' in-process
+    /metrics endpoints (the alternative metrics path's job, so the rules apply unchanged)."""
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     config = render_prometheus_config(
         yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text()),
         scrape_interval=scrape_interval, evaluation_interval=evaluation_interval,
-        targets={COLLECTOR_JOB: targets, COLLECTOR_TELEMETRY_JOB: None,
+        targets={COLLECTOR_TELEMETRY_JOB: None, JAEGER_JOB: None,
                  PROMETHEUS_JOB: f"127.0.0.1:{port}", API_JOB: api_target},
         alertmanager=None, rules_glob=write_rules(workdir / "rules"),
-        api_key_file=write_api_key(workdir, api_key))
+        api_key_file=write_api_key(workdir, api_key), metrics_targets=targets)
     path = workdir / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return prometheus_process(workdir, port, path), f"http://127.0.0.1:{port}"
@@ -259,7 +259,6 @@ class Run:
                 "Alertmanager": p.alertmanager_url or "-",
                 "Collector OTLP": f"gRPC {p.otlp_grpc_endpoint}  HTTP {p.otlp_http_endpoint}",
                 "Jaeger UI (traces)": p.jaeger_url or "-",
-                "Collector metrics": p.collector_exporter_url,
                 "Logs": str(self.workdir)}
 
     def _start_embedded(self, api_port: int, duration: float,
