@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE as _ERROR_TYPE
+
 OTHER = "other"
 
 DOMAINS: tuple[str, ...] = (
@@ -26,12 +28,42 @@ TOOL_OUTCOMES: tuple[str, ...] = ("success", "error")
 SIDE_EFFECTS: tuple[str, ...] = ("read-only", "propose", "execute")
 APPROVAL_DECISIONS: tuple[str, ...] = ("approved", "rejected", "timeout")
 
-# Canonical agent events; each lands in traces as a span, span event or span status.
+# -- Traces: span event names and our span attribute keys ------------------------------------
+# The gen_ai.* and error.type keys are OpenTelemetry's: code takes them from
+# opentelemetry.semconv. Every agent event below is a span event of that name.
+EVENT_PLAN_CREATED = "plan_created"
+EVENT_ROUTE_DECISION = "route_decision"
+EVENT_TOOL_CALL_START = "tool_call_start"
+EVENT_TOOL_CALL_COMPLETE = "tool_call_complete"
+EVENT_TOOL_CALL_ERROR = "tool_call_error"
+EVENT_BUDGET_WARNING = "budget_warning"
+EVENT_BUDGET_EXCEEDED = "budget_exceeded"
+EVENT_APPROVAL_REQUESTED = "approval_requested"
+EVENT_APPROVAL_RECEIVED = "approval_received"
+EVENT_APPROVAL_TIMEOUT = "approval_timeout"
 CANONICAL_EVENTS: tuple[str, ...] = (
-    "plan_created", "route_decision", "tool_call_start", "tool_call_complete",
-    "tool_call_error", "budget_warning", "budget_exceeded", "approval_requested",
-    "approval_received", "approval_timeout",
+    EVENT_PLAN_CREATED, EVENT_ROUTE_DECISION, EVENT_TOOL_CALL_START, EVENT_TOOL_CALL_COMPLETE,
+    EVENT_TOOL_CALL_ERROR, EVENT_BUDGET_WARNING, EVENT_BUDGET_EXCEEDED,
+    EVENT_APPROVAL_REQUESTED, EVENT_APPROVAL_RECEIVED, EVENT_APPROVAL_TIMEOUT,
 )
+
+INSTRUMENTATION_SCOPE = "cugar.otel"
+# gen_ai.operation.name of approval spans (GenAI has invoke_agent and execute_tool only).
+APPROVAL_OPERATION = "approval"
+TOOL_TYPE_FUNCTION = "function"  # gen_ai.tool.type of every tool call
+
+CUGAR_PROFILE = "cugar.profile"
+CUGAR_OUTCOME = "cugar.outcome"
+CUGAR_STEPS = "cugar.steps"
+CUGAR_DOMAIN = "cugar.domain"
+CUGAR_SIDE_EFFECT = "cugar.side_effect"
+CUGAR_PLAN_STEPS = "cugar.plan.steps"
+CUGAR_BUDGET_CEILING = "cugar.budget.ceiling"
+CUGAR_BUDGET_USED = "cugar.budget.used"
+CUGAR_BUDGET_UTILIZATION = "cugar.budget.utilization"
+CUGAR_APPROVAL_TOOL = "cugar.approval.tool"
+CUGAR_APPROVAL_DECISION = "cugar.approval.decision"
+CUGAR_APPROVAL_WAIT_MS = "cugar.approval.wait_ms"
 
 BUDGET_WARNING_RATIO = 0.8
 
@@ -104,7 +136,7 @@ PROFILE = "profile"
 TOOL = "tool"
 DOMAIN = "domain"
 SIDE_EFFECT = "side_effect"
-ERROR_TYPE = "error.type"  # the OpenTelemetry attribute; Prometheus label `error_type`
+ERROR_TYPE = _ERROR_TYPE  # error.type, as on spans; Prometheus label `error_type`
 DECISION = "decision"
 
 DURATION_BUCKETS_S = (
@@ -184,7 +216,7 @@ class RecordedSignal:
 
 
 # Recorded fleet-wide over a 5m window; absent when the window had no traffic. Their names
-# (and units: ms) are the ones the seed's dashboards and alerts use.
+# and units (ms) are what the dashboards, alerts and API read.
 GOLDEN_SIGNALS: tuple[RecordedSignal, ...] = (
     RecordedSignal("cugar_success_rate", "ratio", "Share of executions that succeeded (0..1)."),
     RecordedSignal("cugar_error_rate", "ratio", "Share of executions that failed (0..1)."),
@@ -197,8 +229,8 @@ GOLDEN_SIGNALS: tuple[RecordedSignal, ...] = (
 )
 LATENCY_PERCENTILES: dict[str, float] = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 
-# The seed's counters whose conventional name differs: recorded per instance (every label but
-# `outcome` kept) from the conventional counter, with the seed's meaning.
+# Per-outcome execution counters kept under their earlier names for existing queries: recorded
+# per instance (every label but `outcome` kept) from the conventional counter.
 SEED_RECORDED: dict[str, tuple[MetricSpec, str, str]] = {
     "cugar_executions_successful": (EXECUTIONS, OUTCOME, "success"),
     "cugar_executions_failed": (EXECUTIONS, OUTCOME, "failure"),
