@@ -40,6 +40,10 @@ from services.stack.process import free_port
 PROFILE, AGENT, CEILING, SPEND = "smb", "cugar-sales", 100.0, 21.0
 _INVOKE_AGENT = GenAiOperationNameValues.INVOKE_AGENT.value
 _EXECUTE_TOOL = GenAiOperationNameValues.EXECUTE_TOOL.value
+# The catalogue metrics the reference execution records (the order the variants unpack).
+RECORDED = (c.EXECUTIONS, c.TOOL_CALLS, c.DOMAIN_USAGE, c.TOOL_CALL_DURATION, c.BUDGET_USED,
+            c.BUDGET_WARNINGS, c.APPROVALS, c.APPROVAL_WAIT, c.EXECUTION_DURATION,
+            c.EXECUTION_STEPS, c.BUDGET_UTILIZATION)
 TOOLS = (
     ("crm_lookup", "intelligence", "read-only"),
     ("territory_map", "territory", "read-only"),
@@ -120,12 +124,8 @@ def variant_naive_otel(span_sink, metric_sink):
         create = meter.create_counter if spec.kind is c.Kind.COUNTER else meter.create_histogram
         return create(spec.name, unit=spec.unit, description=spec.description)
 
-    executions, tool_calls, domain_usage = map(
-        instrument, (c.EXECUTIONS, c.TOOL_CALLS, c.DOMAIN_USAGE))
-    tool_s, budget_used, warnings, approvals = map(
-        instrument, (c.TOOL_CALL_DURATION, c.BUDGET_USED, c.BUDGET_WARNINGS, c.APPROVALS))
-    wait_s, exec_s, steps_h, util_h = map(instrument, (
-        c.APPROVAL_WAIT, c.EXECUTION_DURATION, c.EXECUTION_STEPS, c.BUDGET_UTILIZATION))
+    (executions, tool_calls, domain_usage, tool_s, budget_used, warnings, approvals, wait_s,
+     exec_s, steps_h, util_h) = map(instrument, RECORDED)
     clock = time.perf_counter
 
     def run(i: int) -> None:
@@ -198,12 +198,8 @@ def variant_prometheus_client():
         return pc.Histogram(name, spec.description, spec.labels, registry=reg,
                             buckets=[float(b) for b in spec.buckets])
 
-    executions, tool_calls, domain_usage = map(
-        metric, (c.EXECUTIONS, c.TOOL_CALLS, c.DOMAIN_USAGE))
-    tool_s, budget_used, warnings, approvals = map(
-        metric, (c.TOOL_CALL_DURATION, c.BUDGET_USED, c.BUDGET_WARNINGS, c.APPROVALS))
-    wait_s, exec_s, steps_h, util_h = map(metric, (
-        c.APPROVAL_WAIT, c.EXECUTION_DURATION, c.EXECUTION_STEPS, c.BUDGET_UTILIZATION))
+    (executions, tool_calls, domain_usage, tool_s, budget_used, warnings, approvals, wait_s,
+     exec_s, steps_h, util_h) = map(metric, RECORDED)
     clock = time.perf_counter
 
     def run(i: int) -> None:

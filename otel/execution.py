@@ -50,7 +50,8 @@ class Execution(Scope):
                 ...
 
     It succeeds unless `fail()` is called or an exception escapes it (the exception
-    propagates). While it runs, `AgentTelemetry.current_execution()` returns it.
+    propagates). While it runs, `AgentTelemetry.current_execution()` returns it. Arguments and
+    what becomes of bad values: see `AgentTelemetry.execution`.
     """
 
     __slots__ = ("_profile_raw", "_profile", "_agent_name", "_goal", "_ceiling", "_token",
@@ -219,8 +220,13 @@ class Execution(Scope):
             core.internal_error("spend")
 
     def fail(self, reason: str = "execution failed", error_type: str | None = None) -> None:
-        """Mark the execution as failed without raising: `reason` becomes the span's error
-        status (redacted), `error_type` its error.type (default "execution_failed")."""
+        """Mark the execution as failed without raising.
+
+            ex.fail("no qualified lead", error_type="no_lead")
+
+        `reason` becomes the span's error status (redacted; a non-string is recorded as its
+        repr), `error_type` its error.type (default "execution_failed").
+        """
         self._failed = True
         self._failure = reason if isinstance(reason, str) else repr(reason)
         if error_type:

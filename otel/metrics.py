@@ -33,6 +33,7 @@ from otel.catalogue import Kind, MetricSpec
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
 _SUCCESS, _FAILURE = catalogue.EXECUTION_OUTCOMES
 _TOOL_SUCCESS, _TOOL_ERROR = catalogue.TOOL_OUTCOMES
+_TIMEOUT = catalogue.APPROVAL_DECISIONS[2]
 
 
 class _HistogramState:
@@ -176,6 +177,6 @@ class AgentMetrics(MetricStore):
     def approval(self, decision: str, wait_s: float) -> None:
         with self.lock:
             self._add(catalogue.APPROVALS, (decision,))
-            if decision == "timeout":
+            if decision == _TIMEOUT:
                 self._add(catalogue.APPROVAL_TIMEOUTS, ())
             self._observe(catalogue.APPROVAL_WAIT, (decision,), wait_s)

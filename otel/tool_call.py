@@ -48,7 +48,8 @@ class ToolCall(Scope):
             call.set_result(crm.lookup(account))   # an exception here marks the call as error
 
     It counts as an error when an exception leaves it (error.type = the exception's class
-    name; the exception propagates) or after `error()`.
+    name; the exception propagates) or after `error()`. What becomes of bad names: see
+    `AgentTelemetry.tool_call`.
     """
 
     __slots__ = ("_execution", "_tool", "_domain", "_side_effect", "_arguments",
@@ -135,7 +136,7 @@ class Approval(Scope):
             ap.approve() if human.says_yes() else ap.reject()
 
     Leaving without a decision (or after `time_out()`) records a timeout; the last decision
-    made wins.
+    made wins. A tool name that is not a string is recorded as "unknown".
     """
 
     __slots__ = ("_execution", "_tool", "_decision")
