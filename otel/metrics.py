@@ -33,7 +33,7 @@ from otel.catalogue import Kind, MetricSpec
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
 _SUCCESS, _FAILURE = catalogue.EXECUTION_OUTCOMES
 _TOOL_SUCCESS, _TOOL_ERROR = catalogue.TOOL_OUTCOMES
-_TIMEOUT = catalogue.APPROVAL_DECISIONS[2]
+_TIMEOUT = catalogue.APPROVAL_DECISIONS[2]  # (approved, rejected, timeout)
 
 
 class _HistogramState:
@@ -99,6 +99,7 @@ class MetricStore:
         """Record `value` (in `spec.unit`) in histogram `spec`'s series `key`."""
         with self.lock:
             self._observe(spec, key, value)
+
     # -- reading ----------------------------------------------------------------------------
     def _attributes(self, name: str, key: tuple) -> dict[str, str]:
         cached = self._attr_cache.get((name, key))
