@@ -25,12 +25,25 @@ from typing import Callable
 
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+    GEN_AI_AGENT_NAME,
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_TOOL_NAME,
+    GEN_AI_TOOL_TYPE,
+    GenAiOperationNameValues,
+)
 
-from otel import catalogue
+from otel import catalogue as c
 from otel.testing import CountingSpanExporter, DiscardingMetricExporter
 from services.stack.process import free_port
 
 PROFILE, AGENT, CEILING, SPEND = "smb", "cugar-sales", 100.0, 21.0
+_INVOKE_AGENT = GenAiOperationNameValues.INVOKE_AGENT.value
+_EXECUTE_TOOL = GenAiOperationNameValues.EXECUTE_TOOL.value
+# The catalogue metrics the reference execution records (the order the variants unpack).
+RECORDED = (c.EXECUTIONS, c.TOOL_CALLS, c.DOMAIN_USAGE, c.TOOL_CALL_DURATION, c.BUDGET_USED,
+            c.BUDGET_WARNINGS, c.APPROVALS, c.APPROVAL_WAIT, c.EXECUTION_DURATION,
+            c.EXECUTION_STEPS, c.BUDGET_UTILIZATION)
 TOOLS = (
     ("crm_lookup", "intelligence", "read-only"),
     ("territory_map", "territory", "read-only"),
@@ -101,74 +114,70 @@ def variant_naive_otel(span_sink, metric_sink):
     tp = TracerProvider(resource=resource)
     tp.add_span_processor(BatchSpanProcessor(span_sink()))
     views = [View(instrument_name=m.name, aggregation=ExplicitBucketHistogramAggregation(
-        [float(b) for b in m.buckets])) for m in catalogue.METRICS if m.buckets]
+        [float(b) for b in m.buckets])) for m in c.METRICS if m.buckets]
     mp = MeterProvider(resource=resource, views=views,
                        metric_readers=[PeriodicExportingMetricReader(metric_sink())])
-    tracer = tp.get_tracer("cugar")
-    meter = mp.get_meter("cugar")
-    inst = {m.name: (meter.create_counter if m.kind is catalogue.Kind.COUNTER
-                     else meter.create_histogram)(m.name, unit=m.unit, description=m.description)
-            for m in catalogue.METRICS}
-    executions, successful = inst["cugar_executions_total"], inst["cugar_executions_successful"]
-    tool_calls, domain_usage = inst["cugar_tool_calls_total"], inst["cugar_domain_usage_total"]
-    tool_ms, budget_used = inst["cugar_tool_call_duration_milliseconds"], inst[
-        "cugar_budget_used_total"]
-    warnings, approvals = inst["cugar_budget_warnings_total"], inst["cugar_approvals_total"]
-    wait_ms, exec_ms = inst["cugar_approval_wait_milliseconds"], inst[
-        "cugar_execution_duration_milliseconds"]
-    steps_h, util_h = inst["cugar_execution_steps"], inst["cugar_budget_utilization_ratio"]
+    tracer = tp.get_tracer(c.INSTRUMENTATION_SCOPE)
+    meter = mp.get_meter(c.INSTRUMENTATION_SCOPE)
+
+    def instrument(spec: c.MetricSpec):
+        create = meter.create_counter if spec.kind is c.Kind.COUNTER else meter.create_histogram
+        return create(spec.name, unit=spec.unit, description=spec.description)
+
+    (executions, tool_calls, domain_usage, tool_s, budget_used, warnings, approvals, wait_s,
+     exec_s, steps_h, util_h) = map(instrument, RECORDED)
     clock = time.perf_counter
 
     def run(i: int) -> None:
         t_exec = clock()
-        with tracer.start_as_current_span(f"invoke_agent {AGENT}", attributes={
-                "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": AGENT,
-                "cugar.profile": PROFILE, "cugar.budget.ceiling": CEILING}) as span:
-            span.add_event("plan_created", {"cugar.plan.steps": len(TOOLS)})
-            span.add_event("route_decision", {"cugar.domain": TOOLS[0][1]})
+        with tracer.start_as_current_span(f"{_INVOKE_AGENT} {AGENT}", attributes={
+                GEN_AI_OPERATION_NAME: _INVOKE_AGENT, GEN_AI_AGENT_NAME: AGENT,
+                c.CUGAR_PROFILE: PROFILE, c.CUGAR_BUDGET_CEILING: CEILING}) as span:
+            span.add_event(c.EVENT_PLAN_CREATED, {c.CUGAR_PLAN_STEPS: len(TOOLS)})
+            span.add_event(c.EVENT_ROUTE_DECISION, {c.CUGAR_DOMAIN: TOOLS[0][1]})
             spent, steps, warned = 0.0, 0, False
             for tool, domain, side_effect in TOOLS:
                 t0 = clock()
-                with tracer.start_as_current_span(f"execute_tool {tool}", attributes={
-                        "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool,
-                        "gen_ai.tool.type": "function", "cugar.domain": domain,
-                        "cugar.side_effect": side_effect}) as tool_span:
-                    tool_span.add_event("tool_call_start")
+                with tracer.start_as_current_span(f"{_EXECUTE_TOOL} {tool}", attributes={
+                        GEN_AI_OPERATION_NAME: _EXECUTE_TOOL, GEN_AI_TOOL_NAME: tool,
+                        GEN_AI_TOOL_TYPE: c.TOOL_TYPE_FUNCTION, c.CUGAR_DOMAIN: domain,
+                        c.CUGAR_SIDE_EFFECT: side_effect}) as tool_span:
+                    tool_span.add_event(c.EVENT_TOOL_CALL_START)
                     work(i)
-                    tool_span.add_event("tool_call_complete")
-                duration = (clock() - t0) * 1000
-                tool_calls.add(1, {"tool": tool, "domain": domain, "side_effect": side_effect,
-                                   "outcome": "success"})
-                domain_usage.add(1, {"domain": domain})
-                tool_ms.record(duration, {"tool": tool, "domain": domain, "outcome": "success"})
+                    tool_span.add_event(c.EVENT_TOOL_CALL_COMPLETE)
+                duration = clock() - t0
+                tool_calls.add(1, {c.TOOL: tool, c.DOMAIN: domain, c.SIDE_EFFECT: side_effect,
+                                   c.OUTCOME: "success"})
+                domain_usage.add(1, {c.DOMAIN: domain})
+                tool_s.record(duration, {c.TOOL: tool, c.DOMAIN: domain, c.OUTCOME: "success"})
                 steps += 1
                 spent += SPEND
-                budget_used.add(SPEND, {"profile": PROFILE})
-                if not warned and spent >= catalogue.BUDGET_WARNING_RATIO * CEILING:
+                budget_used.add(SPEND, {c.PROFILE: PROFILE})
+                if not warned and spent >= c.BUDGET_WARNING_RATIO * CEILING:
                     warned = True
-                    warnings.add(1, {"profile": PROFILE})
-                    span.add_event("budget_warning", {"cugar.budget.used": spent,
-                                                      "cugar.budget.ceiling": CEILING})
+                    warnings.add(1, {c.PROFILE: PROFILE})
+                    span.add_event(c.EVENT_BUDGET_WARNING, {c.CUGAR_BUDGET_USED: spent,
+                                                            c.CUGAR_BUDGET_CEILING: CEILING})
             t0 = clock()
-            with tracer.start_as_current_span("approval send_email", attributes={
-                    "gen_ai.operation.name": "approval",
-                    "cugar.approval.tool": "send_email"}) as ap:
-                ap.add_event("approval_requested", {"cugar.approval.tool": "send_email"})
-                waited = (clock() - t0) * 1000
-                ap.set_attribute("cugar.approval.decision", "approved")
-                ap.set_attribute("cugar.approval.wait_ms", waited)
-                ap.add_event("approval_received", {"cugar.approval.decision": "approved"})
-            approvals.add(1, {"decision": "approved"})
-            wait_ms.record(waited, {"decision": "approved"})
-            span.set_attributes({"cugar.outcome": "success", "cugar.steps": steps,
-                                 "cugar.budget.used": spent,
-                                 "cugar.budget.utilization": spent / CEILING})
-        elapsed = (clock() - t_exec) * 1000
-        executions.add(1, {"outcome": "success", "profile": PROFILE})
-        successful.add(1, {"profile": PROFILE})
-        exec_ms.record(elapsed, {"outcome": "success", "profile": PROFILE})
-        steps_h.record(steps, {"profile": PROFILE, "outcome": "success"})
-        util_h.record(spent / CEILING, {"profile": PROFILE})
+            with tracer.start_as_current_span(f"{c.APPROVAL_OPERATION} send_email", attributes={
+                    GEN_AI_OPERATION_NAME: c.APPROVAL_OPERATION,
+                    c.CUGAR_APPROVAL_TOOL: "send_email"}) as ap:
+                ap.add_event(c.EVENT_APPROVAL_REQUESTED, {c.CUGAR_APPROVAL_TOOL: "send_email"})
+                waited = clock() - t0
+                ap.set_attribute(c.CUGAR_APPROVAL_DECISION, "approved")
+                ap.set_attribute(c.CUGAR_APPROVAL_WAIT_MS, waited * 1000)
+                ap.add_event(c.EVENT_APPROVAL_RECEIVED, {c.CUGAR_APPROVAL_DECISION: "approved"})
+            approvals.add(1, {c.DECISION: "approved"})
+            wait_s.record(waited, {c.DECISION: "approved"})
+            span.set_attributes({c.CUGAR_OUTCOME: "success", c.CUGAR_STEPS: steps,
+                                 c.CUGAR_BUDGET_USED: spent,
+                                 c.CUGAR_BUDGET_UTILIZATION: spent / CEILING})
+        elapsed = clock() - t_exec
+        outcome = {c.OUTCOME: "success", c.PROFILE: PROFILE}
+        executions.add(1, outcome)
+        exec_s.record(elapsed, outcome)
+        steps_h.record(steps, outcome)
+        util_h.record(spent / CEILING, {c.PROFILE: PROFILE})
 
     def stop() -> None:
         tp.shutdown()
@@ -182,23 +191,15 @@ def variant_prometheus_client():
 
     reg = pc.CollectorRegistry()
 
-    def metric(name: str):
-        spec = catalogue.METRICS_BY_NAME[name]
-        if spec.kind is catalogue.Kind.COUNTER:
-            return pc.Counter(name, spec.description, spec.attributes, registry=reg)
-        return pc.Histogram(name, spec.description, spec.attributes, registry=reg,
+    def metric(spec: c.MetricSpec):
+        name = spec.prometheus_name
+        if spec.kind is c.Kind.COUNTER:
+            return pc.Counter(name, spec.description, spec.labels, registry=reg)
+        return pc.Histogram(name, spec.description, spec.labels, registry=reg,
                             buckets=[float(b) for b in spec.buckets])
 
-    executions, successful = metric("cugar_executions_total"), metric(
-        "cugar_executions_successful")
-    tool_calls, domain_usage = metric("cugar_tool_calls_total"), metric(
-        "cugar_domain_usage_total")
-    tool_ms, budget_used = metric("cugar_tool_call_duration_milliseconds"), metric(
-        "cugar_budget_used_total")
-    warnings, approvals = metric("cugar_budget_warnings_total"), metric("cugar_approvals_total")
-    wait_ms, exec_ms = metric("cugar_approval_wait_milliseconds"), metric(
-        "cugar_execution_duration_milliseconds")
-    steps_h, util_h = metric("cugar_execution_steps"), metric("cugar_budget_utilization_ratio")
+    (executions, tool_calls, domain_usage, tool_s, budget_used, warnings, approvals, wait_s,
+     exec_s, steps_h, util_h) = map(metric, RECORDED)
     clock = time.perf_counter
 
     def run(i: int) -> None:
@@ -207,25 +208,24 @@ def variant_prometheus_client():
         for tool, domain, side_effect in TOOLS:
             t0 = clock()
             work(i)
-            duration = (clock() - t0) * 1000
+            duration = clock() - t0
             tool_calls.labels(tool, domain, side_effect, "success").inc()
             domain_usage.labels(domain).inc()
-            tool_ms.labels(tool, domain, "success").observe(duration)
+            tool_s.labels(tool, domain, "success").observe(duration)
             steps += 1
             spent += SPEND
             budget_used.labels(PROFILE).inc(SPEND)
-            if not warned and spent >= catalogue.BUDGET_WARNING_RATIO * CEILING:
+            if not warned and spent >= c.BUDGET_WARNING_RATIO * CEILING:
                 warned = True
                 warnings.labels(PROFILE).inc()
         t0 = clock()
-        waited = (clock() - t0) * 1000
+        waited = clock() - t0
         approvals.labels("approved").inc()
-        wait_ms.labels("approved").observe(waited)
-        elapsed = (clock() - t_exec) * 1000
+        wait_s.labels("approved").observe(waited)
+        elapsed = clock() - t_exec
         executions.labels("success", PROFILE).inc()
-        successful.labels(PROFILE).inc()
-        exec_ms.labels("success", PROFILE).observe(elapsed)
-        steps_h.labels(PROFILE, "success").observe(steps)
+        exec_s.labels("success", PROFILE).observe(elapsed)
+        steps_h.labels("success", PROFILE).observe(steps)
         util_h.labels(PROFILE).observe(spent / CEILING)
     return run, lambda: None
 

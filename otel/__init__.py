@@ -6,6 +6,9 @@
         with ex.tool_call("crm_lookup", domain="intelligence") as call:
             ...
     tel.shutdown()
+
+Nothing here raises for telemetry problems or bad arguments (each entry point's docstring says
+what becomes of them); exceptions of the agent's own code propagate unchanged.
 """
 
 from otel.agent import AgentTelemetry, Approval, Execution, ToolCall

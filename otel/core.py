@@ -6,6 +6,11 @@ import json
 import logging
 from typing import Any
 
+from opentelemetry.semconv.attributes.exception_attributes import (
+    EXCEPTION_MESSAGE,
+    EXCEPTION_TYPE,
+)
+
 from otel import catalogue, privacy
 from otel.cardinality import BoundedSet, ClosedSet
 from otel.config import Settings
@@ -55,8 +60,8 @@ class Core:
         kind = type(exc).__name__
         message = privacy.redact_text(str(exc))
         span.add_event("exception", {
-            "exception.type": kind,
-            "exception.message": privacy.truncate(message, _MAX_DESCRIPTION_CHARS),
+            EXCEPTION_TYPE: kind,
+            EXCEPTION_MESSAGE: privacy.truncate(message, _MAX_DESCRIPTION_CHARS),
         })
         span.set_error(privacy.truncate(f"{kind}: {message}", _MAX_DESCRIPTION_CHARS))
 

@@ -1,10 +1,12 @@
 """Embedded mode: serve the catalogue metrics at /metrics from inside the agent process.
 
-For laptops without a collector. Names are EXACTLY the catalogue names (the same names the
-collector path produces): the stock Prometheus exporters would append `_total` and unit
-suffixes, so the text exposition format is rendered here. Every series carries `job`
-(service.name) and `instance` (service.instance.id); scrape it with `honor_labels: true`.
-An internal error answers 500, never a 200 with partial data.
+For laptops without a collector. Series carry exactly the names and labels Prometheus stores
+for the same data received over OTLP (`MetricSpec.prometheus_name`, attribute keys as
+`catalogue.label_name`, resource attributes as `catalogue.RESOURCE_LABELS`), so queries,
+rules and dashboards work unchanged on either path. The stock exporters translate names
+their own way, so the text exposition format (0.0.4) is rendered here. Scrape it with
+`honor_labels: true` (every series already carries `job` and `instance`). An internal error
+answers 500, never a 200 with partial data.
 """
 
 from __future__ import annotations
@@ -67,22 +69,23 @@ def render(store: MetricStore, resource: Resource) -> str:
     base = resource_labels(resource)
     lines: list[str] = []
     for spec, points in store.snapshot():
-        les = _le_values(store.bounds[spec.name]) if spec.kind is Kind.HISTOGRAM else ()
-        lines.append(f"# HELP {spec.name} {_escape_help(spec.description)}")
-        lines.append(f"# TYPE {spec.name} {spec.kind.value}")
+        name = spec.prometheus_name
+        lines.append(f"# HELP {name} {_escape_help(spec.description)}")
+        lines.append(f"# TYPE {name} {spec.kind.value}")
+        histogram = spec.kind is Kind.HISTOGRAM
+        les = _le_values(store.bounds[spec.name]) if histogram else ()
         for attrs, value in points:
-            labels = base + list(attrs.items())
-            if spec.kind is Kind.COUNTER:
-                lines.append(f"{spec.name}{_labels(labels)} {_number(value)}")
+            pairs = base + [(catalogue.label_name(k), v) for k, v in attrs.items()]
+            if not histogram:
+                lines.append(f"{name}{_labels(pairs)} {_number(value)}")
                 continue
             counts, total, count, _lo, _hi = value
             cumulative = 0
             for le_value, n in zip(les, counts):
                 cumulative += n
-                le = labels + [("le", le_value)]
-                lines.append(f"{spec.name}_bucket{_labels(le)} {cumulative}")
-            lines.append(f"{spec.name}_sum{_labels(labels)} {_number(total)}")
-            lines.append(f"{spec.name}_count{_labels(labels)} {count}")
+                lines.append(f"{name}_bucket{_labels(pairs + [('le', le_value)])} {cumulative}")
+            lines.append(f"{name}_sum{_labels(pairs)} {_number(total)}")
+            lines.append(f"{name}_count{_labels(pairs)} {count}")
     return "\n".join(lines) + "\n"
 
 

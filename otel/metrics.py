@@ -33,6 +33,7 @@ from otel.catalogue import Kind, MetricSpec
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
 _SUCCESS, _FAILURE = catalogue.EXECUTION_OUTCOMES
 _TOOL_SUCCESS, _TOOL_ERROR = catalogue.TOOL_OUTCOMES
+_TIMEOUT = catalogue.APPROVAL_DECISIONS[2]  # (approved, rejected, timeout)
 
 
 class _HistogramState:
@@ -60,6 +61,7 @@ class MetricStore:
 
     Series are keyed by a tuple of label values in the order of `MetricSpec.attributes`
     (the allow-list); callers pass values that already went through the cardinality guard.
+    Metrics are named by their `MetricSpec` (`catalogue.BUDGET_USED`, ...).
     """
 
     def __init__(self, specs: tuple[MetricSpec, ...] = catalogue.METRICS) -> None:
@@ -75,10 +77,12 @@ class MetricStore:
         self._attr_cache: dict[tuple[str, tuple], dict[str, str]] = {}
 
     # -- recording (caller holds self.lock for multi-series updates) ------------------------
-    def _add(self, series: dict[tuple, float], key: tuple, amount: float) -> None:
+    def _add(self, spec: MetricSpec, key: tuple, amount: float = 1) -> None:
+        series = self.counters[spec.name]
         series[key] = series.get(key, 0) + amount
 
-    def _observe(self, name: str, key: tuple, value: float) -> None:
+    def _observe(self, spec: MetricSpec, key: tuple, value: float) -> None:
+        name = spec.name
         series = self.histograms[name]
         state = series.get(key)
         if state is None:
@@ -86,13 +90,15 @@ class MetricStore:
         # Bucket i holds (bounds[i-1], bounds[i]]: OpenTelemetry's explicit-bucket rule.
         state.record(bisect_left(self.bounds[name], value), value)
 
-    def add(self, name: str, key: tuple, amount: float = 1) -> None:
+    def add(self, spec: MetricSpec, key: tuple, amount: float = 1) -> None:
+        """Add `amount` to counter `spec`'s series `key` (label values, catalogue order)."""
         with self.lock:
-            self._add(self.counters[name], key, amount)
+            self._add(spec, key, amount)
 
-    def observe(self, name: str, key: tuple, value: float) -> None:
+    def observe(self, spec: MetricSpec, key: tuple, value: float) -> None:
+        """Record `value` (in `spec.unit`) in histogram `spec`'s series `key`."""
         with self.lock:
-            self._observe(name, key, value)
+            self._observe(spec, key, value)
 
     # -- reading ----------------------------------------------------------------------------
     def _attributes(self, name: str, key: tuple) -> dict[str, str]:
@@ -143,38 +149,35 @@ class MetricStore:
 
 
 class AgentMetrics(MetricStore):
-    """One method per agent event: every series that event touches, under one lock."""
+    """One method per agent event: every series that event touches, under one lock.
+
+    Durations are in seconds (the catalogue's unit for every duration).
+    """
 
     def tool_call(self, tool: str, domain: str, side_effect: str, error_type: str | None,
-                  duration_ms: float) -> None:
+                  duration_s: float) -> None:
         outcome = _TOOL_SUCCESS if error_type is None else _TOOL_ERROR
-        c = self.counters
         with self.lock:
-            self._add(c["cugar_tool_calls_total"], (tool, domain, side_effect, outcome), 1)
-            self._add(c["cugar_domain_usage_total"], (domain,), 1)
+            self._add(catalogue.TOOL_CALLS, (tool, domain, side_effect, outcome))
+            self._add(catalogue.DOMAIN_USAGE, (domain,))
             if error_type is not None:
-                self._add(c["cugar_tool_errors_total"], (tool, domain, error_type), 1)
-                self._add(c["cugar_domain_errors_total"], (domain,), 1)
-            self._observe("cugar_tool_call_duration_milliseconds", (tool, domain, outcome),
-                          duration_ms)
+                self._add(catalogue.TOOL_ERRORS, (tool, domain, error_type))
+                self._add(catalogue.DOMAIN_ERRORS, (domain,))
+            self._observe(catalogue.TOOL_CALL_DURATION, (tool, domain, outcome), duration_s)
 
-    def execution(self, profile: str, success: bool, duration_ms: float, steps: int,
+    def execution(self, profile: str, success: bool, duration_s: float, steps: int,
                   utilization: float | None) -> None:
-        outcome = _SUCCESS if success else _FAILURE
-        c = self.counters
+        key = (_SUCCESS if success else _FAILURE, profile)
         with self.lock:
-            self._add(c["cugar_executions_total"], (outcome, profile), 1)
-            self._add(c["cugar_executions_successful" if success else "cugar_executions_failed"],
-                      (profile,), 1)
-            self._observe("cugar_execution_duration_milliseconds", (outcome, profile),
-                          duration_ms)
-            self._observe("cugar_execution_steps", (profile, outcome), steps)
+            self._add(catalogue.EXECUTIONS, key)
+            self._observe(catalogue.EXECUTION_DURATION, key, duration_s)
+            self._observe(catalogue.EXECUTION_STEPS, key, steps)
             if utilization is not None:
-                self._observe("cugar_budget_utilization_ratio", (profile,), utilization)
+                self._observe(catalogue.BUDGET_UTILIZATION, (profile,), utilization)
 
-    def approval(self, decision: str, wait_ms: float) -> None:
+    def approval(self, decision: str, wait_s: float) -> None:
         with self.lock:
-            self._add(self.counters["cugar_approvals_total"], (decision,), 1)
-            if decision == "timeout":
-                self._add(self.counters["cugar_approval_timeouts_total"], (), 1)
-            self._observe("cugar_approval_wait_milliseconds", (decision,), wait_ms)
+            self._add(catalogue.APPROVALS, (decision,))
+            if decision == _TIMEOUT:
+                self._add(catalogue.APPROVAL_TIMEOUTS, ())
+            self._observe(catalogue.APPROVAL_WAIT, (decision,), wait_s)

@@ -1,6 +1,6 @@
 """Redaction applied to everything before it leaves the process.
 
-Two independent nets (the seed redacted by key name only, which leaks secrets in free text):
+Two independent nets (redacting by key name alone would leak secrets in free text):
 - by key: attribute/argument keys that name a secret have their whole value replaced;
 - by value: well-known secret and PII shapes inside any string are replaced, whatever the key.
 """

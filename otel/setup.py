@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.sdk.version import __version__ as sdk_version
 
-from otel import privacy
+from otel import catalogue, privacy
 from otel.agent import AgentTelemetry
 from otel.config import Settings, load_settings
 from otel.core import Core
@@ -30,7 +30,7 @@ from otel.stats import Stats, quiet_exporter_logs
 
 log = logging.getLogger("otel")
 
-SCOPE = InstrumentationScope("cugar.otel", "0.1.0")
+SCOPE = InstrumentationScope(catalogue.INSTRUMENTATION_SCOPE, "0.1.0")
 
 
 def build_resource(settings: Settings) -> Resource:
@@ -54,7 +54,15 @@ def _redact_foreign_span(span: ReadableSpan) -> ReadableSpan:
 
 
 class Telemetry:
-    """The live telemetry handle returned by `setup_telemetry()`."""
+    """The live telemetry handle returned by `setup_telemetry()` and `create_telemetry()`.
+
+        tel = setup_telemetry(service_name="cugar-sales")
+        with tel.agent.execution(profile="smb") as ex: ...
+        tel.shutdown()
+
+    `agent` is the agent API, `tracer_provider` and `meter_provider` serve other
+    OpenTelemetry instrumentation. No method raises for telemetry problems.
+    """
 
     def __init__(self, settings: Settings, span_exporter: SpanExporter | None = None,
                  metric_exporter: MetricExporter | None = None) -> None:
@@ -208,7 +216,22 @@ def create_telemetry(service_name: str | None = None, service_version: str | Non
                      span_exporter: SpanExporter | None = None,
                      metric_exporter: MetricExporter | None = None,
                      resource_attributes: Mapping[str, str] | None = None) -> Telemetry:
-    """An independent handle that does not touch process-wide state (tests, benchmarks)."""
+    """An independent handle that does not touch process-wide state (tests, benchmarks).
+
+        tel = create_telemetry(env={"OTEL_TRACES_EXPORTER": "none"},
+                               metric_exporter=InMemoryMetricExporter())
+
+    - `service_name`, `service_version`: defaults for service.name / service.version;
+      `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` win over them.
+    - `embedded_prometheus_port`: serve /metrics on this port (0: any free port; None: off,
+      unless `CUGAR_EMBEDDED_PROMETHEUS_PORT` is set).
+    - `env`: the variables to read instead of `os.environ`.
+    - `span_exporter`, `metric_exporter`: replace the OTLP exporters.
+    - `resource_attributes`: added to (and overriding) the resource from `env`.
+
+    A bad variable value falls back to its default with a logged warning; an unexpected
+    setup error propagates here (`setup_telemetry` catches it and returns a disabled handle).
+    """
     settings = load_settings(env, service_name, service_version, embedded_prometheus_port)
     if resource_attributes:
         settings.resource_attributes.update(resource_attributes)
@@ -220,9 +243,21 @@ def setup_telemetry(service_name: str | None = None, service_version: str | None
                     **overrides: Any) -> Telemetry:
     """Initialise telemetry for this process from OTEL_* variables; returns the live handle.
 
-    Safe to call twice (the second call returns the first handle). Registers the SDK tracer
-    and meter providers globally so other OpenTelemetry instrumentation uses them too.
-    Never raises for telemetry problems: on a setup failure it logs and returns a disabled
+        tel = setup_telemetry(service_name="cugar-sales", service_version="1.4.0")
+        with tel.agent.execution(profile="smb", agent_name="cugar-sales") as ex: ...
+        tel.shutdown()  # also runs at exit
+
+    - `service_name`, `service_version`: defaults for service.name / service.version;
+      `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` win over them.
+    - `embedded_prometheus_port`: serve /metrics in-process on this port (0: any free
+      port; None: off, unless `CUGAR_EMBEDDED_PROMETHEUS_PORT` is set).
+    - `overrides`: `create_telemetry`'s keyword arguments (`env`, `span_exporter`,
+      `metric_exporter`, `resource_attributes`).
+
+    Safe to call twice (the second call returns the first handle, ignoring the arguments).
+    Registers the SDK tracer and meter providers globally so other OpenTelemetry
+    instrumentation uses them too. Never raises for telemetry problems: a bad variable value
+    falls back to its default (logged); on a setup failure it logs and returns a disabled
     handle, so the agent keeps working.
     """
     global _ACTIVE, _GLOBALS_SET

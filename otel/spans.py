@@ -7,8 +7,8 @@ span processor and exporters. Spans still join the ambient OpenTelemetry context
 execution started inside a traced request becomes its child, and code running inside an
 execution or tool call sees that span as current (W3C propagation works from there).
 
-Timestamps come from one wall-clock anchor plus the monotonic clock, so durations are
-monotonic (the seed computed a duration from an epoch timestamp).
+Timestamps come from one wall-clock anchor plus the monotonic clock, so durations stay
+correct when the wall clock jumps.
 """
 
 from __future__ import annotations

@@ -11,14 +11,32 @@ import json
 
 import pytest
 
-from otel.catalogue import DOMAINS
+from otel.catalogue import (
+    APPROVAL_TIMEOUTS,
+    APPROVAL_WAIT,
+    APPROVALS,
+    BUDGET_EXCEEDED,
+    BUDGET_USED,
+    BUDGET_UTILIZATION,
+    BUDGET_WARNINGS,
+    DOMAIN_ERRORS,
+    DOMAIN_USAGE,
+    DOMAINS,
+    ERROR_TYPE,
+    EXECUTION_DURATION,
+    EXECUTION_STEPS,
+    EXECUTIONS,
+    TOOL_CALL_DURATION,
+    TOOL_CALLS,
+    TOOL_ERRORS,
+)
 from otel.testing import in_memory_telemetry, last_points, total
 from services.agent.scenario import SimulationConfig, script_for
 from services.agent.stop import StopSignal
 from services.agent.tools import TOOLS_BY_NAME
 from services.agent.worker import Pacing, expected_summary, run_worker
 
-EXECUTIONS = 400
+RUN_EXECUTIONS = 400
 
 
 # The run produces ~7 spans per execution with no pause (time scale 0); on a loaded machine the
@@ -41,7 +59,7 @@ def play(config: SimulationConfig, pacing: Pacing, env: dict[str, str] | None = 
 @pytest.fixture(scope="module")
 def played():
     config = SimulationConfig(seed=21, error_rates={"intelligence": 0.3})
-    pacing = Pacing(executions=EXECUTIONS, time_scale=0, concurrency=16)
+    pacing = Pacing(executions=RUN_EXECUTIONS, time_scale=0, concurrency=16)
     summary, spans, points = play(config, pacing)
     return config, pacing, summary, spans, points
 
@@ -54,56 +72,54 @@ def test_ground_truth_equals_the_planned_run(played) -> None:
 
 def test_execution_metrics_equal_the_ground_truth(played) -> None:
     _, _, s, _, m = played
-    executions = m["cugar_executions_total"]
+    executions = m[EXECUTIONS.name]
     assert total(executions) == s["executions"]
     assert total(executions, outcome="success") == s["successful"]
     assert total(executions, outcome="failure") == s["failed"]
-    assert total(m["cugar_executions_successful"]) == s["successful"]
-    assert total(m["cugar_executions_failed"]) == s["failed"]
     for profile, p in s["by_profile"].items():
         assert total(executions, profile=profile) == p["executions"]
         assert total(executions, profile=profile, outcome="failure") == p["failed"]
-        assert total(m["cugar_budget_used_total"], profile=profile) == p["budget_used"]
-    assert total(m["cugar_execution_duration_milliseconds"]) == s["executions"]
-    steps = m["cugar_execution_steps"]
+        assert total(m[BUDGET_USED.name], profile=profile) == p["budget_used"]
+    assert total(m[EXECUTION_DURATION.name]) == s["executions"]
+    steps = m[EXECUTION_STEPS.name]
     assert total(steps) == s["executions"]
     assert sum(p.sum for p in steps.values()) == s["steps"]
 
 
 def test_tool_and_domain_metrics_equal_the_ground_truth(played) -> None:
     _, _, s, _, m = played
-    calls, errors = m["cugar_tool_calls_total"], m["cugar_tool_errors_total"]
+    calls, errors = m[TOOL_CALLS.name], m[TOOL_ERRORS.name]
     assert total(calls) == s["tool_calls"]
     assert total(calls, outcome="error") == total(errors) == s["tool_errors"]
-    assert total(m["cugar_tool_call_duration_milliseconds"]) == s["tool_calls"]
+    assert total(m[TOOL_CALL_DURATION.name]) == s["tool_calls"]
     for domain in DOMAINS:
         d = s["by_domain"][domain]
         assert total(calls, domain=domain) == d["calls"]
-        assert total(m["cugar_domain_usage_total"], domain=domain) == d["calls"]
-        assert total(m.get("cugar_domain_errors_total", {}), domain=domain) == d["errors"]
+        assert total(m[DOMAIN_USAGE.name], domain=domain) == d["calls"]
+        assert total(m.get(DOMAIN_ERRORS.name, {}), domain=domain) == d["errors"]
     for tool, t in s["by_tool"].items():
         assert total(calls, tool=tool, side_effect=TOOLS_BY_NAME[tool].side_effect) == t["calls"]
         assert total(errors, tool=tool) == t["errors"]
     for error_type, n in s["error_types"].items():
-        assert total(errors, error_type=error_type) == n
+        assert total(errors, **{ERROR_TYPE: error_type}) == n
     assert s["by_domain"]["intelligence"]["errors"] > 0  # injected, so the check has teeth
 
 
 def test_budget_and_approval_metrics_equal_the_ground_truth(played) -> None:
     config, pacing, s, _, m = played
-    assert total(m["cugar_budget_used_total"]) == s["budget_used"]  # exact: quarter units
-    assert total(m["cugar_budget_warnings_total"]) == s["budget_warnings"] > 0
-    assert total(m["cugar_budget_exceeded_total"]) == s["budget_exceeded"] > 0
-    utilization = m["cugar_budget_utilization_ratio"]
+    assert total(m[BUDGET_USED.name]) == s["budget_used"]  # exact: quarter units
+    assert total(m[BUDGET_WARNINGS.name]) == s["budget_warnings"] > 0
+    assert total(m[BUDGET_EXCEEDED.name]) == s["budget_exceeded"] > 0
+    utilization = m[BUDGET_UTILIZATION.name]
     assert total(utilization) == s["executions"]
     scripts = [script_for(i, config) for i in pacing.indices(0)]
     assert sum(p.sum for p in utilization.values()) == pytest.approx(
         sum(x.spent / x.profile.budget_ceiling for x in scripts), rel=1e-12)
-    approvals = m["cugar_approvals_total"]
+    approvals = m[APPROVALS.name]
     for decision, n in s["approvals"].items():
         assert total(approvals, decision=decision) == n
-    assert total(m["cugar_approval_wait_milliseconds"]) == sum(s["approvals"].values())
-    assert total(m.get("cugar_approval_timeouts_total", {})) == s["approvals"]["timeout"]
+    assert total(m[APPROVAL_WAIT.name]) == sum(s["approvals"].values())
+    assert total(m.get(APPROVAL_TIMEOUTS.name, {})) == s["approvals"]["timeout"]
 
 
 def test_spans_and_canonical_events_match_the_ground_truth(played) -> None:
@@ -143,7 +159,8 @@ def test_contact_emails_never_leave_the_process(capture: str) -> None:
 
 def test_time_scale_paces_executions_and_overlaps_them() -> None:
     # 8 executions in flight at once: wall time is far below the sum of their simulated waits,
-    # and the measured durations are the simulated ones, scaled (milliseconds, not seconds).
+    # and the measured durations are the simulated ones, scaled (the metrics are in seconds,
+    # the simulation's waits in milliseconds).
     scale, n = 0.02, 16
     config = SimulationConfig(seed=3)
     pacing = Pacing(executions=n, time_scale=scale, concurrency=8)
@@ -163,7 +180,7 @@ def test_time_scale_paces_executions_and_overlaps_them() -> None:
         x.planning_ms + sum(a.latency_ms for st in x.steps for a in st.attempts) for x in scripts)
     assert simulated_ms * scale / 8 <= wall * 1000 < simulated_ms * scale / 2
     m = last_points(metrics)
-    measured_ms = sum(p.sum for p in m["cugar_execution_duration_milliseconds"].values())
+    measured_ms = 1000 * sum(p.sum for p in m[EXECUTION_DURATION.name].values())
     assert simulated_ms * scale * 0.99 <= measured_ms < simulated_ms * scale * 1.5 + n * 50
-    waited_ms = sum(p.sum for p in m["cugar_approval_wait_milliseconds"].values())
+    waited_ms = 1000 * sum(p.sum for p in m[APPROVAL_WAIT.name].values())
     assert approval_ms * scale * 0.99 <= waited_ms < approval_ms * scale * 1.5 + n * 20

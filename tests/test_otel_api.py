@@ -9,6 +9,23 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 from otel import catalogue
+from otel.catalogue import (
+    APPROVAL_TIMEOUTS,
+    APPROVAL_WAIT,
+    APPROVALS,
+    BUDGET_EXCEEDED,
+    BUDGET_USED,
+    BUDGET_UTILIZATION,
+    BUDGET_WARNINGS,
+    DOMAIN_ERRORS,
+    DOMAIN_USAGE,
+    EXECUTION_DURATION,
+    EXECUTION_STEPS,
+    EXECUTIONS,
+    TOOL_CALL_DURATION,
+    TOOL_CALLS,
+    TOOL_ERRORS,
+)
 from otel.testing import in_memory_telemetry, last_points, total
 
 
@@ -135,18 +152,16 @@ def test_metric_points_are_exactly_the_script(mem):
     assert tel.force_flush()
     p = last_points(metrics)
 
-    def series(name):
-        return {tuple(sorted(k)): v for k, v in p[name].items()}
+    def series(spec):
+        return {tuple(sorted(k)): v for k, v in p[spec.name].items()}
 
-    assert series("cugar_executions_total") == {
+    assert series(EXECUTIONS) == {
         (("outcome", "success"), ("profile", "smb")): 1,
         (("outcome", "failure"), ("profile", "other")): 1,
         (("outcome", "failure"), ("profile", "enterprise")): 1,
     }
-    assert series("cugar_executions_successful") == {(("profile", "smb"),): 1}
-    assert series("cugar_executions_failed") == {
-        (("profile", "other"),): 1, (("profile", "enterprise"),): 1}
-    assert series("cugar_tool_calls_total") == {
+    assert "cugar_executions_successful" not in p and "cugar_executions_failed" not in p
+    assert series(TOOL_CALLS) == {
         (("domain", "intelligence"), ("outcome", "success"), ("side_effect", "read-only"),
          ("tool", "crm_lookup")): 1,
         (("domain", "engagement"), ("outcome", "error"), ("side_effect", "execute"),
@@ -156,49 +171,50 @@ def test_metric_points_are_exactly_the_script(mem):
         (("domain", "other"), ("outcome", "success"), ("side_effect", "read-only"),
          ("tool", "crm_lookup")): 1,
     }
-    assert series("cugar_tool_errors_total") == {
-        (("domain", "engagement"), ("error_type", "RuntimeError"), ("tool", "send_email")): 1,
-        (("domain", "qualification"), ("error_type", "RateLimited"), ("tool", "score_lead")): 1,
+    assert series(TOOL_ERRORS) == {
+        (("domain", "engagement"), ("error.type", "RuntimeError"), ("tool", "send_email")): 1,
+        (("domain", "qualification"), ("error.type", "RateLimited"), ("tool", "score_lead")): 1,
     }
-    assert series("cugar_domain_usage_total") == {
+    assert series(DOMAIN_USAGE) == {
         (("domain", d),): 1 for d in ("intelligence", "engagement", "qualification", "other")}
-    assert series("cugar_domain_errors_total") == {
+    assert series(DOMAIN_ERRORS) == {
         (("domain", "engagement"),): 1, (("domain", "qualification"),): 1}
-    assert series("cugar_budget_used_total") == {(("profile", "smb"),): 105}
-    assert series("cugar_budget_warnings_total") == {(("profile", "smb"),): 1}
-    assert series("cugar_budget_exceeded_total") == {(("profile", "smb"),): 1}
-    assert series("cugar_approvals_total") == {
+    assert series(BUDGET_USED) == {(("profile", "smb"),): 105}
+    assert series(BUDGET_WARNINGS) == {(("profile", "smb"),): 1}
+    assert series(BUDGET_EXCEEDED) == {(("profile", "smb"),): 1}
+    assert series(APPROVALS) == {
         (("decision", "approved"),): 1, (("decision", "timeout"),): 1,
         (("decision", "rejected"),): 1}
-    assert series("cugar_approval_timeouts_total") == {(): 1}
+    assert series(APPROVAL_TIMEOUTS) == {(): 1}
 
-    steps = series("cugar_execution_steps")
+    steps = series(EXECUTION_STEPS)
     assert {k: (v.count, v.sum) for k, v in steps.items()} == {
         (("outcome", "success"), ("profile", "smb")): (1, 3),
         (("outcome", "failure"), ("profile", "other")): (1, 1),
         (("outcome", "failure"), ("profile", "enterprise")): (1, 0),
     }
-    util = series("cugar_budget_utilization_ratio")
+    util = series(BUDGET_UTILIZATION)
     assert {k: (v.count, round(v.sum, 6)) for k, v in util.items()} == {
         (("profile", "smb"),): (1, 1.05), (("profile", "enterprise"),): (1, 0.0)}
-    assert total(p["cugar_execution_duration_milliseconds"]) == 3
-    assert total(p["cugar_tool_call_duration_milliseconds"]) == 4
-    assert total(p["cugar_approval_wait_milliseconds"]) == 3
+    assert total(p[EXECUTION_DURATION.name]) == 3
+    assert total(p[TOOL_CALL_DURATION.name]) == 4
+    assert total(p[APPROVAL_WAIT.name]) == 3
 
 
-def test_durations_use_the_monotonic_clock_in_milliseconds(mem):
+def test_durations_use_the_monotonic_clock_in_seconds(mem):
     tel, spans, metrics = mem
     with tel.agent.execution(profile="demo", agent_name="a") as ex:
         with ex.approval(tool="t") as ap:
             time.sleep(0.03)  # the workload: a human taking 30 ms to decide
             ap.approve()
     tel.force_flush()
-    wait = next(iter(last_points(metrics)["cugar_approval_wait_milliseconds"].values()))
-    assert 30 <= wait.sum < 3000, "approval wait must be in ms (seed mixed s and ms)"
+    assert APPROVAL_WAIT.unit == EXECUTION_DURATION.unit == TOOL_CALL_DURATION.unit == "s"
+    wait = next(iter(last_points(metrics)[APPROVAL_WAIT.name].values()))
+    assert 0.03 <= wait.sum < 3, "approval wait must be in seconds"
     span = spans.get_finished_spans()[0]
-    assert span.attributes["cugar.approval.wait_ms"] == pytest.approx(wait.sum)
-    assert (span.end_time - span.start_time) / 1e6 == pytest.approx(wait.sum, abs=0.5)
-    duration = next(iter(last_points(metrics)["cugar_execution_duration_milliseconds"].values()))
+    assert span.attributes["cugar.approval.wait_ms"] == pytest.approx(wait.sum * 1000)
+    assert (span.end_time - span.start_time) / 1e9 == pytest.approx(wait.sum, abs=0.0005)
+    duration = next(iter(last_points(metrics)[EXECUTION_DURATION.name].values()))
     assert duration.sum >= wait.sum
 
 
@@ -253,9 +269,9 @@ async def test_async_context_managers_and_decorators(mem):
         by_name["invoke_agent manual"][0].context.span_id
 
     p = last_points(metrics)
-    assert total(p["cugar_tool_calls_total"], tool="fetch_news") == 2
-    assert total(p["cugar_tool_errors_total"], tool="flaky", error_type="TimeoutError") == 1
-    assert total(p["cugar_executions_total"], profile="technical", outcome="success") == 1
+    assert total(p[TOOL_CALLS.name], tool="fetch_news") == 2
+    assert total(p[TOOL_ERRORS.name], tool="flaky", **{"error.type": "TimeoutError"}) == 1
+    assert total(p[EXECUTIONS.name], profile="technical", outcome="success") == 1
 
 
 def test_tool_call_outside_an_execution_is_still_recorded(mem):
@@ -269,7 +285,7 @@ def test_tool_call_outside_an_execution_is_still_recorded(mem):
     tel.force_flush()
     (span,) = spans.get_finished_spans()
     assert span.name == "execute_tool standalone" and span.parent is None
-    assert total(last_points(metrics)["cugar_tool_calls_total"], tool="standalone") == 1
+    assert total(last_points(metrics)[TOOL_CALLS.name], tool="standalone") == 1
 
 
 def test_execution_joins_the_ambient_trace_and_is_current_inside(mem):
@@ -309,7 +325,7 @@ def test_bad_input_is_counted_and_never_raised(mem):
     assert stats["invalid_input"] == 4
     assert stats["internal_errors"] == 0
     p = last_points(metrics)
-    assert total(p["cugar_budget_used_total"]) == 2
-    assert total(p["cugar_tool_calls_total"], tool="other", domain="other",
+    assert total(p[BUDGET_USED.name]) == 2
+    assert total(p[TOOL_CALLS.name], tool="other", domain="other",
                  side_effect="other", outcome="error") == 1
-    assert total(p["cugar_executions_total"], profile="other", outcome="success") == 1
+    assert total(p[EXECUTIONS.name], profile="other", outcome="success") == 1

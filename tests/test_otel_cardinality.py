@@ -50,15 +50,16 @@ def test_flood_of_distinct_label_values_is_bounded():
 
         tel.force_flush()
         p = last_points(metrics)
-        tools = {dict(k)["tool"] for k in p["cugar_tool_calls_total"]}
+        calls, executions = p[catalogue.TOOL_CALLS.name], p[catalogue.EXECUTIONS.name]
+        tools = {dict(k)["tool"] for k in calls}
         assert len(tools) == 50 + 1 and catalogue.OTHER in tools
-        errors = {dict(k)["error_type"] for k in p["cugar_tool_errors_total"]}
+        errors = {dict(k)[catalogue.ERROR_TYPE] for k in p[catalogue.TOOL_ERRORS.name]}
         assert len(errors) == 20 + 1
-        assert {dict(k)["domain"] for k in p["cugar_domain_usage_total"]} == {catalogue.OTHER}
-        assert {dict(k)["profile"] for k in p["cugar_executions_total"]} == {catalogue.OTHER}
+        assert {dict(k)["domain"] for k in p[catalogue.DOMAIN_USAGE.name]} == {catalogue.OTHER}
+        assert {dict(k)["profile"] for k in executions} == {catalogue.OTHER}
         # Nothing was lost on the way: every call is counted, just under bounded labels.
-        assert total(p["cugar_tool_calls_total"]) == FLOOD
-        assert total(p["cugar_executions_total"]) == FLOOD
+        assert total(calls) == FLOOD
+        assert total(executions) == FLOOD
         assert stats["labels_overflowed"] > 0
         # Total series across all metrics stay far below the flood size.
         assert stats["metric_series"] < 600

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.sdk.metrics.export import AggregationTemporality, Histogram, Sum
 
 from otel import catalogue
@@ -46,14 +47,50 @@ def test_every_catalogue_metric_is_produced_with_catalogue_shape():
 def test_bucket_boundaries_follow_the_otel_rule():
     """A value equal to a bound belongs to that bound's bucket: (prev, bound]."""
     store = MetricStore()
-    name = "cugar_execution_steps"
-    bounds = catalogue.METRICS_BY_NAME[name].buckets
+    spec = catalogue.EXECUTION_STEPS
+    bounds = spec.buckets
     for value in (bounds[0], bounds[0] + 0.5, bounds[-1] + 1, 0):
-        store.observe(name, ("smb", "success"), value)
+        store.observe(spec, ("success", "smb"), value)
     (metric,) = store.to_sdk_metrics()
     point = metric.data.data_points[0]
+    assert dict(point.attributes) == {"outcome": "success", "profile": "smb"}
     assert point.bucket_counts[0] == 2  # 0 and bounds[0]
     assert point.bucket_counts[1] == 1  # bounds[0] + 0.5
     assert point.bucket_counts[-1] == 1  # above the last bound
     assert (point.count, point.min, point.max) == (4, 0, bounds[-1] + 1)
     assert point.sum == bounds[0] * 2 + 0.5 + bounds[-1] + 1
+
+
+C, H = catalogue.Kind.COUNTER, catalogue.Kind.HISTOGRAM
+
+
+# What Prometheus' OTLP receiver stores (translation strategy UnderscoreEscapingWithSuffixes,
+# github.com/prometheus/otlptranslator): dots and underscores split the name into tokens, the
+# unit adds its suffix unless a token already is it ("{annotations}" and "1" add none), and a
+# counter's "total" tokens move to the end.
+@pytest.mark.parametrize("name,unit,kind,stored", [
+    ("cugar.executions", "{execution}", C, "cugar_executions_total"),
+    ("cugar.requests.total", "{request}", C, "cugar_requests_total"),
+    ("cugar.total.requests", "{request}", C, "cugar_requests_total"),
+    ("requests.count", "1", C, "requests_count_total"),
+    ("cugar.cpu.time", "s", C, "cugar_cpu_time_seconds_total"),
+    ("cugar.tool.call.duration", "s", H, "cugar_tool_call_duration_seconds"),
+    ("cugar.wait.seconds", "s", H, "cugar_wait_seconds"),
+    ("cugar.execution.steps", "{step}", H, "cugar_execution_steps"),
+    ("cugar.budget.utilization.ratio", "1", H, "cugar_budget_utilization_ratio"),
+    ("cugar.budget.utilization", "1", H, "cugar_budget_utilization"),
+    ("cugar.side_effect..calls", "{call}", C, "cugar_side_effect_calls_total"),
+])
+def test_prometheus_name_is_prometheus_otlp_translation(name, unit, kind, stored):
+    assert catalogue.prometheus_name(name, unit, kind) == stored
+    assert catalogue.MetricSpec(name, kind, unit, "").prometheus_name == stored
+
+
+def test_catalogue_names_follow_prometheus_conventions():
+    for spec in catalogue.METRICS:
+        stored = spec.prometheus_name
+        suffix = "_total" if spec.kind is C else "_seconds" if spec.unit == "s" else ""
+        assert stored.startswith("cugar_") and stored.endswith(suffix), stored
+        assert spec.labels == tuple(a.replace(".", "_") for a in spec.attributes)
+    assert catalogue.TOOL_ERRORS.labels == ("tool", "domain", "error_type")
+    assert catalogue.label_name("deployment.environment.name") == "deployment_environment_name"

@@ -18,6 +18,7 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
 from opentelemetry.sdk.trace import sampling
 
+from otel.catalogue import APPROVAL_WAIT, APPROVALS, BUDGET_USED, EXECUTIONS, TOOL_CALLS
 from otel.config import load_settings
 from otel.setup import create_telemetry
 from otel.testing import InMemoryMetricExporter, OtlpReceiver, in_memory_telemetry, last_points, total
@@ -92,8 +93,7 @@ def test_protocol_picks_the_exporter_and_data_arrives(protocol, cls):
         names = [s.name for s in receiver.spans]
         assert names.count("invoke_agent cugar-sales") == 3
         assert names.count("execute_tool crm_lookup") == 3
-        assert {"cugar_executions_total", "cugar_tool_calls_total",
-                "cugar_approval_wait_milliseconds"} <= receiver.metric_names()
+        assert {EXECUTIONS.name, TOOL_CALLS.name, APPROVAL_WAIT.name} <= receiver.metric_names()
         resource = {kv.key: kv.value.string_value
                     for kv in receiver.trace_requests[0].resource_spans[0].resource.attributes}
         assert resource["service.name"] == "proto-test"
@@ -113,10 +113,10 @@ def test_sampling_keeps_metrics_exact():
     tel.force_flush()
     tel.shutdown()
     p = last_points(metrics)
-    assert total(p["cugar_executions_total"]) == n
-    assert total(p["cugar_tool_calls_total"]) == n
-    assert total(p["cugar_approvals_total"]) == n
-    assert total(p["cugar_budget_used_total"]) == n
+    assert total(p[EXECUTIONS.name]) == n
+    assert total(p[TOOL_CALLS.name]) == n
+    assert total(p[APPROVALS.name]) == n
+    assert total(p[BUDGET_USED.name]) == n
     roots = [s for s in spans.get_finished_spans() if s.parent is None]
     assert 0.05 * n < len(roots) < 0.15 * n  # ~10% of traces kept...
     assert len(spans.get_finished_spans()) == 3 * len(roots)  # ...each one complete
@@ -239,7 +239,7 @@ def test_process_exit_flushes_via_atexit():
             print("{}")
         """, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
         assert [s.name for s in receiver.spans] == ["invoke_agent bye"]
-        assert "cugar_executions_total" in receiver.metric_names()
+        assert EXECUTIONS.name in receiver.metric_names()
     finally:
         receiver.stop()
 
@@ -251,7 +251,7 @@ def test_sdk_instruments_ride_along_with_catalogue_metrics():
     tel.force_flush()
     tel.shutdown()
     p = last_points(metrics)
-    assert total(p["http_requests"]) == 2 and total(p["cugar_executions_total"]) == 1
+    assert total(p["http_requests"]) == 2 and total(p[EXECUTIONS.name]) == 1
     assert isinstance(metrics, InMemoryMetricExporter)
 
 

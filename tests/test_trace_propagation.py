@@ -1,4 +1,4 @@
-"""W3C trace context crosses services (SPEC §3): an agent's tool call that calls the api over
+"""W3C trace context crosses services: an agent's tool call that calls the api over
 HTTP produces an api server span in the agent's trace, parented by the tool-call span.
 
 The api runs as a real uvicorn process exporting OTLP to a real loopback receiver; the agent

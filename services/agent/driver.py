@@ -1,4 +1,4 @@
-"""Plays an execution script through the telemetry API (contract A, async form).
+"""Plays an execution script through the `otel` agent API (its async form).
 
 The script has already decided everything; playing it only adds the simulated waits (scaled by
 the time scale) and the telemetry calls a real agent makes at the same points.
