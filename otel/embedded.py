@@ -4,7 +4,10 @@ For laptops without a collector. Series carry exactly the names and labels Prome
 for the same data received over OTLP (`MetricSpec.prometheus_name`, attribute keys as
 `catalogue.label_name`, resource attributes as `catalogue.RESOURCE_LABELS`), so queries,
 rules and dashboards work unchanged on either path. The stock exporters translate names
-their own way, so the text exposition format (0.0.4) is rendered here. Scrape it with
+their own way, so the exposition is rendered here: OpenMetrics 1.0 for a scraper that asks for
+it (Prometheus does), with a `_created` sample per series so that Prometheus'
+created-timestamp-zero-ingestion gives a series born inside a window its 0 start sample, as
+OTLP's start time does; the classic text format (0.0.4) otherwise. Scrape it with
 `honor_labels: true` (every series already carries `job` and `instance`). An internal error
 answers 500, never a 200 with partial data.
 """
@@ -26,6 +29,7 @@ from otel.metrics import MetricStore
 log = logging.getLogger("otel")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
 def _escape(value: str) -> str:
@@ -64,28 +68,38 @@ def resource_labels(resource: Resource) -> list[tuple[str, str]]:
             if key in attrs]
 
 
-def render(store: MetricStore, resource: Resource) -> str:
-    """Prometheus text exposition (0.0.4) of every recorded catalogue series."""
+def render(store: MetricStore, resource: Resource, openmetrics: bool = False) -> str:
+    """The exposition of every recorded catalogue series: text format 0.0.4, or OpenMetrics
+    1.0 (family names without `_total`, a UNIT line, `_created` samples, `# EOF`)."""
     base = resource_labels(resource)
+    created = _number(store.start_time_ns / 1e9)
     lines: list[str] = []
     for spec, points in store.snapshot():
         name = spec.prometheus_name
-        lines.append(f"# HELP {name} {_escape_help(spec.description)}")
-        lines.append(f"# TYPE {name} {spec.kind.value}")
         histogram = spec.kind is Kind.HISTOGRAM
+        family = name if histogram or not openmetrics else name.removesuffix("_total")
+        lines.append(f"# HELP {family} {_escape_help(spec.description)}")
+        lines.append(f"# TYPE {family} {spec.kind.value}")
+        if openmetrics and spec.unit == "s":
+            lines.append(f"# UNIT {family} seconds")
         les = _le_values(store.bounds[spec.name]) if histogram else ()
         for attrs, value in points:
-            pairs = base + [(catalogue.label_name(k), v) for k, v in attrs.items()]
+            labels = _labels(base + [(catalogue.label_name(k), v) for k, v in attrs.items()])
             if not histogram:
-                lines.append(f"{name}{_labels(pairs)} {_number(value)}")
-                continue
-            counts, total, count, _lo, _hi = value
-            cumulative = 0
-            for le_value, n in zip(les, counts):
-                cumulative += n
-                lines.append(f"{name}_bucket{_labels(pairs + [('le', le_value)])} {cumulative}")
-            lines.append(f"{name}_sum{_labels(pairs)} {_number(total)}")
-            lines.append(f"{name}_count{_labels(pairs)} {count}")
+                lines.append(f"{name}{labels} {_number(value)}")
+            else:
+                counts, total, count, _lo, _hi = value
+                cumulative = 0
+                for le_value, n in zip(les, counts):
+                    cumulative += n
+                    le = f'{labels[:-1]},le="{le_value}"}}' if labels else f'{{le="{le_value}"}}'
+                    lines.append(f"{name}_bucket{le} {cumulative}")
+                lines.append(f"{name}_sum{labels} {_number(total)}")
+                lines.append(f"{name}_count{labels} {count}")
+            if openmetrics:
+                lines.append(f"{family}_created{labels} {created}")
+    if openmetrics:
+        lines.append("# EOF")
     return "\n".join(lines) + "\n"
 
 
@@ -100,13 +114,14 @@ class EmbeddedPrometheus:
                 if self.path.split("?", 1)[0] != "/metrics":
                     self._send(404, "text/plain; charset=utf-8", b"not found: try /metrics\n")
                     return
+                openmetrics = "application/openmetrics-text" in self.headers.get("Accept", "")
                 try:
-                    body = render(outer._store, outer._resource).encode()
+                    body = render(outer._store, outer._resource, openmetrics).encode()
                 except Exception:  # noqa: BLE001
                     log.exception("rendering /metrics failed")
                     self._send(500, "text/plain; charset=utf-8", b"internal error\n")
                     return
-                self._send(200, CONTENT_TYPE, body)
+                self._send(200, OPENMETRICS_CONTENT_TYPE if openmetrics else CONTENT_TYPE, body)
 
             def _send(self, status: int, ctype: str, body: bytes) -> None:
                 self.send_response(status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -11,7 +12,10 @@ import pytest
 from otel import catalogue
 from otel.setup import create_telemetry
 from services.stack import components
+from services.stack.pipeline import prometheus_process
 from services.stack.probe import parse_exposition
+from services.stack.process import free_port
+from services.stack.prometheus_api import PrometheusClient, value
 from tests.support import require
 
 
@@ -132,3 +136,40 @@ def test_port_in_use_keeps_the_rest_working(tel):
         assert other.stats()["metric_series"] > 0
     finally:
         other.shutdown()
+
+
+def test_openmetrics_exposition_parses_and_carries_created_timestamps(tel):
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    record_some(tel.agent)
+    request = urllib.request.Request(tel.embedded.url,
+                                     headers={"Accept": "application/openmetrics-text"})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+        text = resp.read().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}  # strict parser
+    executions = families["cugar_executions"]
+    assert executions.type == "counter"
+    names = {s.name for s in executions.samples}
+    assert names == {"cugar_executions_total", "cugar_executions_created"}
+    assert families["cugar_execution_duration_seconds"].unit == "seconds"
+    created = {s.value for f in families.values() for s in f.samples if s.name.endswith("_created")}
+    assert len(created) == 1 and 0 < time.time() - created.pop() < 600
+
+
+@pytest.mark.integration
+def test_prometheus_counts_a_series_born_before_its_first_scrape(tel, tmp_path):
+    """The whole point of `_created`: Prometheus' first sample of a series that already
+    counted 3 is 3, so without a start timestamp increase(x[5m] anchored) would say 0."""
+    record_some(tel.agent)
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    target = tel.embedded.url.removeprefix("http://").removesuffix("/metrics")
+    config.write_text(f"global:\n  scrape_interval: 1s\nscrape_configs:\n"
+                      f"  - job_name: embedded\n    honor_labels: true\n"
+                      f"    static_configs:\n      - targets: ['{target}']\n")
+    with prometheus_process(tmp_path, port, config):
+        prometheus = PrometheusClient(f"http://127.0.0.1:{port}")
+        window = 'sum(increase(cugar_executions_total{job="laptop-agent"}[5m] anchored))'
+        result = prometheus.wait_for(window, lambda r: bool(r) and value(r) > 0, timeout=30)
+        assert value(result) == 3
