@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from services.stack.components import ALERTMANAGER, COLLECTOR, PROMETHEUS
-from services.stack.pipeline import Pipeline
+from services.stack.pipeline import Pipeline, value
 from services.stack.process import free_port, wait_until
 from services.stack.run import AGENT_SERVICE_NAME, api_process
 from tests.conftest import AgentRunner
@@ -133,7 +133,13 @@ def test_prometheus_scrapes_the_api_metrics(stack: Stack) -> None:
 
 def test_the_apis_own_telemetry_goes_through_the_collector(stack: Stack) -> None:
     get(stack.api_url, "/dashboard", window="7m")
-    stack.pipeline.wait_for('{__name__=~"http_server_.*", job="cugar-api"}', lambda r: bool(r), 60)
+    # The FastAPI instrumentation's HTTP server histogram under its conventional name: OTel's
+    # http.server.request.duration in seconds, translated by Prometheus with unit and suffixes.
+    stack.pipeline.wait_for(
+        'http_server_request_duration_seconds_count{job="cugar-api", http_route="/dashboard"}',
+        lambda r: bool(r) and value(r) >= 1, 60)
+    stack.pipeline.wait_for('http_server_request_duration_seconds_bucket{job="cugar-api"}',
+                            lambda r: bool(r), 10)
 
     def spans() -> list[dict]:
         return stack.pipeline.spans("cugar-api")

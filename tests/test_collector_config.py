@@ -1,5 +1,6 @@
 """Every collector configuration we ship is valid for our build (`cugar-otelcol validate`), and
-the main one has the shape SPEC §1 asks for."""
+the main one has the intended shape: memory_limiter first, redaction, OTLP push of metrics into
+Prometheus, traces to Jaeger, bounded queues, every endpoint overridable."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def _config() -> dict:
 def test_shipped_overrides_are_found() -> None:
     names = {p.relative_to(ROOT).as_posix() for p in OVERRIDES}
     assert {"collector/traces-to-file.yaml", "collector/backends/remote-write.yaml",
-            "collector/backends/otlp-vendor.yaml", "collector/debug.yaml"} <= names
+            "collector/backends/otlp-vendor.yaml", "collector/backends/prometheus-scrape.yaml",
+            "collector/debug.yaml"} <= names
 
 
 def test_main_config_validates() -> None:
@@ -50,10 +52,10 @@ def test_config_with_override_validates(override: Path) -> None:
 
 def test_validate_rejects_a_broken_config(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
-    broken.write_text("exporters:\n  prometheus:\n    translation_strategy: MadeUpStrategy\n")
+    broken.write_text("exporters:\n  otlp_http/prometheus:\n    compression: made-up-codec\n")
     result = _validate(COLLECTOR_CONFIG, broken)
     assert result.returncode != 0
-    assert "translation_strategy" in result.stderr
+    assert "made-up-codec" in result.stderr
 
 
 def test_memory_limiter_runs_first_in_every_pipeline() -> None:
@@ -76,24 +78,35 @@ def test_redaction_guards_traces_and_metrics() -> None:
     assert config["processors"]["redaction/metrics"]["summary"] == "silent"
 
 
-def test_prometheus_exporter_keeps_catalogue_names_and_identity() -> None:
+def test_metrics_are_pushed_into_prometheus_otlp_receiver() -> None:
     config = _config()
-    exporter = config["exporters"]["prometheus"]
-    assert exporter["translation_strategy"] == "UnderscoreEscapingWithoutSuffixes"
-    assert exporter["without_scope_info"] is True
-    assert "resource_to_telemetry_conversion" not in exporter  # no resource-attribute label flood
-    statements = " ".join(config["processors"]["transform/metrics"]["metric_statements"])
-    assert 'datapoint.attributes["deployment_environment"]' in statements
+    assert config["service"]["pipelines"]["metrics"]["exporters"] == ["otlp_http/prometheus"]
+    exporter = config["exporters"]["otlp_http/prometheus"]
+    assert exporter["metrics_endpoint"].endswith("/api/v1/otlp/v1/metrics}")
+    assert exporter["retry_on_failure"]["enabled"] is True
     # Batching with a bounded queue on every exporter (exporter-side batching, v0.161.0 style).
     for name, settings in config["exporters"].items():
         queue = settings["sending_queue"]
         assert queue["enabled"] and queue["queue_size"] > 0, name
 
 
+@pytest.mark.parametrize("backend", ["prometheus-scrape.yaml", "remote-write.yaml"])
+def test_alternative_metrics_backends_translate_names_as_prometheus_does(backend: str) -> None:
+    overlay = yaml.safe_load((ROOT / "collector" / "backends" / backend).read_text())
+    (exporter,) = overlay["exporters"].values()
+    assert exporter["translation_strategy"] == "UnderscoreEscapingWithSuffixes"
+    assert "resource_to_telemetry_conversion" not in exporter or not exporter[
+        "resource_to_telemetry_conversion"]["enabled"]  # no resource-attribute label flood
+    statements = " ".join(overlay["processors"]["transform/metrics"]["metric_statements"])
+    assert 'datapoint.attributes["deployment.environment.name"]' in statements
+
+
 def test_every_endpoint_is_overridable_by_environment() -> None:
     text = COLLECTOR_CONFIG.read_text()
-    for port in ("4317", "4318", "8889", "13133"):
+    for port in ("4317", "4318", "13133"):
         assert re.search(rf"\$\{{env:CUGAR_COLLECTOR_[A-Z_]+:-[^}}]*:{port}\}}", text), port
+    assert "${env:CUGAR_COLLECTOR_PROMETHEUS_OTLP_URL:-http://prometheus:9090/" in text
+    assert "${env:CUGAR_COLLECTOR_TRACES_OTLP_ENDPOINT:-jaeger:4317}" in text
     readers = _config()["service"]["telemetry"]["metrics"]["readers"]
     prometheus = readers[0]["pull"]["exporter"]["prometheus"]
     assert prometheus["port"] == "${env:CUGAR_COLLECTOR_TELEMETRY_PORT:-8888}"

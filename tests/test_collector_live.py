@@ -1,16 +1,23 @@
-"""The shipped collector config on our real build: catalogue names and resource identity at the
-Prometheus exporter, redaction as a second line of defence, self-metrics the pipeline alerts
-rely on, and switching the metrics backend by collector config only."""
+"""The shipped collector config on our real build: redaction as a second line of defence,
+self-metrics the pipeline alerts rely on, and switching the metrics backend by collector config
+only (the prometheus exporter of collector/backends/prometheus-scrape.yaml and remote write give
+the names and resource identity Prometheus' own OTLP receiver gives: tests/test_pipeline_*)."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from otel import catalogue
 from services.stack import components
 from services.stack.collector import COLLECTOR_SELF_METRICS, TRACES_TO_FILE, Collector
-from services.stack.pipeline import prometheus_process
+from services.stack.pipeline import PROMETHEUS_SCRAPE_BACKEND, prometheus_process
 from services.stack.probe import read_spans, scrape, sdk_sender
 from services.stack.process import free_port, wait_until
 from services.stack.prometheus_api import PrometheusClient, value
@@ -28,7 +35,8 @@ SECRET = "s3cr3t-canary-value"
 @pytest.fixture(scope="module")
 def collector(tmp_path_factory: pytest.TempPathFactory):
     require(components.COLLECTOR)
-    with Collector(tmp_path_factory.mktemp("collector")) as c:
+    with Collector(tmp_path_factory.mktemp("collector"),
+                   overrides=(TRACES_TO_FILE, PROMETHEUS_SCRAPE_BACKEND)) as c:
         yield c
 
 
@@ -37,15 +45,14 @@ def _send_workload(endpoint: str, instance: str, protocol: str = "grpc") -> None
                 "deployment.environment.name": "staging", "host.name": "probe-host"}
     with sdk_sender(endpoint, resource, protocol) as sender:
         meter = sender.meter_provider.get_meter("probe")
-        executions = meter.create_counter("cugar_executions_total", unit="{execution}")
+        executions = meter.create_counter("cugar.executions", unit="{execution}")
         executions.add(3, {"outcome": "success", "profile": "smb", "contact": EMAIL})
-        meter.create_counter("cugar_executions_successful", unit="{execution}").add(
-            3, {"profile": "smb"})
-        duration = meter.create_histogram("cugar_execution_duration_milliseconds", unit="ms")
-        duration.record(120.0, {"outcome": "success", "profile": "smb"})
+        meter.create_counter("probe.requests.total", unit="{request}").add(3)
+        duration = meter.create_histogram("cugar.execution.duration", unit="s")
+        duration.record(0.12, {"outcome": "success", "profile": "smb"})
 
 
-def test_exporter_names_and_resource_identity(collector: Collector) -> None:
+def test_scrape_backend_names_and_resource_identity(collector: Collector) -> None:
     _send_workload(collector.otlp_grpc_endpoint, "probe-1")
     _send_workload(collector.otlp_http_endpoint, "probe-2", protocol="http/protobuf")
 
@@ -56,15 +63,15 @@ def test_exporter_names_and_resource_identity(collector: Collector) -> None:
     wait_until(both_instances, 20, what="both probe instances at the exporter")
     samples = [s for s in scrape(collector.exporter_url) if s.labels.get("job") == "probe-svc"]
     names = {s.name for s in samples}
-    assert {"cugar_executions_total", "cugar_executions_successful",
-            "cugar_execution_duration_milliseconds_bucket",
-            "cugar_execution_duration_milliseconds_sum",
-            "cugar_execution_duration_milliseconds_count"} <= names
-    assert not any(n.endswith(("_total_total", "_milliseconds_milliseconds")) for n in names)
+    assert {"cugar_executions_total", "probe_requests_total",
+            "cugar_execution_duration_seconds_bucket",
+            "cugar_execution_duration_seconds_sum",
+            "cugar_execution_duration_seconds_count"} <= names
+    assert not any(n.endswith(("_total_total", "_seconds_seconds")) for n in names)
     for sample in samples:
         if sample.name == "target_info":
             continue
-        assert sample.labels["deployment_environment"] == "staging", sample
+        assert sample.labels["deployment_environment_name"] == "staging", sample
         assert not {"host_name", "otel_scope_name", "service_name"} & sample.labels.keys(), sample
     counts = {s.labels["instance"]: s.value for s in samples if s.name == "cugar_executions_total"}
     assert counts == {"probe-1": 3.0, "probe-2": 3.0}
@@ -148,6 +155,34 @@ def test_remote_write_backend_is_a_config_switch(tmp_path: Path) -> None:
         result = query.wait_for('cugar_executions_total{job="probe-svc"}', lambda r: bool(r), 30)
         assert [r["metric"]["instance"] for r in result] == ["probe-rw"]
         assert value(result) == 3.0
-        assert result[0]["metric"]["deployment_environment"] == "staging"
-        buckets = query.query('count(cugar_execution_duration_milliseconds_bucket{job="probe-svc"})')
+        assert result[0]["metric"]["deployment_environment_name"] == "staging"
+        buckets = query.query('count(cugar_execution_duration_seconds_bucket{job="probe-svc"})')
         assert buckets and value(buckets) > 1
+
+
+def test_promtool_finds_nothing_to_fix_in_what_the_pipeline_exports(collector: Collector) -> None:
+    """`promtool check metrics` (Prometheus' naming and unit lint) over every CUGAr family a real
+    agent workload produces, as the collector's prometheus exporter writes it with HELP, TYPE
+    and UNIT: counters end in _total, durations are in seconds with the unit suffix."""
+    promtool = require(components.PROMTOOL)
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http_endpoint,
+           "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": "promtool-probe"}
+    subprocess.run([sys.executable, "-m", "services.agent", "run", "--executions", "40",
+                    "--time-scale", "0", "--seed", "3", "--fail", "governance=0.5",
+                    "--approval-timeout-rate", "0.3"], env=env, cwd=ROOT, check=True,
+                   capture_output=True, timeout=120)
+    wanted = {s for m in catalogue.METRICS for s in m.series_names()}
+
+    def exported() -> set[str]:
+        return {s.name for s in scrape(collector.exporter_url)
+                if s.labels.get("job") == "promtool-probe"}
+
+    wait_until(lambda: wanted <= exported(), 20, what="every catalogue series at the exporter")
+    with urllib.request.urlopen(collector.exporter_url, timeout=10) as resp:  # noqa: S310
+        text = resp.read().decode()
+    families = "\n".join(block for block in re.split(r"\n(?=# HELP )", text)
+                         if block.startswith("# HELP cugar_")) + "\n"
+    assert families.count("# HELP ") == len(catalogue.METRICS)
+    lint = subprocess.run([promtool, "check", "metrics"], input=families, capture_output=True,
+                          text=True, timeout=60)
+    assert lint.returncode == 0 and not (lint.stdout + lint.stderr).strip(), lint.stdout + lint.stderr

@@ -50,6 +50,11 @@ def test_compose_ships_the_pinned_releases(resolved: dict, service: str) -> None
     assert resolved["services"][service]["image"] == PINNED_IMAGES[service]
 
 
+def test_compose_starts_prometheus_with_the_flags_the_tests_use(resolved: dict) -> None:
+    command = resolved["services"]["prometheus"]["command"]
+    assert set(pipeline.PROMETHEUS_FLAGS) <= set(command)
+
+
 def test_all_services_present(resolved: dict) -> None:
     assert set(resolved["services"]) == EXPECTED_SERVICES
 

@@ -1,4 +1,4 @@
-"""The Pipeline harness (contract C): renders the repository's configs, brings the real
+"""The Pipeline harness: renders the repository's configs, brings the real
 processes up, carries data end to end for any plain OTLP sender, and fails loudly, naming the
 component and showing its log tail."""
 
@@ -24,7 +24,7 @@ def test_plain_otlp_senders_reach_prometheus(pipeline: Pipeline) -> None:
         resource = {"service.name": "harness-probe", "service.instance.id": f"probe-{protocol}"}
         with sdk_sender(endpoint, resource, protocol) as sender:
             counter = sender.meter_provider.get_meter("probe").create_counter(
-                "cugar_executions_total")
+                "cugar.executions", unit="{execution}")
             counter.add(count, {"outcome": "success", "profile": "demo"})
     result = pipeline.wait_for('cugar_executions_total{job="harness-probe"}',
                                lambda r: len(r) == 2, timeout=30)
@@ -45,7 +45,7 @@ def test_agent_env_points_at_this_collector(pipeline: Pipeline) -> None:
 
 def test_all_targets_are_scraped_and_alertmanager_is_connected(pipeline: Pipeline) -> None:
     up = {r["metric"]["job"]: r["value"][1] for r in pipeline.query("up")}
-    assert up == {"otel-collector": "1", "otel-collector-telemetry": "1", "prometheus": "1"}
+    assert up == {"otel-collector-telemetry": "1", "jaeger": "1", "prometheus": "1"}
     rendered = yaml.safe_load((pipeline.workdir / "prometheus.yml").read_text())
     assert rendered["global"]["scrape_interval"] == "1s"
     assert rendered["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
@@ -67,8 +67,8 @@ def test_collector_failure_names_the_component_with_its_log_tail(tmp_path: Path)
 
 def test_scrape_failure_names_the_target(tmp_path: Path) -> None:
     require_pipeline_components()
-    # The exporter endpoint of the collector is moved away from where Prometheus scrapes it.
-    moved = Pipeline(tmp_path, alertmanager=False, start_timeout=8,
+    # On the scrape path, the collector's exporter is moved away from where Prometheus scrapes it.
+    moved = Pipeline(tmp_path, alertmanager=False, start_timeout=8, metrics_path="scrape",
                      collector_env={"CUGAR_COLLECTOR_PROMETHEUS_ENDPOINT": "127.0.0.1:0"})
     with pytest.raises(PipelineError) as failure:
         moved.start()
@@ -76,6 +76,11 @@ def test_scrape_failure_names_the_target(tmp_path: Path) -> None:
     assert "target otel-collector " in message and "down" in message
     assert "--- prometheus log tail ---" in message
     assert not moved.collector.process.running()
+
+
+def test_an_unknown_metrics_path_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="metrics_path"):
+        Pipeline(tmp_path, metrics_path="carrier-pigeon")
 
 
 def test_rule_for_override_rewrites_only_alert_durations() -> None:
@@ -92,10 +97,11 @@ def test_rule_for_override_rewrites_only_alert_durations() -> None:
 
 def test_prometheus_config_rendering() -> None:
     base = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
-    targets = {"otel-collector": "127.0.0.1:1", "otel-collector-telemetry": "127.0.0.1:2",
+    targets = {"jaeger": None, "otel-collector-telemetry": "127.0.0.1:2",
                "prometheus": "127.0.0.1:3", API_JOB: None}
     config = render_prometheus_config(base, scrape_interval="2s", evaluation_interval="3s",
-                                      targets=targets, alertmanager=None, rules_glob="/r/*.yml")
+                                      targets=targets, alertmanager=None, rules_glob="/r/*.yml",
+                                      metrics_targets=["127.0.0.1:1"])
     assert "alerting" not in config
     assert config["global"] == {"scrape_interval": "2s", "evaluation_interval": "3s",
                                 "scrape_timeout": "2s"}

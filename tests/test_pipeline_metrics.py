@@ -91,7 +91,7 @@ def test_execution_counts_match_ground_truth(pipeline: Pipeline, truth: dict) ->
     per_profile = {p: v["executions"] for p, v in truth["by_profile"].items()}
     expect_eventually(pipeline, f"sum by (profile) (cugar_executions_total{SEL})", per_profile,
                       _by("profile"))
-    expect_eventually(pipeline, f"sum(cugar_execution_duration_milliseconds_count{SEL})",
+    expect_eventually(pipeline, f"sum(cugar_execution_duration_seconds_count{SEL})",
                       truth["executions"])
     expect_eventually(pipeline, f"sum(cugar_execution_steps_sum{SEL})", truth["steps"])
     expect_eventually(pipeline, f"sum(cugar_execution_steps_count{SEL})", truth["executions"])
@@ -102,7 +102,7 @@ def test_tool_and_domain_counts_match_ground_truth(pipeline: Pipeline, truth: di
     expect_eventually(pipeline, f'sum(cugar_tool_calls_total{{job="{SERVICE}",outcome="error"}})',
                       truth["tool_errors"])
     expect_eventually(pipeline, f"sum(cugar_tool_errors_total{SEL})", truth["tool_errors"])
-    expect_eventually(pipeline, f"sum(cugar_tool_call_duration_milliseconds_count{SEL})",
+    expect_eventually(pipeline, f"sum(cugar_tool_call_duration_seconds_count{SEL})",
                       truth["tool_calls"])
     calls = {d: v["calls"] for d, v in truth["by_domain"].items()}
     errors = {d: v["errors"] for d, v in truth["by_domain"].items()}
@@ -131,7 +131,7 @@ def test_budget_and_approvals_match_ground_truth(pipeline: Pipeline, truth: dict
                       truth["approvals"], _by("decision"))
     expect_eventually(pipeline, f"sum(cugar_approval_timeouts_total{SEL})",
                       truth["approvals"]["timeout"])
-    expect_eventually(pipeline, f"sum(cugar_approval_wait_milliseconds_count{SEL})",
+    expect_eventually(pipeline, f"sum(cugar_approval_wait_duration_seconds_count{SEL})",
                       sum(truth["approvals"].values()))
 
 
@@ -155,12 +155,12 @@ def test_golden_signals_match_the_workload(pipeline: Pipeline, truth: dict) -> N
                    / total(pipeline.query("sum(cugar_budget_utilization_ratio_count)")))
     assert 0 < utilization < 2.5
     _golden(pipeline, "cugar_budget_utilization", utilization)
-    wait = (total(pipeline.query("sum(cugar_approval_wait_milliseconds_sum)"))
-            / total(pipeline.query("sum(cugar_approval_wait_milliseconds_count)")))
-    _golden(pipeline, "cugar_approval_wait_time_ms", wait)
+    wait = (total(pipeline.query("sum(cugar_approval_wait_duration_seconds_sum)"))
+            / total(pipeline.query("sum(cugar_approval_wait_duration_seconds_count)")))
+    _golden(pipeline, "cugar_approval_wait_time_ms", wait * 1000)  # histograms in s, signal in ms
     for label, q in catalogue.LATENCY_PERCENTILES.items():
-        expected = total(pipeline.query(f"histogram_quantile({q}, sum by (le) "
-                                        f"(cugar_execution_duration_milliseconds_bucket))"))
+        expected = 1000 * total(pipeline.query(f"histogram_quantile({q}, sum by (le) "
+                                               f"(cugar_execution_duration_seconds_bucket))"))
         _golden(pipeline, f'cugar_latency_ms{{percentile="{label}"}}', expected)
     latency = _by("percentile")(pipeline.query("cugar_latency_ms"))
     assert latency["p50"] <= latency["p95"] <= latency["p99"]
@@ -175,8 +175,8 @@ def test_instances_never_collide(pipeline: Pipeline, truth: dict) -> None:
     unlabelled = pipeline.query(
         'count by (__name__) ({__name__=~"cugar_.+_total", instance=""})')
     assert not unlabelled, unlabelled
-    environments = _by("deployment_environment")(pipeline.query(
-        f"count by (deployment_environment) (cugar_executions_total{SEL})"))
+    environments = _by("deployment_environment_name")(pipeline.query(
+        f"count by (deployment_environment_name) (cugar_executions_total{SEL})"))
     assert set(environments) == {ENVIRONMENT}
 
 

@@ -93,6 +93,9 @@ async def _reachable_problem(client: httpx.AsyncClient, url: str | None, timeout
 
 
 def _instrument(app: FastAPI, tracer_provider: Any) -> None:
+    # The stable HTTP semantic conventions (http.server.request.duration, in seconds) unless the
+    # deployment chose otherwise; the instrumentation still defaults to the old ones (ms).
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     excluded = os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS") or EXCLUDED_URLS
