@@ -1,13 +1,15 @@
 """The metric catalogue: the one place that names every CUGAr metric.
 
-Code (instruments and views), Prometheus rules, Grafana dashboards and docs are checked
-against this module by tests. Instrument names ARE the Prometheus names: the collector's
-prometheus exporter runs without suffix translation, so what is written here is exactly what
-Prometheus stores (histograms gain `_bucket`, `_sum` and `_count`).
+Code (instruments), Prometheus rules, Grafana dashboards and docs are checked against this
+module by tests. Instruments follow the OpenTelemetry conventions (dotted names, UCUM units,
+base units: seconds). Prometheus stores them under the names its OTLP receiver's default
+translation gives them (`MetricSpec.prometheus_name`: dots become underscores, the unit adds
+a suffix, counters end in `_total`; histograms add `_bucket`, `_sum` and `_count`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 
@@ -24,7 +26,7 @@ TOOL_OUTCOMES: tuple[str, ...] = ("success", "error")
 SIDE_EFFECTS: tuple[str, ...] = ("read-only", "propose", "execute")
 APPROVAL_DECISIONS: tuple[str, ...] = ("approved", "rejected", "timeout")
 
-# Canonical agent events (SPEC §2); each lands in traces as a span, span event or status.
+# Canonical agent events; each lands in traces as a span, span event or span status.
 CANONICAL_EVENTS: tuple[str, ...] = (
     "plan_created", "route_decision", "tool_call_start", "tool_call_complete",
     "tool_call_error", "budget_warning", "budget_exceeded", "approval_requested",
@@ -44,78 +46,128 @@ class Kind(str, Enum):
     HISTOGRAM = "histogram"
 
 
+# The unit suffixes Prometheus' OTLP translation adds for the units this catalogue uses
+# (annotations such as "{call}" and the dimensionless "1" add none to counters and histograms).
+_UNIT_SUFFIX = {"s": "seconds", "1": ""}
+
+
+def prometheus_name(name: str, unit: str, kind: Kind) -> str:
+    """The name Prometheus 3's default OTLP translation (UnderscoreEscapingWithSuffixes) gives
+    an instrument: `cugar.tool.call.duration` in "s" -> `cugar_tool_call_duration_seconds`."""
+    tokens = [t for t in re.split(r"[^a-zA-Z0-9:]+", name) if t]
+    suffix = "" if unit.startswith("{") else _UNIT_SUFFIX[unit]
+    if suffix and suffix not in tokens:
+        tokens.append(suffix)
+    if kind is Kind.COUNTER:
+        tokens = [t for t in tokens if t != "total"] + ["total"]
+    return "_".join(tokens)
+
+
+def label_name(attribute: str) -> str:
+    """The Prometheus label an attribute key becomes (`error.type` -> `error_type`)."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", attribute)
+
+
 @dataclass(frozen=True)
 class MetricSpec:
-    name: str
+    name: str  # the OpenTelemetry instrument name
     kind: Kind
     unit: str  # UCUM, as OpenTelemetry expects
-    description: str
+    description: str  # the HELP text users read
     attributes: tuple[str, ...] = ()
     buckets: tuple[float, ...] = ()
 
+    @property
+    def prometheus_name(self) -> str:
+        return prometheus_name(self.name, self.unit, self.kind)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(label_name(a) for a in self.attributes)
+
     def series_names(self) -> tuple[str, ...]:
         """Names this metric takes in Prometheus."""
+        base = self.prometheus_name
         if self.kind is Kind.HISTOGRAM:
-            return (f"{self.name}_bucket", f"{self.name}_sum", f"{self.name}_count")
-        return (self.name,)
+            return (f"{base}_bucket", f"{base}_sum", f"{base}_count")
+        return (base,)
+
+    def series(self, suffix: str = "") -> str:
+        """One of `series_names()`: the counter itself, or a histogram's `_bucket` etc."""
+        return self.prometheus_name + suffix
 
 
-DURATION_BUCKETS_MS = (
-    25, 50, 100, 250, 500, 1000, 2000, 3000, 5000, 7500, 10000, 15000, 30000, 60000, 120000,
+# Metric attribute keys (they become the Prometheus labels of the same name, dots as `_`).
+# Sibling metrics list the labels they share in this order.
+OUTCOME = "outcome"
+PROFILE = "profile"
+TOOL = "tool"
+DOMAIN = "domain"
+SIDE_EFFECT = "side_effect"
+ERROR_TYPE = "error.type"  # the OpenTelemetry attribute; Prometheus label `error_type`
+DECISION = "decision"
+
+DURATION_BUCKETS_S = (
+    0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60, 120,
 )
-TOOL_DURATION_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
-APPROVAL_WAIT_BUCKETS_MS = (
-    100, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000, 600000,
-)
+TOOL_DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+APPROVAL_WAIT_BUCKETS_S = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 STEPS_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 30, 50)
 UTILIZATION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0)
 
 C, H = Kind.COUNTER, Kind.HISTOGRAM
 
+EXECUTIONS = MetricSpec(
+    "cugar.executions", C, "{execution}",
+    "Agent executions finished, by outcome (success, failure) and profile.", (OUTCOME, PROFILE))
+TOOL_CALLS = MetricSpec(
+    "cugar.tool.calls", C, "{call}",
+    "Tool calls (plan steps) finished, by tool, domain, side-effect class and outcome.",
+    (TOOL, DOMAIN, SIDE_EFFECT, OUTCOME))
+TOOL_ERRORS = MetricSpec(
+    "cugar.tool.errors", C, "{call}",
+    "Tool calls that ended in an error, by tool, domain and error type.",
+    (TOOL, DOMAIN, ERROR_TYPE))
+BUDGET_USED = MetricSpec(
+    "cugar.budget.used", C, "{cost_unit}", "Budget cost units spent by executions.", (PROFILE,))
+BUDGET_WARNINGS = MetricSpec(
+    "cugar.budget.warnings", C, "{execution}",
+    "Executions whose spend crossed 80% of their budget ceiling.", (PROFILE,))
+BUDGET_EXCEEDED = MetricSpec(
+    "cugar.budget.exceeded", C, "{execution}",
+    "Executions whose spend exceeded their budget ceiling.", (PROFILE,))
+APPROVALS = MetricSpec(
+    "cugar.approvals", C, "{approval}",
+    "Human approval gates resolved, by decision (approved, rejected, timeout).", (DECISION,))
+APPROVAL_TIMEOUTS = MetricSpec(
+    "cugar.approval.timeouts", C, "{approval}", "Human approval gates that timed out.")
+DOMAIN_USAGE = MetricSpec(
+    "cugar.domain.usage", C, "{call}", "Tool calls per agent domain.", (DOMAIN,))
+DOMAIN_ERRORS = MetricSpec(
+    "cugar.domain.errors", C, "{call}", "Tool call errors per agent domain.", (DOMAIN,))
+EXECUTION_DURATION = MetricSpec(
+    "cugar.execution.duration", H, "s",
+    "Wall-clock duration of an agent execution (monotonic clock).", (OUTCOME, PROFILE),
+    DURATION_BUCKETS_S)
+TOOL_CALL_DURATION = MetricSpec(
+    "cugar.tool.call.duration", H, "s", "Duration of one tool call.", (TOOL, DOMAIN, OUTCOME),
+    TOOL_DURATION_BUCKETS_S)
+APPROVAL_WAIT = MetricSpec(
+    "cugar.approval.wait.duration", H, "s",
+    "Time from an approval request to its decision (or timeout).", (DECISION,),
+    APPROVAL_WAIT_BUCKETS_S)
+EXECUTION_STEPS = MetricSpec(
+    "cugar.execution.steps", H, "{step}", "Tool calls (plan steps) per execution.",
+    (OUTCOME, PROFILE), STEPS_BUCKETS)
+BUDGET_UTILIZATION = MetricSpec(
+    "cugar.budget.utilization.ratio", H, "1",
+    "Budget used divided by the profile's ceiling, per execution.", (PROFILE,),
+    UTILIZATION_BUCKETS)
+
 METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("cugar_executions_total", C, "{execution}",
-               "Agent executions finished, by outcome and profile.", ("outcome", "profile")),
-    MetricSpec("cugar_executions_successful", C, "{execution}",
-               "Agent executions that succeeded (seed name; equals outcome=\"success\").",
-               ("profile",)),
-    MetricSpec("cugar_executions_failed", C, "{execution}",
-               "Agent executions that failed (seed name; equals outcome=\"failure\").",
-               ("profile",)),
-    MetricSpec("cugar_tool_calls_total", C, "{call}",
-               "Tool calls (plan steps) finished, by tool, domain, side-effect class and outcome.",
-               ("tool", "domain", "side_effect", "outcome")),
-    MetricSpec("cugar_tool_errors_total", C, "{call}",
-               "Tool calls that ended in an error, by tool, domain and error type.",
-               ("tool", "domain", "error_type")),
-    MetricSpec("cugar_budget_used_total", C, "{cost_unit}",
-               "Budget cost units spent by executions.", ("profile",)),
-    MetricSpec("cugar_budget_warnings_total", C, "{execution}",
-               "Executions whose spend crossed 80% of their budget ceiling.", ("profile",)),
-    MetricSpec("cugar_budget_exceeded_total", C, "{execution}",
-               "Executions whose spend exceeded their budget ceiling.", ("profile",)),
-    MetricSpec("cugar_approvals_total", C, "{approval}",
-               "Human approval gates resolved, by decision (approved, rejected, timeout).",
-               ("decision",)),
-    MetricSpec("cugar_approval_timeouts_total", C, "{approval}",
-               "Human approval gates that timed out.", ()),
-    MetricSpec("cugar_domain_usage_total", C, "{call}",
-               "Tool calls per agent domain.", ("domain",)),
-    MetricSpec("cugar_domain_errors_total", C, "{call}",
-               "Tool call errors per agent domain.", ("domain",)),
-    MetricSpec("cugar_execution_duration_milliseconds", H, "ms",
-               "Wall-clock duration of an agent execution (monotonic clock).",
-               ("outcome", "profile"), DURATION_BUCKETS_MS),
-    MetricSpec("cugar_tool_call_duration_milliseconds", H, "ms",
-               "Duration of one tool call.", ("tool", "domain", "outcome"),
-               TOOL_DURATION_BUCKETS_MS),
-    MetricSpec("cugar_approval_wait_milliseconds", H, "ms",
-               "Time from approval request to decision (or timeout).", ("decision",),
-               APPROVAL_WAIT_BUCKETS_MS),
-    MetricSpec("cugar_execution_steps", H, "{step}",
-               "Tool calls (plan steps) per execution.", ("profile", "outcome"), STEPS_BUCKETS),
-    MetricSpec("cugar_budget_utilization_ratio", H, "1",
-               "Budget used divided by the profile's ceiling, per execution.", ("profile",),
-               UTILIZATION_BUCKETS),
+    EXECUTIONS, TOOL_CALLS, TOOL_ERRORS, BUDGET_USED, BUDGET_WARNINGS, BUDGET_EXCEEDED,
+    APPROVALS, APPROVAL_TIMEOUTS, DOMAIN_USAGE, DOMAIN_ERRORS,
+    EXECUTION_DURATION, TOOL_CALL_DURATION, APPROVAL_WAIT, EXECUTION_STEPS, BUDGET_UTILIZATION,
 )
 
 METRICS_BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
@@ -131,7 +183,8 @@ class RecordedSignal:
     labels: tuple[str, ...] = ()
 
 
-# Recorded fleet-wide over a 5m window; absent when the window had no traffic.
+# Recorded fleet-wide over a 5m window; absent when the window had no traffic. Their names
+# (and units: ms) are the ones the seed's dashboards and alerts use.
 GOLDEN_SIGNALS: tuple[RecordedSignal, ...] = (
     RecordedSignal("cugar_success_rate", "ratio", "Share of executions that succeeded (0..1)."),
     RecordedSignal("cugar_error_rate", "ratio", "Share of executions that failed (0..1)."),
@@ -144,18 +197,27 @@ GOLDEN_SIGNALS: tuple[RecordedSignal, ...] = (
 )
 LATENCY_PERCENTILES: dict[str, float] = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 
-# Resource attributes that become labels on every series (instances never collide).
-# service.name -> job, service.instance.id -> instance (prometheus exporter convention);
-# deployment.environment.name -> deployment_environment (copied by the collector).
+# The seed's counters whose conventional name differs: recorded per instance (every label but
+# `outcome` kept) from the conventional counter, with the seed's meaning.
+SEED_RECORDED: dict[str, tuple[MetricSpec, str, str]] = {
+    "cugar_executions_successful": (EXECUTIONS, OUTCOME, "success"),
+    "cugar_executions_failed": (EXECUTIONS, OUTCOME, "failure"),
+}
+
+# Resource attributes that identify a sender on every series (instances never collide).
+# Prometheus' OTLP receiver makes service.name `job` and service.instance.id `instance`;
+# the others are promoted to labels by prometheus.yml's `otlp.promote_resource_attributes`.
 RESOURCE_LABELS: dict[str, str] = {
     "service.name": "job",
     "service.instance.id": "instance",
-    "deployment.environment.name": "deployment_environment",
+    "deployment.environment.name": "deployment_environment_name",
 }
+PROMOTED_RESOURCE_ATTRIBUTES: tuple[str, ...] = ("deployment.environment.name",)
 
 
 def all_series_names() -> set[str]:
     """Every series name the pipeline may produce for CUGAr (raw and recorded)."""
     names = {s for m in METRICS for s in m.series_names()}
     names.update(g.name for g in GOLDEN_SIGNALS)
+    names.update(SEED_RECORDED)
     return names
