@@ -64,9 +64,16 @@ INCREASES: tuple[Increase, ...] = (
 )
 
 
+def _comment(text: str, expr: str) -> str:
+    """`expr` after a PromQL comment (it survives into the YAML, for the SRE reading it)."""
+    return f"# {text}\n{expr}"
+
+
 def _share_of(increase: Increase, value: str) -> str:
     r = increase.record
-    return q.ratio(q.or_zero(f'sum({r}{{{OUTCOME}="{value}"}})'), f"sum({r})")
+    return _comment(
+        f'No {OUTCOME}="{value}" series in the window is a true 0; an idle window has none.',
+        q.ratio(q.or_zero(f'sum({r}{{{OUTCOME}="{value}"}})'), f"sum({r})"))
 
 
 def _mean_of(total: Increase, count: Increase, factor: float = 1) -> str:
@@ -79,7 +86,9 @@ def golden_signal_rules() -> list[dict]:
         "cugar_success_rate": [(_share_of(EXECUTIONS_BY_OUTCOME, "success"), {})],
         "cugar_error_rate": [(_share_of(EXECUTIONS_BY_OUTCOME, "failure"), {})],
         "cugar_latency_ms": [
-            (q.quantile_of(p, buckets, f'{buckets}{{le="+Inf"}}', MS_PER_S), {"percentile": name})
+            (_comment("Seconds to ms; absent (not NaN) when the window saw no execution.",
+                      q.quantile_of(p, buckets, f'{buckets}{{le="+Inf"}}', MS_PER_S)),
+             {"percentile": name})
             for name, p in LATENCY_PERCENTILES.items()],
         "cugar_approval_wait_time_ms": [
             (_mean_of(APPROVAL_WAIT_SUM, APPROVAL_WAIT_COUNT, MS_PER_S), {})],
@@ -187,8 +196,8 @@ def agent_alert_rules() -> list[dict]:
         "blocked without a decision."))
     rules.append(_alert(
         quiet,
-        "# No series at all (no agent has reported, or none in the window) counts as 0.\n"
-        f"{q.or_zero(f'sum({EXECUTIONS_BY_OUTCOME.record})')} == {_g(quiet.threshold)}",
+        _comment("No series at all (no agent has reported, or none in the window) counts as 0.",
+                 f"{q.or_zero(f'sum({EXECUTIONS_BY_OUTCOME.record})')} == {_g(quiet.threshold)}"),
         f"No CUGAr executions for {human(quiet.for_)}",
         f"No agent execution finished anywhere in the fleet for at least {human(quiet.for_)} "
         "(or no agent has reported at all)."))
