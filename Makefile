@@ -1,4 +1,4 @@
-.PHONY: run test deps collector bench clean
+.PHONY: run test deps collector bench monitoring clean
 
 run:        ## bring the whole pipeline up with a simulated agent workload (Ctrl-C stops it)
 	bash scripts/run.sh $(ARGS)
@@ -14,6 +14,9 @@ collector:  ## build (or reuse the cached) collector distribution
 
 bench:      ## overhead benchmark (see docs/benchmarks.md)
 	.venv/bin/python -m bench.overhead
+
+monitoring: ## regenerate Prometheus rules and Grafana dashboards (ARGS=--check: fail if stale)
+	.venv/bin/python -m services.monitoring $(ARGS)
 
 clean:
 	rm -rf .venv collector/_build .pytest_cache

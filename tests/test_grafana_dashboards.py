@@ -1,6 +1,8 @@
 """Grafana provisioning and dashboards, checked without Grafana: the dashboard model (through
 Grafana's own foundation SDK), the seed's layout and thresholds, fixed budget gauge, variables
-on labels that exist, series names from the catalogue, runbook links, provisioning paths."""
+on labels that exist, series names from the catalogue or the recorded signals, runbook links,
+provisioning paths. The dashboards are generated (services/monitoring/dashboards.py);
+tests/test_rules_promtool.py fails when the committed JSON is stale."""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from otel import catalogue
-from services.promql import one_line, sum_increase
+from services.monitoring import queries
+from services.monitoring.__main__ import DASHBOARDS_DIR
+from services.monitoring.dashboards import DASHBOARDS as GENERATED
 from tests.support import runbook_anchors
 from tests.support.grafana import DASHBOARDS, GOLDEN, GRAFANA, panels, targets, variables
 from tests.support.promql import series_names as metric_names
@@ -36,7 +40,13 @@ SEED_ROWS = {
     "Analytics": ["Domain usage"],
 }
 
-NON_CATALOGUE_SERIES = {"up", "scrape_duration_seconds"}
+NON_CATALOGUE_SERIES = {queries.UP, queries.SCRAPE_DURATION}
+# The collector's own metrics that queries.py names (its only source of otelcol_* names).
+COLLECTOR_NAMES = {n for v in vars(queries).values()
+                   for n in (v.values() if isinstance(v, dict) else [v])
+                   if isinstance(n, str) and n.startswith("otelcol_")}
+# Catalogue metrics by every name they take in Prometheus (counter, _bucket, _sum, _count).
+BY_SERIES = {name: m for m in catalogue.METRICS for name in m.series_names()}
 
 
 def type_errors(value: Any, hint: Any, path: str = "") -> list[str]:
@@ -209,16 +219,25 @@ def test_counters_are_read_through_windows_never_raw() -> None:
                     f"{panel['title']}: {used} read without a window")
 
 
-def test_counts_over_the_range_use_the_shared_window_increase() -> None:
-    """The same counting as the recording rules and /dashboard (services/promql.py)."""
+def test_counts_over_the_range_use_the_shared_counting() -> None:
+    """The same counting as the recording rules and /dashboard (services/monitoring/queries.py):
+    increase(x[$__range] anchored), whole numbers over the picked range."""
     expected = {
-        "Total executions": sum_increase('cugar_executions_total{profile=~"$profile"}', "$__range"),
-        "Domain usage": sum_increase('cugar_domain_usage_total{domain=~"$domain"}', "$__range",
-                                     ("domain",)),
+        "Total executions": queries.count(catalogue.EXECUTIONS, "$__range",
+                                          matchers=[queries.like("profile", "$profile")]),
+        "Domain usage": queries.count(catalogue.DOMAIN_USAGE, "$__range", ("domain",),
+                                      matchers=[queries.like("domain", "$domain")]),
     }
     for title, expr in expected.items():
         [target] = by_title(title)["targets"]
-        assert target["expr"] == one_line(f"round({expr})"), title
+        assert target["expr"] == queries.one_line(expr), title
+        assert "[$__range] anchored)" in target["expr"] and target["instant"], title
+
+
+@pytest.mark.parametrize("name", sorted(GENERATED))
+def test_committed_dashboard_is_the_generated_one(name: str) -> None:
+    assert DASHBOARDS[name] == GENERATED[name](), (
+        f"{DASHBOARDS_DIR / name}.json is stale: run `python -m services.monitoring`")
 
 
 def test_every_query_names_only_known_series() -> None:
@@ -229,16 +248,19 @@ def test_every_query_names_only_known_series() -> None:
             assert names, f"{panel['title']}: no series found in {target['expr']!r}"
             unknown = {n for n in names if n not in known and not n.startswith("otelcol_")}
             assert not unknown, f"{panel['title']}: {unknown} are not in otel/catalogue.py"
+            own = {n for n in names if n.startswith("otelcol_")}
+            assert own <= COLLECTOR_NAMES, f"{panel['title']}: {own} not named in queries.py"
 
 
 def test_profile_and_domain_variables_list_label_values_that_exist() -> None:
     vs = variables(GOLDEN)
     for name in ("profile", "domain"):
         v = vs[name]
-        match = re.fullmatch(r"label_values\((\w+), (\w+)\)", v["query"]["query"])
+        query = v["query"] if isinstance(v["query"], str) else v["query"]["query"]
+        match = re.fullmatch(r"label_values\((\w+), (\w+)\)", query)
         assert match, v["query"]
         metric, label = match.groups()
-        assert label == name and name in catalogue.METRICS_BY_NAME[metric].attributes
+        assert label == name and name in BY_SERIES[metric].labels
         assert v["includeAll"] and v["multi"] and v["allValue"] == ".*"
         assert v["datasource"]["uid"] == PROMETHEUS_UID
 
@@ -247,9 +269,8 @@ def test_variables_only_filter_metrics_that_carry_the_label() -> None:
     for panel, target in targets(GOLDEN):
         for var in ("profile", "domain"):
             for selector in re.findall(r"(\w+)\{([^}]*\$" + var + r"[^}]*)\}", target["expr"]):
-                metric = re.sub(r"_(bucket|sum|count)$", "", selector[0])
-                spec = catalogue.METRICS_BY_NAME[metric]
-                assert var in spec.attributes, f"{panel['title']}: {metric} has no {var} label"
+                spec = BY_SERIES[selector[0]]
+                assert var in spec.labels, f"{panel['title']}: {selector[0]} has no {var} label"
 
 
 def test_runbook_links_point_at_existing_runbook_sections() -> None:

@@ -11,14 +11,18 @@ import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 
-from otel.catalogue import LATENCY_PERCENTILES
-from services.promql import quantile_over_window, sum_increase
+from otel.catalogue import (
+    APPROVAL_WAIT, APPROVALS, BUDGET_EXCEEDED, BUDGET_USED, BUDGET_UTILIZATION, BUDGET_WARNINGS,
+    DOMAIN_ERRORS, DOMAIN_USAGE, EXECUTION_DURATION, EXECUTION_STEPS, EXECUTIONS,
+    LATENCY_PERCENTILES, TOOL_CALLS, TOOL_ERRORS, MetricSpec,
+)
+from services.monitoring.queries import count, quantile
 
 from .active_alerts import active_alerts
 from .prometheus import PrometheusClient, Sample
 from .window import Window, iso
 
-EXECUTION_MS = "cugar_execution_duration_milliseconds"
+MS_PER_S = 1000  # the duration histograms are in seconds; the summary reports milliseconds
 
 
 @dataclass(frozen=True)
@@ -51,24 +55,30 @@ def _by(samples: list[Sample], *labels: str) -> dict[tuple[str, ...], float]:
     return out
 
 
+_MEANS = (EXECUTION_DURATION, APPROVAL_WAIT, EXECUTION_STEPS, BUDGET_UTILIZATION)
+
+
+def _latency(q: float, w: str) -> str:
+    return quantile(q, EXECUTION_DURATION, w, factor=MS_PER_S)
+
+
 def _queries(w: str) -> list[_Query]:
     qs = [
-        _Query("executions", sum_increase("cugar_executions_total", w, ("outcome", "profile"))),
-        _Query("tool_calls", sum_increase("cugar_tool_calls_total", w, ("tool", "outcome"))),
-        _Query("tool_errors", sum_increase("cugar_tool_errors_total", w, ("error_type",))),
-        _Query("domain_usage", sum_increase("cugar_domain_usage_total", w, ("domain",))),
-        _Query("domain_errors", sum_increase("cugar_domain_errors_total", w, ("domain",))),
-        _Query("budget_used", sum_increase("cugar_budget_used_total", w, ("profile",))),
-        _Query("budget_exceeded", sum_increase("cugar_budget_exceeded_total", w)),
-        _Query("budget_warnings", sum_increase("cugar_budget_warnings_total", w)),
-        _Query("approvals", sum_increase("cugar_approvals_total", w, ("decision",))),
+        _Query("executions", count(EXECUTIONS, w, ("outcome", "profile"))),
+        _Query("tool_calls", count(TOOL_CALLS, w, ("tool", "outcome"))),
+        _Query("tool_errors", count(TOOL_ERRORS, w, ("error_type",))),
+        _Query("domain_usage", count(DOMAIN_USAGE, w, ("domain",))),
+        _Query("domain_errors", count(DOMAIN_ERRORS, w, ("domain",))),
+        _Query("budget_used", count(BUDGET_USED, w, ("profile",))),
+        _Query("budget_exceeded", count(BUDGET_EXCEEDED, w)),
+        _Query("budget_warnings", count(BUDGET_WARNINGS, w)),
+        _Query("approvals", count(APPROVALS, w, ("decision",))),
     ]
-    for hist in (EXECUTION_MS, "cugar_approval_wait_milliseconds", "cugar_execution_steps",
-                 "cugar_budget_utilization_ratio"):
-        qs.append(_Query(f"{hist}_sum", sum_increase(f"{hist}_sum", w)))
-        qs.append(_Query(f"{hist}_count", sum_increase(f"{hist}_count", w)))
+    for hist in _MEANS:
+        for suffix in ("_sum", "_count"):
+            qs.append(_Query(hist.series(suffix), count(hist, w, suffix=suffix)))
     for name, q in LATENCY_PERCENTILES.items():
-        qs.append(_Query(f"latency_{name}", quantile_over_window(q, EXECUTION_MS, w)))
+        qs.append(_Query(f"latency_{name}", _latency(q, w)))
     return qs
 
 
@@ -78,8 +88,9 @@ async def _run(prom: PrometheusClient, queries: list[_Query], at: float,
     return {q.key: r for q, r in zip(queries, results)}
 
 
-def _mean(r: dict[str, list[Sample]], hist: str) -> float | None:
-    return _ratio(_total(r[f"{hist}_sum"]), _total(r[f"{hist}_count"]))
+def _mean(r: dict[str, list[Sample]], hist: MetricSpec, factor: float = 1) -> float | None:
+    mean = _ratio(_total(r[hist.series("_sum")]), _total(r[hist.series("_count")]))
+    return None if mean is None else mean * factor
 
 
 def _quantile(samples: list[Sample]) -> float | None:
@@ -123,11 +134,11 @@ async def dashboard(prom: PrometheusClient, window: Window, at: float) -> dict:
 
     approvals = {d: _count(v) for (d,), v in _by(r["approvals"], "decision").items()}
     approval_total = sum(approvals.values())
-    approval_wait = _mean(r, "cugar_approval_wait_milliseconds")
-    utilization = _mean(r, "cugar_budget_utilization_ratio")
-    steps_per_execution = _mean(r, "cugar_execution_steps")
+    approval_wait = _mean(r, APPROVAL_WAIT, MS_PER_S)
+    utilization = _mean(r, BUDGET_UTILIZATION)
+    steps_per_execution = _mean(r, EXECUTION_STEPS)
     latency = {name: _quantile(r[f"latency_{name}"]) for name in LATENCY_PERCENTILES}
-    latency["mean"] = _mean(r, EXECUTION_MS)
+    latency["mean"] = _mean(r, EXECUTION_DURATION, MS_PER_S)
 
     return {
         "time_range": {"window": str(window), "seconds": window.seconds,
@@ -141,7 +152,7 @@ async def dashboard(prom: PrometheusClient, window: Window, at: float) -> dict:
             "steps_per_execution": steps_per_execution,
         },
         "executions": {"total": total, "successful": successful, "failed": failed,
-                       "steps": _count(_total(r["cugar_execution_steps_sum"])),
+                       "steps": _count(_total(r[EXECUTION_STEPS.series("_sum")])),
                        "by_profile": by_profile},
         "budget": {"used": _total(r["budget_used"]),
                    "used_by_profile": {p: v for (p,), v in sorted(_by(r["budget_used"],
@@ -168,8 +179,8 @@ async def health_summary(prom: PrometheusClient, window: Window, at: float,
     """The seed's small /health metrics block, from the same window arithmetic."""
     w = window.promql
     r = await _run(prom, [
-        _Query("executions", sum_increase("cugar_executions_total", w, ("outcome",))),
-        _Query("p95", quantile_over_window(LATENCY_PERCENTILES["p95"], EXECUTION_MS, w)),
+        _Query("executions", count(EXECUTIONS, w, ("outcome",))),
+        _Query("p95", _latency(LATENCY_PERCENTILES["p95"], w)),
     ], at, timeout)
     by_outcome = _by(r["executions"], "outcome")
     total = _count(sum(by_outcome.values()))

@@ -9,7 +9,7 @@ from services.stack.prometheus_api import Result, get_json
 # Aggregations, modifiers and literals that look like series names.
 PROMQL_WORDS = {
     "sum", "min", "max", "avg", "count", "by", "without", "on", "ignoring", "group_left",
-    "group_right", "and", "or", "unless", "offset", "bool", "inf", "nan",
+    "group_right", "and", "or", "unless", "offset", "bool", "inf", "nan", "anchored", "smoothed",
 }
 
 
@@ -17,6 +17,7 @@ def series_names(expr: str) -> set[str]:
     """Series names a PromQL expression selects (functions, keywords, labels, Grafana
     variables removed)."""
     e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)                 # string literals
+    e = re.sub(r"#[^\n]*", " ", e)                               # comments
     e = re.sub(r"\{[^}]*\}", " ", e)                             # label matchers
     e = re.sub(r"\[[^\]]*\]", " ", e)                            # range durations
     e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)

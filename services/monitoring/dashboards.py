@@ -1,0 +1,320 @@
+"""The two Grafana dashboards, built with Grafana's foundation SDK: every panel's query comes from
+queries.py and every alert-related colour from tunables.py (no pasted PromQL).
+`python -m services.monitoring` writes them to monitoring/grafana/dashboards/.
+
+Needs grafana-foundation-sdk (a test dependency; the generated JSON is committed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+from grafana_foundation_sdk.builders import bargauge, common as common_b, dashboard as d
+from grafana_foundation_sdk.builders import gauge, prometheus, stat, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common, dashboard as dm
+from grafana_foundation_sdk.models.prometheus import QueryEditorMode
+
+from otel.catalogue import (
+    APPROVAL_WAIT, BUDGET_UTILIZATION, BUDGET_WARNING_RATIO, DOMAIN_USAGE, EXECUTION_DURATION,
+    EXECUTIONS, LATENCY_PERCENTILES, OUTCOME, TOOL_CALLS,
+)
+
+from . import queries as q
+from . import tunables as t
+from .rules import MS_PER_S
+from .tunables import ALERTS, GOLDEN_WINDOW
+
+DATASOURCE = common.DataSourceRef(type_val="prometheus", uid="cugar-prometheus")
+RUNBOOK_BASE = "http://localhost:8000/runbooks"  # the API serves docs/runbooks.md there
+RANGE = "$__range"  # the dashboard's picked time range: counting panels
+RATE = "$__rate_interval"  # per point of a time series
+PROFILE = [q.like("profile", "$profile")]
+DOMAIN = [q.like("domain", "$domain")]
+
+
+# --- building blocks --------------------------------------------------------------------------
+
+
+def _target(expr: str, legend: str = "__auto", instant: bool = False,
+            ref: str = "A") -> prometheus.Dataquery:
+    query = (prometheus.Dataquery().expr(q.one_line(expr)).ref_id(ref).legend_format(legend)
+             .editor_mode(QueryEditorMode.CODE).datasource(DATASOURCE))
+    return query.instant() if instant else query.range()
+
+
+def _targets(*exprs: tuple[str, str], instant: bool = False) -> list[prometheus.Dataquery]:
+    return [_target(expr, legend, instant, chr(ord("A") + i))
+            for i, (expr, legend) in enumerate(exprs)]
+
+
+def _steps(*steps: tuple[str, float | None]) -> d.ThresholdsConfig:
+    return d.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(
+        [dm.Threshold(color=color, value=value) for color, value in steps])
+
+
+def _runbook(alert: str) -> list[d.DashboardLink]:
+    return [d.DashboardLink("Runbook").type(dm.DashboardLinkType.LINK)
+            .url("${runbook_base}#" + alert.lower()).icon("doc")
+            .tooltip("What this alert means and what to do").target_blank(True)]
+
+
+def _last() -> common_b.ReduceDataOptions:
+    return common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False).fields("")
+
+
+def _common(panel, title: str, description: str, targets, unit: str, runbook: str | None):
+    panel = (panel.title(title).description(description).datasource(DATASOURCE)
+             .targets(targets).unit(unit))
+    return panel.links(_runbook(runbook)) if runbook else panel
+
+
+def _stat(title, description, targets, unit, steps, runbook=None, decimals=0,
+          ratio=False, color_mode=common.BigValueColorMode.VALUE) -> stat.Panel:
+    panel = _common(stat.Panel(), title, description, targets, unit, runbook)
+    panel = (panel.decimals(decimals).thresholds(_steps(*steps))
+             .color_scheme(d.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
+             .reduce_options(_last()).color_mode(color_mode)
+             .graph_mode(common.BigValueGraphMode.AREA))
+    return panel.min(0).max(1) if ratio else panel
+
+
+def _series(title, description, targets, unit, runbook=None, alert_line=False,
+            min_val: float | None = 0, max_val: float | None = None) -> timeseries.Panel:
+    panel = _common(timeseries.Panel(), title, description, targets, unit, runbook)
+    panel = (panel.color_scheme(d.FieldColor().mode(dm.FieldColorModeId.PALETTE_CLASSIC))
+             .draw_style(common.GraphDrawStyle.LINE).line_width(2).fill_opacity(10)
+             .show_points(common.VisibilityMode.NEVER)
+             .legend(common_b.VizLegendOptions().display_mode(common.LegendDisplayMode.LIST)
+                     .placement(common.LegendPlacement.BOTTOM).show_legend(True))
+             .tooltip(common_b.VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI)
+                      .sort(common.SortOrder.NONE)))
+    if alert_line:  # any non-zero value is a problem: draw the threshold as a red line
+        panel = (panel.thresholds(_steps(("green", None), ("red", 0.001)))
+                 .thresholds_style(common_b.GraphThresholdsStyleConfig()
+                                   .mode(common.GraphThresholdsStyleMode.LINE)))
+    if min_val is not None:
+        panel = panel.min(min_val)
+    return panel.max(max_val) if max_val is not None else panel
+
+
+def _bars(title, description, targets, unit, runbook=None, steps=(("blue", None),),
+          max_val: float | None = None) -> bargauge.Panel:
+    panel = _common(bargauge.Panel(), title, description, targets, unit, runbook)
+    panel = (panel.min(0).thresholds(_steps(*steps))
+             .color_scheme(d.FieldColor().mode(dm.FieldColorModeId.CONTINUOUS_BL_PU))
+             .reduce_options(_last()).orientation(common.VizOrientation.HORIZONTAL)
+             .display_mode(common.BarGaugeDisplayMode.GRADIENT).show_unfilled(True)
+             .value_mode(common.BarGaugeValueMode.COLOR))
+    return panel.max(max_val) if max_val is not None else panel
+
+
+class _Layout:
+    """Rows of panels on Grafana's 24-column grid, top to bottom; ids in order."""
+
+    def __init__(self, board: d.Dashboard) -> None:
+        self.board, self.y, self.id = board, 0, 0
+
+    def _next_id(self) -> int:
+        self.id += 1
+        return self.id
+
+    def row(self, title: str, height: int, panels: Sequence[tuple[int, object]]) -> None:
+        self.board.with_row(d.Row(title).id(self._next_id())
+                            .grid_pos(dm.GridPos(h=1, w=24, x=0, y=self.y)))
+        self.y += 1
+        x = 0
+        for width, panel in panels:
+            self.board.with_panel(panel.id(self._next_id())
+                                  .grid_pos(dm.GridPos(h=height, w=width, x=x, y=self.y)))
+            x += width
+        self.y += height
+
+
+def _board(uid: str, title: str, description: str, tags: list[str],
+           links: list[d.DashboardLink], variables: Sequence[object] = ()) -> d.Dashboard:
+    board = (d.Dashboard(title).uid(uid).description(description).tags(tags)
+             .timezone("browser").editable().tooltip(dm.DashboardCursorSync.CROSSHAIR)
+             .refresh("30s").time("now-1h", "now").version(1)
+             .timepicker(d.TimePicker().refresh_intervals(["10s", "30s", "1m", "5m", "15m"]))
+             .annotation(d.AnnotationQuery().name("Annotations & Alerts").built_in(1)
+                         .datasource(common.DataSourceRef(type_val="grafana", uid="-- Grafana --"))
+                         .enable(True).hide(True).icon_color("rgba(0, 211, 255, 1)")
+                         .type("dashboard")))
+    for link in links:
+        board = board.link(link)
+    for variable in [*variables, d.ConstantVariable("runbook_base").label("Runbooks")
+                     .value(RUNBOOK_BASE)]:
+        board = board.with_variable(variable)
+    return board
+
+
+def _label_variable(name: str, label: str, metric) -> d.QueryVariable:
+    return (d.QueryVariable(name).label(label).datasource(DATASOURCE)
+            .query(f"label_values({metric.prometheus_name}, {name})")
+            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).multi(True).include_all(True)
+            .all_value(".*").sort(dm.VariableSort.ALPHABETICAL_ASC))
+
+
+def _dashboard_link(title: str, tag: str) -> d.DashboardLink:
+    return (d.DashboardLink(title).type(dm.DashboardLinkType.DASHBOARDS).tags([tag])
+            .icon("dashboard").keep_time(True))
+
+
+def _runbooks_link() -> d.DashboardLink:
+    return (d.DashboardLink("Runbooks").type(dm.DashboardLinkType.LINK).url("${runbook_base}")
+            .icon("doc").tooltip("Alert runbooks").target_blank(True))
+
+
+# --- the dashboards ---------------------------------------------------------------------------
+
+
+def golden_signals() -> d.Dashboard:
+    w = GOLDEN_WINDOW
+    low, crit = ALERTS["LowSuccessRate"].threshold, ALERTS["CriticalSuccessRate"].threshold
+    p95 = ALERTS["HighLatencyP95"].threshold
+    board = _board(
+        "cugar-golden-signals", "CUGAr golden signals",
+        "Fleet-wide golden signals of the CUGAr agents (executions, latency, budget, approvals, "
+        "tools, domains).", ["cugar", "cugar-golden-signals"],
+        [_dashboard_link("Pipeline health", "cugar-pipeline"), _runbooks_link()],
+        [_label_variable("profile", "Profile", EXECUTIONS),
+         _label_variable("domain", "Domain", DOMAIN_USAGE)])
+    layout = _Layout(board)
+    layout.row("Golden signals", 5, [
+        (6, _stat("Success rate",
+                  f"Share of executions that succeeded over the last {w}, fleet-wide (no data "
+                  "when idle: an idle fleet has no success rate).",
+                  [_target(q.share(EXECUTIONS, OUTCOME, "success", w, PROFILE))], "percentunit",
+                  [("red", None), ("yellow", crit), ("green", low)], "LowSuccessRate", 1,
+                  ratio=True)),
+        (6, _stat("Error rate", f"Share of executions that failed over the last {w}, fleet-wide.",
+                  [_target(q.share(EXECUTIONS, OUTCOME, "failure", w, PROFILE))], "percentunit",
+                  [("green", None), ("yellow", t.ERROR_RATE_WARN),
+                   ("red", ALERTS["HighErrorRate"].threshold)], "HighErrorRate", 1, ratio=True)),
+        (6, _stat("Latency p95",
+                  f"95th percentile of execution duration over the last {w} (from the duration "
+                  "histogram).",
+                  [_target(q.quantile(LATENCY_PERCENTILES["p95"], EXECUTION_DURATION, w, PROFILE,
+                                      MS_PER_S))], "ms",
+                  [("green", None), ("yellow", t.LATENCY_P95_WARN_MS), ("red", p95)],
+                  "HighLatencyP95")),
+        (6, _stat("Total executions",
+                  "Executions finished in the dashboard's time range (counted inside the range, "
+                  "not a lifetime counter).",
+                  [_target(q.count(EXECUTIONS, RANGE, matchers=PROFILE), instant=True)], "short",
+                  [("blue", None)])),
+    ])
+    layout.row("Trends", 8, [
+        (12, _series("Success / error rate over time", "Execution outcome shares per rate interval.",
+                     _targets((q.share(EXECUTIONS, OUTCOME, "success", RATE, PROFILE), "success rate"),
+                              (q.share(EXECUTIONS, OUTCOME, "failure", RATE, PROFILE), "error rate")),
+                     "percentunit", "LowSuccessRate", max_val=1)),
+        (12, _series("Latency percentiles (p50 / p95 / p99)",
+                     "Execution duration percentiles per rate interval.",
+                     _targets(*[(q.quantile(p, EXECUTION_DURATION, RATE, PROFILE, MS_PER_S), name)
+                                for name, p in LATENCY_PERCENTILES.items()]),
+                     "ms", "HighLatencyP95")),
+    ])
+    layout.row("Operations", 7, [
+        (8, gauge.Panel().title("Budget utilization")
+            .description(f"Mean budget used / ceiling per execution over the last {w} (0-100%; "
+                         f"the budget warning is at {BUDGET_WARNING_RATIO:.0%}).")
+            .datasource(DATASOURCE).targets([_target(q.mean(BUDGET_UTILIZATION, w, PROFILE))])
+            .unit("percentunit").min(0).max(1).decimals(1)
+            .thresholds(_steps(("green", None), ("yellow", BUDGET_WARNING_RATIO), ("red", 1.0)))
+            .color_scheme(d.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
+            .reduce_options(_last()).show_threshold_labels(False).show_threshold_markers(True)
+            .links(_runbook("FrequentBudgetExceeded"))),
+        (8, _stat("Approval wait time",
+                  "Mean time from approval request to decision (or timeout) over the last "
+                  f"{w}, in milliseconds.",
+                  [_target(q.mean(APPROVAL_WAIT, w, factor=MS_PER_S))], "ms",
+                  [("green", None), ("yellow", t.APPROVAL_WAIT_WARN_MS),
+                   ("red", t.APPROVAL_WAIT_CRITICAL_MS)], "ApprovalTimeouts")),
+        (8, _stat("Tool success rate", f"Share of tool calls that succeeded over the last {w}.",
+                  [_target(q.share(TOOL_CALLS, OUTCOME, "success", w, DOMAIN))], "percentunit",
+                  [("red", None), ("yellow", t.TOOL_SUCCESS_WARN), ("green", t.TOOL_SUCCESS_OK)],
+                  "HighToolErrorRate", 1, ratio=True)),
+    ])
+    layout.row("Analytics", 8, [
+        (24, _bars("Domain usage", "Tool calls per agent domain in the dashboard's time range.",
+                   [_target(q.count(DOMAIN_USAGE, RANGE, ("domain",), matchers=DOMAIN),
+                            "{{domain}}", instant=True)], "short", "DomainErrors")),
+    ])
+    return board
+
+
+def _per_signal(names: dict[str, str], by: Sequence[str] = ()) -> list[tuple[str, str]]:
+    legend = {"metrics": "metric points", "traces": "spans"}
+    prefix = "".join(f"{{{{{label}}}}} " for label in by)
+    return [(q.rate(names[signal], RATE, by, t.COLLECTOR_SELECTOR), prefix + legend[signal])
+            for signal in ("metrics", "traces")]
+
+
+def _or_zero_while_sending(failed: tuple[str, str], sent: tuple[str, str]) -> tuple[str, str]:
+    # Exporters that send without failures have no failure series yet: show them at 0.
+    return f"{failed[0]}\nor\n{sent[0]} * 0", failed[1]
+
+
+def pipeline_health() -> d.Dashboard:
+    board = _board(
+        "cugar-pipeline-health", "CUGAr pipeline health",
+        "Health of the telemetry pipeline: collector intake and export, processor drops, queue "
+        "fill, scrape health.", ["cugar", "cugar-pipeline"],
+        [_dashboard_link("Golden signals", "cugar-golden-signals"), _runbooks_link()])
+    by_exporter = ("exporter",)
+    layout = _Layout(board)
+    layout.row("Collector intake", 8, [
+        (12, _series("Received (accepted) per second",
+                     "Data points and spans the collector's receivers accepted.",
+                     _targets(*_per_signal(q.RECEIVER_ACCEPTED)), "short")),
+        (12, _series("Refused per second",
+                     "Data the receivers refused (memory_limiter back-pressure); senders retry "
+                     "or drop.", _targets(*_per_signal(q.RECEIVER_REFUSED)), "short",
+                     "CollectorRefusingData", alert_line=True)),
+    ])
+    layout.row("Collector export", 8, [
+        (8, _series("Sent per second", "Data points and spans the exporters delivered.",
+                    _targets(*_per_signal(q.EXPORTER_SENT, by_exporter)), "short")),
+        (8, _series("Failed to send per second",
+                    "Data the exporters gave up on after retries (0 while the exporter is "
+                    "sending without failures; no data when nothing is sent).",
+                    _targets(*[_or_zero_while_sending(f, s) for f, s in
+                               zip(_per_signal(q.EXPORTER_SEND_FAILED, by_exporter),
+                                   _per_signal(q.EXPORTER_SENT, by_exporter))]),
+                    "short", "CollectorExportFailing", alert_line=True)),
+        (8, _series("Dropped in processors per second",
+                    "Items that entered a processor and did not leave it (filtered or dropped).",
+                    _targets((f"{q.rate(q.PROCESSOR_INCOMING, RATE, ('processor',), t.COLLECTOR_SELECTOR)}"
+                              f"\n-\n{q.rate(q.PROCESSOR_OUTGOING, RATE, ('processor',), t.COLLECTOR_SELECTOR)}",
+                              "{{processor}}")),
+                    "short", alert_line=True, min_val=None)),
+    ])
+    queue = ALERTS["CollectorExporterQueueFull"].threshold
+    layout.row("Queues and scraping", 8, [
+        (8, _bars("Exporter queue fill",
+                  f"Sending-queue size / capacity per exporter (alert above {queue:.0%}).",
+                  [_target(q.queue_fill(by_exporter), "{{exporter}}", instant=True)],
+                  "percentunit", "CollectorExporterQueueFull",
+                  steps=(("green", None), ("yellow", 0.6), ("red", queue)), max_val=1)),
+        (8, _stat("Scrape targets up", "1 = Prometheus' last scrape of the target succeeded.",
+                  [_target(f"min by (job) ({q.select_name(q.UP, t.SCRAPE_SELECTOR)})", "{{job}}",
+                           instant=True)], "short", [("red", None), ("green", 1)],
+                  "ScrapeTargetDown", color_mode=common.BigValueColorMode.BACKGROUND)),
+        (8, _series("Scrape duration", "How long Prometheus takes to scrape each job.",
+                    _targets((f"max by (job) ({q.select_name(q.SCRAPE_DURATION, t.SCRAPE_SELECTOR)})",
+                              "{{job}}")), "s")),
+    ])
+    return board
+
+
+def to_json(board: d.Dashboard) -> dict:
+    return json.loads(json.dumps(board.build(), cls=JSONEncoder))
+
+
+DASHBOARDS: dict[str, Callable[[], dict]] = {
+    "cugar-golden-signals": lambda: to_json(golden_signals()),
+    "cugar-pipeline-health": lambda: to_json(pipeline_health()),
+}

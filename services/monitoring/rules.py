@@ -1,0 +1,267 @@
+"""The Prometheus rules, as data: recording rules (per-window increases, the golden signals of
+otel/catalogue.py, the seed's per-instance counters) and alert rules (the ten agent alerts and
+the pipeline alerts), every expression built from queries.py and every number from
+tunables.py. `python -m services.monitoring` writes them to monitoring/prometheus/rules/.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from otel import catalogue
+from otel.catalogue import (
+    APPROVAL_TIMEOUTS, APPROVAL_WAIT, BUDGET_EXCEEDED, BUDGET_UTILIZATION, DOMAIN_ERRORS,
+    EXECUTION_DURATION, EXECUTION_STEPS, EXECUTIONS, LATENCY_PERCENTILES, OUTCOME, TOOL_CALLS,
+    MetricSpec,
+)
+
+from . import queries as q
+from . import tunables
+from .tunables import ALERTS, BUDGET_WINDOW, GOLDEN_WINDOW, Alert
+
+MS_PER_S = 1000  # histograms are in seconds (UCUM "s"); the golden signals keep the seed's ms
+
+
+@dataclass(frozen=True)
+class Increase:
+    """A recorded fleet-wide growth of one counter series in a window, kept by labels."""
+
+    spec: MetricSpec
+    suffix: str = ""
+    by: tuple[str, ...] = ()
+    window: str = GOLDEN_WINDOW
+
+    @property
+    def record(self) -> str:
+        level = "_".join(self.by) if self.by else "fleet"
+        return f"{level}:{self.spec.series(self.suffix)}:increase{self.window}"
+
+    def expr(self) -> str:
+        return q.count(self.spec, self.window, self.by, self.suffix)
+
+
+EXECUTIONS_BY_OUTCOME = Increase(EXECUTIONS, by=(OUTCOME,))
+TOOL_CALLS_BY_OUTCOME = Increase(TOOL_CALLS, by=(OUTCOME,))
+DOMAIN_ERRORS_BY_DOMAIN = Increase(DOMAIN_ERRORS, by=("domain",))
+APPROVAL_TIMEOUTS_5M = Increase(APPROVAL_TIMEOUTS)
+BUDGET_EXCEEDED_1H = Increase(BUDGET_EXCEEDED, window=BUDGET_WINDOW)
+DURATION_BUCKETS = Increase(EXECUTION_DURATION, "_bucket", ("le",))
+
+
+def _sum_and_count(spec: MetricSpec) -> tuple[Increase, Increase]:
+    return Increase(spec, "_sum"), Increase(spec, "_count")
+
+
+APPROVAL_WAIT_SUM, APPROVAL_WAIT_COUNT = _sum_and_count(APPROVAL_WAIT)
+UTILIZATION_SUM, UTILIZATION_COUNT = _sum_and_count(BUDGET_UTILIZATION)
+STEPS_SUM, STEPS_COUNT = _sum_and_count(EXECUTION_STEPS)
+
+INCREASES: tuple[Increase, ...] = (
+    EXECUTIONS_BY_OUTCOME, TOOL_CALLS_BY_OUTCOME, DOMAIN_ERRORS_BY_DOMAIN, APPROVAL_TIMEOUTS_5M,
+    BUDGET_EXCEEDED_1H, DURATION_BUCKETS, APPROVAL_WAIT_SUM, APPROVAL_WAIT_COUNT,
+    UTILIZATION_SUM, UTILIZATION_COUNT, STEPS_SUM, STEPS_COUNT,
+)
+
+
+def _comment(text: str, expr: str) -> str:
+    """`expr` after a PromQL comment (it survives into the YAML, for the SRE reading it)."""
+    return f"# {text}\n{expr}"
+
+
+def _share_of(increase: Increase, value: str) -> str:
+    r = increase.record
+    return _comment(
+        f'No {OUTCOME}="{value}" series in the window is a true 0; an idle window has none.',
+        q.ratio(q.or_zero(f'sum({r}{{{OUTCOME}="{value}"}})'), f"sum({r})"))
+
+
+def _mean_of(total: Increase, count: Increase, factor: float = 1) -> str:
+    return q.ratio(q.scaled(total.record, factor), count.record)
+
+
+def golden_signal_rules() -> list[dict]:
+    buckets = DURATION_BUCKETS.record
+    exprs: dict[str, list[tuple[str, dict]]] = {
+        "cugar_success_rate": [(_share_of(EXECUTIONS_BY_OUTCOME, "success"), {})],
+        "cugar_error_rate": [(_share_of(EXECUTIONS_BY_OUTCOME, "failure"), {})],
+        "cugar_latency_ms": [
+            (_comment("Seconds to ms; absent (not NaN) when the window saw no execution.",
+                      q.quantile_of(p, buckets, f'{buckets}{{le="+Inf"}}', MS_PER_S)),
+             {"percentile": name})
+            for name, p in LATENCY_PERCENTILES.items()],
+        "cugar_approval_wait_time_ms": [
+            (_mean_of(APPROVAL_WAIT_SUM, APPROVAL_WAIT_COUNT, MS_PER_S), {})],
+        "cugar_tool_error_rate": [(_share_of(TOOL_CALLS_BY_OUTCOME, "error"), {})],
+        "cugar_budget_utilization": [(_mean_of(UTILIZATION_SUM, UTILIZATION_COUNT), {})],
+        "cugar_steps_per_execution": [(_mean_of(STEPS_SUM, STEPS_COUNT), {})],
+    }
+    assert set(exprs) == {g.name for g in catalogue.GOLDEN_SIGNALS}
+    return [{"record": name, "expr": expr, **({"labels": labels} if labels else {})}
+            for name, variants in exprs.items() for expr, labels in variants]
+
+
+def seed_counter_rules() -> list[dict]:
+    """The seed's counters, per instance: every label of the conventional counter but the one
+    that tells them apart."""
+    return [{"record": name,
+             "expr": f"sum without ({label}) ({q.select(spec, matchers=[q.eq(label, value)])})"}
+            for name, (spec, label, value) in catalogue.SEED_RECORDED.items()]
+
+
+def recording_groups() -> list[dict]:
+    return [
+        {"name": "cugar-window-increases",
+         "rules": [{"record": i.record, "expr": i.expr()} for i in INCREASES]},
+        {"name": "cugar-golden-signals", "rules": golden_signal_rules()},
+        {"name": "cugar-seed-counters", "rules": seed_counter_rules()},
+    ]
+
+
+# --- alerts ----------------------------------------------------------------------------------
+
+_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
+
+
+def human(duration: str, article: bool = False) -> str:
+    """`5m` -> "5 minutes"; with `article`, `1h` -> "hour" (as in "in the last hour")."""
+    n, unit = re.fullmatch(r"(\d+)([smhd])", duration).groups()
+    word = _UNITS[unit]
+    if n == "1":
+        return word if article else f"1 {word}"
+    return f"{n} {word}s"
+
+
+def _pct(ratio: float) -> str:
+    return f"{ratio:.0%}"
+
+
+def _g(value: float) -> str:
+    return f"{value:g}"
+
+
+def _alert(a: Alert, expr: str, summary: str, description: str) -> dict:
+    rule: dict = {"alert": a.name, "expr": expr}
+    if a.for_:
+        rule["for"] = a.for_
+    rule["labels"] = {"severity": a.severity, "family": a.family}
+    rule["annotations"] = {"summary": summary, "description": description,
+                           "runbook_url": a.runbook_url}
+    return rule
+
+
+PCT = "{{ $value | humanizePercentage }}"
+NUM = "{{ $value | humanize }}"
+MS = '{{ $value | printf "%.0f" }}ms'
+
+
+def agent_alert_rules() -> list[dict]:
+    low, crit, err = ALERTS["LowSuccessRate"], ALERTS["CriticalSuccessRate"], ALERTS["HighErrorRate"]
+    p95, p99 = ALERTS["HighLatencyP95"], ALERTS["HighLatencyP99"]
+    budget, tools = ALERTS["FrequentBudgetExceeded"], ALERTS["HighToolErrorRate"]
+    approvals, quiet, domains = (ALERTS["ApprovalTimeouts"], ALERTS["NoRecentExecutions"],
+                                 ALERTS["DomainErrors"])
+    w = GOLDEN_WINDOW
+    rules = [
+        _alert(a, f"cugar_success_rate < {_g(a.threshold)}",
+               f"CUGAr success rate below {_pct(a.threshold)} ({PCT})",
+               f"Only {PCT} of agent executions succeeded over the last {w}, fleet-wide, "
+               f"for {human(a.for_)}.")
+        for a in (low, crit)]
+    rules.append(_alert(
+        err, f"cugar_error_rate > {_g(err.threshold)}",
+        f"CUGAr execution error rate above {_pct(err.threshold)} ({PCT})",
+        f"{PCT} of agent executions failed over the last {w}, fleet-wide, for {human(err.for_)}."))
+    for a, name in ((p95, "p95"), (p99, "p99")):
+        nth = f"{round(LATENCY_PERCENTILES[name] * 100)}th"
+        rules.append(_alert(
+            a, f'cugar_latency_ms{{percentile="{name}"}} > {_g(a.threshold)}',
+            f"CUGAr {name} execution latency above {_g(a.threshold / MS_PER_S)}s ({MS})",
+            f"{nth} percentile execution duration over the last {w} is {MS} "
+            f"(threshold {_g(a.threshold)}ms) for {human(a.for_)}."))
+    last = human(budget.window, article=True)
+    rules.append(_alert(
+        budget, f"{BUDGET_EXCEEDED_1H.record} > {_g(budget.threshold)}",
+        f"CUGAr budget exceeded {NUM} times in the last {last}",
+        f"{NUM} executions exceeded their budget ceiling in the last {last}, fleet-wide "
+        f"(threshold {_g(budget.threshold)})."))
+    rules.append(_alert(
+        tools, f"cugar_tool_error_rate > {_g(tools.threshold)}",
+        f"CUGAr tool error rate above {_pct(tools.threshold)} ({PCT})",
+        f"{PCT} of tool calls errored over the last {w}, fleet-wide, for {human(tools.for_)}."))
+    rules.append(_alert(
+        approvals, f"{APPROVAL_TIMEOUTS_5M.record} > {_g(approvals.threshold)}",
+        f"CUGAr approval requests are timing out ({NUM} in {w})",
+        f"{NUM} human approval gates timed out in the last {w}; risky tool calls are being "
+        "blocked without a decision."))
+    rules.append(_alert(
+        quiet,
+        _comment("No series at all (no agent has reported, or none in the window) counts as 0.",
+                 f"{q.or_zero(f'sum({EXECUTIONS_BY_OUTCOME.record})')} == {_g(quiet.threshold)}"),
+        f"No CUGAr executions for {human(quiet.for_)}",
+        f"No agent execution finished anywhere in the fleet for at least {human(quiet.for_)} "
+        "(or no agent has reported at all)."))
+    rules.append(_alert(
+        domains, f"{DOMAIN_ERRORS_BY_DOMAIN.record} > {_g(domains.threshold)}",
+        f"CUGAr domain {{{{ $labels.domain }}}}: {NUM} tool errors in {w}",
+        f"Tool calls in the {{{{ $labels.domain }}}} domain errored {NUM} times in the last {w}, "
+        f"fleet-wide (threshold {_g(domains.threshold)})."))
+    order = [a.name for a in tunables.AGENT_ALERTS]
+    return sorted(rules, key=lambda r: order.index(r["alert"]))
+
+
+def _signal_rates(names: dict[str, str], by: tuple[str, ...], window: str) -> str:
+    return q.keep(by, q.per_signal(names, lambda n: f"rate({q.collector(n)}[{window}])"))
+
+
+def pipeline_alert_rules() -> list[dict]:
+    refusing, failing = ALERTS["CollectorRefusingData"], ALERTS["CollectorExportFailing"]
+    queue, down = ALERTS["CollectorExporterQueueFull"], ALERTS["ScrapeTargetDown"]
+    inst = "{{ $labels.instance }}"
+    return [
+        _alert(refusing,
+               f"{_signal_rates(q.RECEIVER_REFUSED, ('job', 'instance', 'receiver', 'signal'), refusing.window)}"
+               f" > {_g(refusing.threshold)}",
+               f"Collector {inst} refuses {{{{ $labels.signal }}}} ({NUM}/s)",
+               f"Receiver {{{{ $labels.receiver }}}} on {inst} has been refusing "
+               f"{{{{ $labels.signal }}}} for {human(refusing.for_)} (usually the memory_limiter "
+               "pushing back); senders retry or drop."),
+        _alert(failing,
+               f"{_signal_rates(q.EXPORTER_SEND_FAILED, ('job', 'instance', 'exporter', 'signal'), failing.window)}"
+               f" > {_g(failing.threshold)}",
+               f"Collector {inst} fails to send {{{{ $labels.signal }}}} via "
+               "{{ $labels.exporter }}",
+               f"Exporter {{{{ $labels.exporter }}}} on {inst} has been failing to send "
+               f"{{{{ $labels.signal }}}} for {human(failing.for_)} ({NUM}/s); data is being lost "
+               "after retries."),
+        _alert(queue,
+               f"{q.queue_fill(('job', 'instance', 'exporter', 'data_type'))} > {_g(queue.threshold)}",
+               f"Collector {inst} exporter {{{{ $labels.exporter }}}} queue {PCT} full",
+               f"The sending queue of {{{{ $labels.exporter }}}} ({{{{ $labels.data_type }}}}) on "
+               f"{inst} has been above {_pct(queue.threshold)} of its capacity for "
+               f"{human(queue.for_)}; new data is dropped once it is full."),
+        _alert(down, f"{q.select_name(q.UP, tunables.SCRAPE_SELECTOR)} == 0",
+               f"Prometheus cannot scrape {{{{ $labels.job }}}} at {inst}",
+               f"Scrape target {inst} of job {{{{ $labels.job }}}} has been down for "
+               f"{human(down.for_)}; its metrics (and the golden signals fed by it) are missing."),
+    ]
+
+
+def alert_groups() -> dict[str, list[dict]]:
+    return {"cugar-agent-alerts": agent_alert_rules(),
+            "cugar-pipeline-alerts": pipeline_alert_rules()}
+
+
+# --- the promtool counting test's rules ---------------------------------------------------------
+
+# monitoring/prometheus/tests/counting_test.yml evaluates the counting over a window other than
+# the rules' 5m, per series and fleet-wide, as the API does for caller-chosen windows.
+TEST_WINDOW = "10m"
+
+
+def counting_test_groups() -> list[dict]:
+    x, w = EXECUTIONS.prometheus_name, TEST_WINDOW
+    return [{"name": "counting", "rules": [
+        {"record": f"series:{x}:increase{w}", "expr": q.increase(q.select(EXECUTIONS), w)},
+        {"record": f"fleet:{x}:increase{w}", "expr": q.count(EXECUTIONS, w)},
+    ]}]

@@ -1,0 +1,83 @@
+"""Every number an operator may want to turn, in one table: alert thresholds, `for:` durations,
+severities, families, windows, job selectors and the runbook link pattern.
+
+The rules (rules.py), their descriptions, the dashboards (dashboards.py), the runbooks'
+headings and the tests all read these values; change one here and run
+`python -m services.monitoring` to rewrite the generated files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Windows. Golden signals are fleet-wide over GOLDEN_WINDOW; the budget alert counts over
+# BUDGET_WINDOW. Rates of the collector's own counters are taken over RATE_WINDOW.
+GOLDEN_WINDOW = "5m"
+BUDGET_WINDOW = "1h"
+RATE_WINDOW = "5m"
+
+# Job selectors (PromQL label matchers, without braces; "" selects every job).
+# CUGAr series are pushed by the collector into Prometheus' OTLP receiver: `job` is the
+# sender's service.name, so any sender of the catalogue's metrics counts.
+CUGAR_SELECTOR = ""
+# The collector's own telemetry, scraped by Prometheus (monitoring/prometheus/prometheus.yml).
+COLLECTOR_TELEMETRY_JOB = "otel-collector-telemetry"
+COLLECTOR_SELECTOR = f'job="{COLLECTOR_TELEMETRY_JOB}"'
+# Every scrape target (`up` exists only for scraped jobs).
+SCRAPE_SELECTOR = ""
+
+# Where an alert's runbook lives: the anchor is the alert name in lower case.
+RUNBOOK_URL = "docs/runbooks.md#{anchor}"
+
+SEVERITIES = ("critical", "warning", "info")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """The tunables of one alert. `threshold` is in the unit of the signal it compares
+    (a ratio, milliseconds, a count in `window`)."""
+
+    name: str
+    severity: str
+    family: str
+    threshold: float | None = None
+    for_: str | None = None  # None: fires on the first evaluation that matches
+    window: str = GOLDEN_WINDOW
+
+    @property
+    def runbook_url(self) -> str:
+        return RUNBOOK_URL.format(anchor=self.name.lower())
+
+
+AGENT_ALERTS: tuple[Alert, ...] = (
+    Alert("LowSuccessRate", "warning", "success_rate", threshold=0.90, for_="5m"),
+    Alert("CriticalSuccessRate", "critical", "success_rate", threshold=0.80, for_="2m"),
+    Alert("HighErrorRate", "warning", "error_rate", threshold=0.10, for_="5m"),
+    Alert("HighLatencyP95", "warning", "latency", threshold=5000, for_="10m"),
+    Alert("HighLatencyP99", "warning", "latency", threshold=10000, for_="10m"),
+    Alert("FrequentBudgetExceeded", "warning", "budget", threshold=5, window=BUDGET_WINDOW),
+    Alert("HighToolErrorRate", "warning", "tool_errors", threshold=0.05, for_="5m"),
+    Alert("ApprovalTimeouts", "critical", "approvals", threshold=0, for_="1m"),
+    Alert("NoRecentExecutions", "info", "traffic", threshold=0, for_="30m"),
+    Alert("DomainErrors", "warning", "domain_errors", threshold=5),
+)
+
+PIPELINE_ALERTS: tuple[Alert, ...] = (
+    Alert("CollectorRefusingData", "critical", "collector_intake", threshold=0, for_="2m",
+          window=RATE_WINDOW),
+    Alert("CollectorExportFailing", "critical", "collector_export", threshold=0, for_="5m",
+          window=RATE_WINDOW),
+    Alert("CollectorExporterQueueFull", "warning", "collector_export", threshold=0.8,
+          for_="2m"),
+    Alert("ScrapeTargetDown", "critical", "scrape", for_="2m"),
+)
+
+ALERTS: dict[str, Alert] = {a.name: a for a in AGENT_ALERTS + PIPELINE_ALERTS}
+
+# Dashboard colours that are not alert thresholds (green -> yellow -> red).
+LATENCY_P95_WARN_MS = 3000
+ERROR_RATE_WARN = 0.05
+APPROVAL_WAIT_WARN_MS = 30_000
+APPROVAL_WAIT_CRITICAL_MS = 120_000
+TOOL_SUCCESS_WARN = 0.90
+TOOL_SUCCESS_OK = 0.95
