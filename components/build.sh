@@ -49,7 +49,8 @@ module_source() {
 # recipe or pin rebuilds only that component.
 declare -A pins_of=([prometheus]="PROMETHEUS|PNPM" [alertmanager]="ALERTMANAGER" [jaeger]="JAEGER")
 cache_key() {
-  { grep -E "^(${pins_of[$1]})_" "$here/versions.env"; declare -f "recipe_$1" with_progress module_source; } |
+  { grep -E "^(${pins_of[$1]})_" "$here/versions.env"; declare -f "recipe_$1" with_progress module_source
+    cat "$here/patches/$1"-*.patch 2>/dev/null; } |
     sha256sum | cut -c1-16
 }
 
@@ -103,9 +104,12 @@ recipe_prometheus() {  # recipe_prometheus WORKDIR: the programs into WORKDIR
     with_progress "prometheus web UI (vite build)" pnpm run -s build:mantine-ui )
   ( cd "$src" && with_progress "prometheus web UI (compress)" bash scripts/compress_assets.sh )
   rm -rf "$src/web/ui/node_modules" "$src/web/ui/mantine-ui/node_modules" "$src/web/ui/module"/*/node_modules
+  # promtool 3.13's `test rules` ignores --enable-feature when it evaluates, so rule tests using
+  # `anchored` fail; the 3.16 fix, backported (promtool only; the server is unchanged).
+  ( cd "$src" && patch -s -p1 < "$here/patches/prometheus-promtool-anchored-eval.patch" )
   local v=github.com/prometheus/common/version
   ( cd "$src" && with_progress "prometheus $PROMETHEUS_VERSION (go build)" go build -tags netgo,builtinassets \
-      -ldflags "-X $v.Version=$PROMETHEUS_VERSION -X $v.Revision=${PROMETHEUS_MODULE#*@} -X $v.Branch=release -X $v.BuildUser=cugar@components -X $v.BuildDate=module" \
+      -ldflags "-X $v.Version=$PROMETHEUS_VERSION -X $v.Revision=${PROMETHEUS_MODULE#*@}+promtool-anchored-eval -X $v.Branch=release -X $v.BuildUser=cugar@components -X $v.BuildDate=module" \
       -o "$out/" ./cmd/prometheus ./cmd/promtool )
   rm -rf "$src"
 }

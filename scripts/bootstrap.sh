@@ -11,7 +11,7 @@ strict=${CI:-false}
 warn_or_die() { if [[ "$strict" == "true" ]]; then echo "bootstrap: ERROR: $*" >&2; exit 1; else echo "bootstrap: warning: $*" >&2; fi; }
 
 # --- Debian packages ---------------------------------------------------------------------
-declare -A pkg_for=([docker-compose]=docker-compose [chromium]=chromium)
+declare -A pkg_for=([docker-compose]=docker-compose [chromium]=chromium [patch]=patch)
 missing=()
 for cmd in "${!pkg_for[@]}"; do command -v "$cmd" >/dev/null || missing+=("${pkg_for[$cmd]}"); done
 if ((${#missing[@]})); then

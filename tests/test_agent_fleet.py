@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from otel import catalogue
 from otel.testing import total
 from services.stack.components import COLLECTOR
 from services.stack.probe import attributes
@@ -115,16 +116,16 @@ def assert_fleet_equals(collector: Collector, summary: dict) -> None:
     def c(metric: str, **match: str) -> float:
         return total(latest.get(metric, {}), **match)
 
-    assert c("cugar_executions_total") == summary["executions"]
-    assert c("cugar_executions_failed") == summary["failed"]
-    assert c("cugar_tool_calls_total") == summary["tool_calls"]
-    assert c("cugar_tool_errors_total") == summary["tool_errors"]
-    assert c("cugar_budget_used_total") == summary["budget_used"]
-    assert c("cugar_budget_exceeded_total") == summary["budget_exceeded"]
+    assert c(catalogue.EXECUTIONS.name) == summary["executions"]
+    assert c(catalogue.EXECUTIONS.name, outcome="failure") == summary["failed"]
+    assert c(catalogue.TOOL_CALLS.name) == summary["tool_calls"]
+    assert c(catalogue.TOOL_ERRORS.name) == summary["tool_errors"]
+    assert c(catalogue.BUDGET_USED.name) == summary["budget_used"]
+    assert c(catalogue.BUDGET_EXCEEDED.name) == summary["budget_exceeded"]
     for domain, d in summary["by_domain"].items():
-        assert c("cugar_domain_usage_total", domain=domain) == d["calls"]
+        assert c(catalogue.DOMAIN_USAGE.name, domain=domain) == d["calls"]
     for decision, n in summary["approvals"].items():
-        assert c("cugar_approvals_total", decision=decision) == n
+        assert c(catalogue.APPROVALS.name, decision=decision) == n
 
 
 def test_each_worker_is_an_instance_and_the_fleet_sums_exactly(collector: Collector) -> None:
@@ -136,7 +137,7 @@ def test_each_worker_is_an_instance_and_the_fleet_sums_exactly(collector: Collec
     out, err = agent.communicate(timeout=120)
     assert agent.returncode == 0, err
     summary = json.loads(out)
-    wait_until(lambda: collector.total("cugar_executions_total") >= summary["executions"],
+    wait_until(lambda: collector.total(catalogue.EXECUTIONS.name) >= summary["executions"],
                timeout=20, what="the fleet's final flush in the collector")
     host = os.uname().nodename
     assert collector.instances() == {f"{host}-fleet-w{i}" for i in range(3)}
@@ -154,7 +155,7 @@ def test_a_signal_stops_the_run_cleanly_and_loses_nothing(
     agent = start_agent(env, agent_argv(40, 120, processes, 1, ["--seed", "5"]))
     try:
         wait_until(lambda: len(collector.instances()) == processes
-                   and collector.total("cugar_executions_total") >= 10,
+                   and collector.total(catalogue.EXECUTIONS.name) >= 10,
                    timeout=60, what="every worker exporting executions")
         workers = children(agent.pid)
         assert len(workers) >= (processes if processes > 1 else 0)
@@ -174,6 +175,6 @@ def test_a_signal_stops_the_run_cleanly_and_loses_nothing(
     # (the spawn context's resource tracker exits on its own once the parent has gone)
     wait_until(lambda: not [pid for pid in workers if alive(pid)], timeout=10,
                what="every child process of the agent to exit")
-    wait_until(lambda: collector.total("cugar_executions_total") >= summary["executions"],
+    wait_until(lambda: collector.total(catalogue.EXECUTIONS.name) >= summary["executions"],
                timeout=20, what="the workers' final flush")
     assert_fleet_equals(collector, summary)

@@ -136,7 +136,7 @@ def test_the_apis_own_telemetry_goes_through_the_collector(stack: Stack) -> None
     # The FastAPI instrumentation's HTTP server histogram under its conventional name: OTel's
     # http.server.request.duration in seconds, translated by Prometheus with unit and suffixes.
     stack.pipeline.wait_for(
-        'http_server_request_duration_seconds_count{job="cugar-api", http_route="/dashboard"}',
+        'sum(http_server_request_duration_seconds_count{job="cugar-api", http_route="/dashboard"})',
         lambda r: bool(r) and value(r) >= 1, 60)
     stack.pipeline.wait_for('http_server_request_duration_seconds_bucket{job="cugar-api"}',
                             lambda r: bool(r), 10)

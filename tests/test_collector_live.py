@@ -160,11 +160,17 @@ def test_remote_write_backend_is_a_config_switch(tmp_path: Path) -> None:
         assert buckets and value(buckets) > 1
 
 
-def test_promtool_finds_nothing_to_fix_in_what_the_pipeline_exports(collector: Collector) -> None:
+def test_promtool_finds_nothing_to_fix_in_what_the_pipeline_exports(tmp_path: Path) -> None:
     """`promtool check metrics` (Prometheus' naming and unit lint) over every CUGAr family a real
     agent workload produces, as the collector's prometheus exporter writes it with HELP, TYPE
     and UNIT: counters end in _total, durations are in seconds with the unit suffix."""
     promtool = require(components.PROMTOOL)
+    require(components.COLLECTOR)
+    with Collector(tmp_path, overrides=(TRACES_TO_FILE, PROMETHEUS_SCRAPE_BACKEND)) as collector:
+        _lint_an_agent_workload(collector, promtool)
+
+
+def _lint_an_agent_workload(collector: Collector, promtool: Path) -> None:
     env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http_endpoint,
            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": "promtool-probe"}
     subprocess.run([sys.executable, "-m", "services.agent", "run", "--executions", "40",

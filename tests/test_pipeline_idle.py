@@ -32,9 +32,9 @@ def test_golden_signals_are_absent(evaluated: Pipeline) -> None:
 
 def test_no_cugar_series_without_traffic(evaluated: Pipeline) -> None:
     assert evaluated.query('count({__name__=~"cugar_.+"})') == []
-    # The collector is up and scraped: absence is "no traffic", not "no pipeline".
+    # The collector and Jaeger are up and scraped: absence is "no traffic", not "no pipeline".
     up = {r["metric"]["job"]: r["value"][1] for r in evaluated.query("up")}
-    assert up["otel-collector"] == "1" and up["otel-collector-telemetry"] == "1"
+    assert up["otel-collector-telemetry"] == "1" and up["jaeger"] == "1"
 
 
 def test_nothing_pages_when_idle(evaluated: Pipeline) -> None:

@@ -127,7 +127,7 @@ def _test_rules(promtool: Path, files: list, cwd: Path) -> subprocess.CompletedP
     if ANCHORED_UNSUPPORTED in result.stdout + result.stderr:
         pytest.fail(f"{promtool} cannot evaluate `anchored` in `test rules` (its test engine "
                     "ignores --enable-feature; fixed in Prometheus 3.16). Build promtool with "
-                    "monitoring/prometheus/tests/promtool-anchored-eval.patch applied.",
+                    "components/patches/prometheus-promtool-anchored-eval.patch applied.",
                     pytrace=False)
     return result
 

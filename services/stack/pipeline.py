@@ -25,6 +25,7 @@ import yaml
 from services.stack import components
 from services.stack.collector import TRACES_TO_FILE, Collector
 from services.stack.components import PROMETHEUS_DIR, REPO_ROOT
+from services.monitoring.tunables import COLLECTOR_TELEMETRY_JOB
 from services.stack.jaeger import Jaeger
 from services.stack.probe import read_spans
 from services.stack.process import ManagedProcess, ProcessFailed, free_port, wait_until
@@ -32,7 +33,6 @@ from services.stack.prometheus_api import PrometheusClient, QueryError, Result, 
 
 ALERTMANAGER_CONFIG = REPO_ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
 
-COLLECTOR_TELEMETRY_JOB = "otel-collector-telemetry"
 JAEGER_JOB = "jaeger"
 PROMETHEUS_JOB = "prometheus"
 API_JOB = "cugar-api"
