@@ -328,10 +328,10 @@ class Pipeline:
             f"--rules.alert.resend-delay={self.evaluation_interval}"))
 
     def _wait_for_scrapes(self) -> None:
-        """Prometheus has scraped the collector's telemetry (and, on the scrape path, its
-        exporter) successfully: the pipeline alerts and dashboards rely on it."""
-        jobs = (COLLECTOR_TELEMETRY_JOB,) + ((COLLECTOR_SCRAPE_JOB,)
-                                             if self.metrics_path == "scrape" else ())
+        """Prometheus has scraped the collector's telemetry, Jaeger's and, on the scrape path,
+        the collector's exporter successfully: the pipeline alerts and dashboards rely on it."""
+        jobs = ((COLLECTOR_TELEMETRY_JOB,) + ((JAEGER_JOB,) if self.jaeger else ())
+                + ((COLLECTOR_SCRAPE_JOB,) if self.metrics_path == "scrape" else ()))
 
         def scraped() -> bool:
             up = {r["metric"].get("job"): r["value"][1]
