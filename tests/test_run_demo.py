@@ -98,6 +98,19 @@ def run_until_golden_signals_then_signal(tmp: Path, signum: int, *args: str,
     return demo, family
 
 
+def bounded_run(tmp: Path, *args: str, timeout: float,
+                env: dict[str, str] | None = None) -> tuple[Demo, str]:
+    """A `--duration` run to its end; it must exit 0. The demo and its whole output."""
+    demo = Demo(tmp, *args, env=env)
+    try:
+        code = demo.finish(timeout=timeout)
+    finally:
+        demo.stop_hard()
+    text = "\n".join(demo.output)
+    assert code == 0, text
+    return demo, text
+
+
 def test_collector_mode_shows_golden_signals_and_sigint_leaves_no_orphans(tmp_path: Path) -> None:
     require(COLLECTOR)
     require(PROMETHEUS)
@@ -137,13 +150,7 @@ def test_bounded_embedded_run_ends_by_itself_reconciled(tmp_path: Path) -> None:
     """The agents are held until Prometheus has scraped them before their first execution and
     after their last, so Prometheus counts every execution of the run."""
     require(PROMETHEUS)
-    demo = Demo(tmp_path, "--embedded", "--duration", "6")
-    try:
-        code = demo.finish(timeout=120)
-    finally:
-        demo.stop_hard()
-    text = "\n".join(demo.output)
-    assert code == 0, text
+    _, text = bounded_run(tmp_path, "--embedded", "--duration", "6", timeout=120)
     assert "stopped." in text
     match = re.search(r"reconciled: Prometheus counts (\d+) executions \((\d+) ok / (\d+) failed\)",
                       text)
@@ -155,13 +162,7 @@ def test_bounded_embedded_run_ends_by_itself_reconciled(tmp_path: Path) -> None:
 def test_bounded_collector_run_ends_reconciled_with_the_agents_own_count(tmp_path: Path) -> None:
     require(COLLECTOR)
     require(PROMETHEUS)
-    demo = Demo(tmp_path, "--duration", "6")
-    try:
-        code = demo.finish(timeout=150)
-    finally:
-        demo.stop_hard()
-    text = "\n".join(demo.output)
-    assert code == 0, text
+    _, text = bounded_run(tmp_path, "--duration", "6", timeout=150)
     truth = agent_summary(tmp_path / "run" / "agent.log")
     assert truth is not None and truth["executions"] > 0, text
     match = re.search(r"reconciled: Prometheus counts (\d+) executions \((\d+) ok / (\d+) failed\)",
@@ -238,13 +239,7 @@ def test_without_prometheus_it_runs_the_agents_alone_and_says_so(tmp_path: Path)
     missing = str(tmp_path / "missing")
     env = {var: missing for var in ("CUGAR_COLLECTOR_BIN", "CUGAR_PROMETHEUS_BIN",
                                     "CUGAR_ALERTMANAGER_BIN", "CUGAR_JAEGER_BIN")}
-    demo = Demo(tmp_path, "--duration", "6", env=env)
-    try:
-        code = demo.finish(timeout=90)
-    finally:
-        demo.stop_hard()
-    text = "\n".join(demo.output)
-    assert code == 0, text
+    demo, text = bounded_run(tmp_path, "--duration", "6", env=env, timeout=90)
     assert "AGENTS-ONLY mode" in text and "no Prometheus build was found" in text
     assert "the simulated agents, each serving its metrics at an in-process /metrics, and the " \
            "API's /health" in text

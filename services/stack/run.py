@@ -230,8 +230,8 @@ class Run:
         self.processes: list[ManagedProcess] = []  # ours, in start order
         self.workload: list[ManagedProcess] = []
         self.agent_metrics: AgentMetrics | None = None  # agents-only mode
-        self.start_gate: Path | None = None  # embedded and agents-only modes (see reconcile)
-        self.end_gate: Path | None = None
+        self.start_gate: Path | None = None  # embedded mode (see _open_start_gate)
+        self.end_gate: Path | None = None  # bounded embedded and agents-only runs (reconcile)
         self.api_url = ""
         self.started_at = time.time()
         self.supervisor = Supervisor(say, on_restart=lambda _proc: self._write_pids())

@@ -153,10 +153,10 @@ class Supervisor:
             self._died(proc, first_line, since=outage.since, what="failed to restart")
             return
         del self._outages[proc.name]
-        self.say(f"{proc.name} restarted (pid {proc.pid}) after "
-                 f"{self.wall_clock() - outage.since:.1f}s down")
         if self.on_restart is not None:
             self.on_restart(proc)
+        self.say(f"{proc.name} restarted (pid {proc.pid}) after "
+                 f"{self.wall_clock() - outage.since:.1f}s down")
 
 
 def _kill_group(pid: int | None) -> None:
