@@ -93,11 +93,12 @@ def play_with_telemetry(config: SimulationConfig, pacing: Pacing, worker: int,
         wait_for_gate(gates.start, stop, gates.timeout_s, f"worker {worker} start gate")
         started = time.monotonic()
         summary = asyncio.run(run_worker(tel.agent, config, pacing, worker, stop))
+        elapsed = time.monotonic() - started
         wait_for_gate(gates.end, stop, gates.timeout_s, f"worker {worker} end gate")
     finally:
         tel.shutdown()
     log.info("worker %d (%s): %d executions in %.2fs; telemetry %s", worker, instance_id,
-             summary["executions"], time.monotonic() - started, tel.stats())
+             summary["executions"], elapsed, tel.stats())
     return summary
 
 
