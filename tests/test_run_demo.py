@@ -1,8 +1,11 @@
 """The main job (`python -m services.stack.run`): comes up, shows golden signals, and a signal
-stops every process it started (no orphans), in collector mode and in the embedded fallback."""
+stops every process it started (no orphans), in collector mode, in the embedded fallback and in
+the agents-only mode of a machine without Prometheus; a killed child is reported, the line says
+DEGRADED, and it is restarted."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -31,7 +34,7 @@ GOLDEN_LINE = re.compile(r"executions=(\d+) .* success=(\d+\.\d)% error=(\d+\.\d
 class Demo:
     def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
         argv = [sys.executable, "-m", "services.stack.run", "--scrape-interval", "1s",
-                "--rate", "6", "--time-scale", "0.1", "--api-port", "0", "--refresh", "1",
+                "--rate", "6", "--time-scale", "0.1", "--any-ports", "--refresh", "1",
                 "--export-interval-ms", "500", "--workdir", str(tmp / "run"), *args]
         self.proc = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **(env or {})},
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -95,6 +98,19 @@ def run_until_golden_signals_then_signal(tmp: Path, signum: int, *args: str,
     return demo, family
 
 
+def bounded_run(tmp: Path, *args: str, timeout: float,
+                env: dict[str, str] | None = None) -> tuple[Demo, str]:
+    """A `--duration` run to its end; it must exit 0. The demo and its whole output."""
+    demo = Demo(tmp, *args, env=env)
+    try:
+        code = demo.finish(timeout=timeout)
+    finally:
+        demo.stop_hard()
+    text = "\n".join(demo.output)
+    assert code == 0, text
+    return demo, text
+
+
 def test_collector_mode_shows_golden_signals_and_sigint_leaves_no_orphans(tmp_path: Path) -> None:
     require(COLLECTOR)
     require(PROMETHEUS)
@@ -123,28 +139,30 @@ def test_without_collector_binary_it_falls_back_to_embedded_mode_and_sigterm_sto
     assert not leftovers, f"processes left running after SIGTERM: {leftovers}"
 
 
-def test_bounded_run_ends_by_itself(tmp_path: Path) -> None:
+def agents_truth(workdir: Path, agents: int) -> list[int]:
+    """[executions, successful, failed] summed over the agents' own summaries."""
+    parts = [agent_summary(workdir / f"agent-{i}.log") for i in range(agents)]
+    assert all(p is not None for p in parts)
+    return [sum(p[k] for p in parts) for k in ("executions", "successful", "failed")]
+
+
+def test_bounded_embedded_run_ends_by_itself_reconciled(tmp_path: Path) -> None:
+    """The agents are held until Prometheus has scraped them before their first execution and
+    after their last, so Prometheus counts every execution of the run."""
     require(PROMETHEUS)
-    demo = Demo(tmp_path, "--embedded", "--duration", "6")
-    try:
-        assert demo.finish(timeout=90) == 0
-    finally:
-        demo.stop_hard()
-    text = "\n".join(demo.output)
+    _, text = bounded_run(tmp_path, "--embedded", "--duration", "6", timeout=120)
     assert "stopped." in text
-    assert "embedded mode: an exited agent's in-process /metrics is gone" in text
+    match = re.search(r"reconciled: Prometheus counts (\d+) executions \((\d+) ok / (\d+) failed\)",
+                      text)
+    assert match, text
+    assert [int(g) for g in match.groups()] == agents_truth(tmp_path / "run", 2)
+    assert agents_truth(tmp_path / "run", 2)[0] == 36  # 6/s for 6 s: every execution played
 
 
 def test_bounded_collector_run_ends_reconciled_with_the_agents_own_count(tmp_path: Path) -> None:
     require(COLLECTOR)
     require(PROMETHEUS)
-    demo = Demo(tmp_path, "--duration", "6")
-    try:
-        code = demo.finish(timeout=150)
-    finally:
-        demo.stop_hard()
-    text = "\n".join(demo.output)
-    assert code == 0, text
+    _, text = bounded_run(tmp_path, "--duration", "6", timeout=150)
     truth = agent_summary(tmp_path / "run" / "agent.log")
     assert truth is not None and truth["executions"] > 0, text
     match = re.search(r"reconciled: Prometheus counts (\d+) executions \((\d+) ok / (\d+) failed\)",
@@ -183,3 +201,53 @@ def test_a_closed_output_pipe_does_not_skip_the_teardown(tmp_path: Path) -> None
         demo.stop_hard()
     leftovers = {pid: cmd for pid, cmd in family.items() if alive(pid)}
     assert not leftovers, f"processes left running: {leftovers}"
+
+
+def test_a_killed_collector_is_reported_degraded_and_restarted(tmp_path: Path) -> None:
+    require(COLLECTOR)
+    require(PROMETHEUS)
+    demo = Demo(tmp_path)
+    try:
+        demo.wait_for_line(GOLDEN_LINE, timeout=90)
+        pids = json.loads((tmp_path / "run" / "pids.json").read_text())
+        assert set(pids) >= {"collector", "prometheus", "alertmanager", "jaeger", "api", "agent"}
+        os.kill(pids["collector"], signal.SIGKILL)
+        demo.wait_for_line(re.compile(rf"^collector \(pid {pids['collector']}\) exited: killed by "
+                                      r"SIGKILL \(exit status -9\); restarting it in 1s"), 30)
+        restarted = demo.wait_for_line(re.compile(r"^collector restarted \(pid (\d+)\)"), 60)
+        text = "\n".join(demo.output)
+        assert re.search(r"DEGRADED: collector down since \d\d:\d\d:\d\d .*\| ", text), text
+        new_pid = int(restarted.group(1))
+        assert new_pid != pids["collector"] and alive(new_pid)
+        assert json.loads((tmp_path / "run" / "pids.json").read_text())["collector"] == new_pid
+        line = demo.wait_for_line(GOLDEN_LINE, timeout=30)
+        assert "DEGRADED" not in line.string
+        demo.proc.send_signal(signal.SIGINT)
+        assert demo.finish(timeout=60) == 0, "\n".join(demo.output)
+    finally:
+        demo.stop_hard()
+
+
+AGENTS_ONLY_LINE = re.compile(r"since start: executions=(\d+) .* success=(\d+\.\d)% "
+                              r"error=(\d+\.\d)% p50=\d+ms p95=\d+ms .*no Prometheus, alerting "
+                              r"or traces in this mode: install Go, then `make deps`")
+
+
+def test_without_prometheus_it_runs_the_agents_alone_and_says_so(tmp_path: Path) -> None:
+    """A machine without Go has no builds at all: the run says what it runs and what it does
+    not, and the line's lifetime counts (from the agents' own /metrics) rise."""
+    missing = str(tmp_path / "missing")
+    env = {var: missing for var in ("CUGAR_COLLECTOR_BIN", "CUGAR_PROMETHEUS_BIN",
+                                    "CUGAR_ALERTMANAGER_BIN", "CUGAR_JAEGER_BIN")}
+    demo, text = bounded_run(tmp_path, "--duration", "6", env=env, timeout=90)
+    assert "AGENTS-ONLY mode" in text and "no Prometheus build was found" in text
+    assert "the simulated agents, each serving its metrics at an in-process /metrics, and the " \
+           "API's /health" in text
+    assert "install Go, then run `make deps`" in text
+    counts = [int(m.group(1)) for line in demo.output if (m := AGENTS_ONLY_LINE.search(line))]
+    assert len(counts) >= 3 and counts == sorted(counts) and counts[-1] > counts[0] > 0, text
+    lines = [line for line in demo.output if "since start:" in line]
+    assert all("no Prometheus, alerting or traces in this mode" in line for line in lines), text
+    truth = agents_truth(tmp_path / "run", 2)
+    assert (f"reconciled: the agents' /metrics count {truth[0]} executions ({truth[1]} ok / "
+            f"{truth[2]} failed)") in text

@@ -8,6 +8,7 @@ import logging
 import secrets
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from services.agent.scenario import SimulationConfig
 from services.agent.worker import Pacing
@@ -53,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", help="middle part of service.instance.id "
                      "(<host>-<run-id>-w<i>; default random) unless OTEL_RESOURCE_ATTRIBUTES "
                      "sets service.instance.id, which then becomes the prefix")
+    run.add_argument("--start-gate", type=Path, metavar="PATH",
+                     help="with telemetry up, wait until PATH exists before the first execution")
+    run.add_argument("--end-gate", type=Path, metavar="PATH",
+                     help="after the last execution, keep telemetry up (an embedded /metrics "
+                     "keeps serving the final counts) until PATH exists")
     run.add_argument("--log-level", default="INFO",
                      choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.set_defaults(parser=run)
@@ -74,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         args.parser.error(str(exc))  # exits 2 with the usage line
 
-    from services.agent.runner import configure_logging, run
+    from services.agent.runner import Gates, configure_logging, run
 
     level = getattr(logging, args.log_level)
     configure_logging(level)
@@ -82,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("run: %d executions over %d process(es), seed %d, time scale %g%s",
              pacing.total_executions(), pacing.processes, seed, pacing.time_scale,
              f", failure injection {dict(args.fail)}" if args.fail else "")
-    result = run(config, pacing, run_id=args.run_id, log_level=level)
+    result = run(config, pacing, run_id=args.run_id, log_level=level,
+                 gates=Gates(args.start_gate, args.end_gate))
     for error in result.errors:
         log.error("%s", error)
     sys.stdout.write(json.dumps(result.summary) + "\n")

@@ -7,6 +7,11 @@ which sums them. One process (P=1) runs in the parent itself, with the same iden
 
 Stopping: SIGINT/SIGTERM (or the parent disappearing) makes every worker stop starting
 executions and finish the in-flight ones without further waiting, flush, and report.
+
+Gates (`Gates`, the CLI's --start-gate / --end-gate) let a driver hold every worker with its
+telemetry up: before the first execution until one file exists, and after the last one until
+another does. `make run`'s embedded mode uses them so that Prometheus scrapes each agent's
+in-process /metrics before its first execution and after its last.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from services.agent.scenario import SimulationConfig
@@ -32,6 +38,30 @@ log = logging.getLogger("services.agent")
 INSTANCE_KEY = "service.instance.id"
 STOP_GRACE_S = 30.0  # after a stop request, how long workers get to flush before SIGKILL
 POLL_S = 0.2
+GATE_TIMEOUT_S = 300.0  # a gate that never opens holds a worker this long at most
+GATE_POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Files that hold each worker, telemetry set up: `start` before its first execution, `end`
+    after its last (before the flush). A stop request or `timeout_s` ends either wait."""
+
+    start: Path | None = None
+    end: Path | None = None
+    timeout_s: float = GATE_TIMEOUT_S
+
+
+def wait_for_gate(path: Path | None, stop: StopSignal, timeout_s: float, what: str) -> None:
+    """Return once `path` exists, a stop is requested or `timeout_s` passed (logged)."""
+    if path is None:
+        return
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() and not stop.is_set():
+        if time.monotonic() >= deadline:
+            log.warning("%s: %s did not appear within %.0fs; going on", what, path, timeout_s)
+            return
+        time.sleep(GATE_POLL_S)
 
 
 @dataclass
@@ -53,28 +83,33 @@ def instance_base(run_id: str | None, env: dict[str, str] | None = None) -> str:
 
 
 def play_with_telemetry(config: SimulationConfig, pacing: Pacing, worker: int,
-                        instance_id: str, stop: StopSignal) -> dict[str, Any]:
+                        instance_id: str, stop: StopSignal,
+                        gates: Gates = Gates()) -> dict[str, Any]:
     """Set telemetry up as worker `worker`, play its executions, flush and shut down."""
     from otel import setup_telemetry
 
     tel = setup_telemetry(resource_attributes={INSTANCE_KEY: instance_id})
-    started = time.monotonic()
     try:
+        wait_for_gate(gates.start, stop, gates.timeout_s, f"worker {worker} start gate")
+        started = time.monotonic()
         summary = asyncio.run(run_worker(tel.agent, config, pacing, worker, stop))
+        elapsed = time.monotonic() - started
+        wait_for_gate(gates.end, stop, gates.timeout_s, f"worker {worker} end gate")
     finally:
         tel.shutdown()
     log.info("worker %d (%s): %d executions in %.2fs; telemetry %s", worker, instance_id,
-             summary["executions"], time.monotonic() - started, tel.stats())
+             summary["executions"], elapsed, tel.stats())
     return summary
 
 
 def _worker_process(config: SimulationConfig, pacing: Pacing, worker: int, instance_id: str,
-                    results: Any, shared_stop: Any, parent_pid: int, log_level: int) -> None:
+                    results: Any, shared_stop: Any, parent_pid: int, log_level: int,
+                    gates: Gates) -> None:
     stop = StopSignal(shared_stop, parent_pid)
     stop.install_signal_handlers()
     configure_logging(log_level, f"w{worker}")
     try:
-        summary = play_with_telemetry(config, pacing, worker, instance_id, stop)
+        summary = play_with_telemetry(config, pacing, worker, instance_id, stop, gates)
     except Exception as exc:  # reported to the parent, which exits non-zero with it
         log.exception("worker %d failed", worker)
         results.put((worker, "error", f"worker {worker}: {type(exc).__name__}: {exc}"))
@@ -88,11 +123,11 @@ def configure_logging(level: int, tag: str = "") -> None:
 
 
 def run(config: SimulationConfig, pacing: Pacing, run_id: str | None = None,
-        log_level: int = logging.INFO) -> RunResult:
+        log_level: int = logging.INFO, gates: Gates = Gates()) -> RunResult:
     base = instance_base(run_id)
     if pacing.processes == 1:
-        return _run_inline(config, pacing, f"{base}-w0")
-    return _run_spawned(config, pacing, base, log_level)
+        return _run_inline(config, pacing, f"{base}-w0", gates)
+    return _run_spawned(config, pacing, base, log_level, gates)
 
 
 def _finish(parts: list[dict[str, Any]], stop: StopSignal, errors: list[str],
@@ -109,28 +144,29 @@ def _finish(parts: list[dict[str, Any]], stop: StopSignal, errors: list[str],
     return RunResult(summary, code, errors)
 
 
-def _run_inline(config: SimulationConfig, pacing: Pacing, instance_id: str) -> RunResult:
+def _run_inline(config: SimulationConfig, pacing: Pacing, instance_id: str,
+                gates: Gates) -> RunResult:
     stop = StopSignal()
     with stop.handling_signals():
-        part = play_with_telemetry(config, pacing, 0, instance_id, stop)
+        part = play_with_telemetry(config, pacing, 0, instance_id, stop, gates)
     return _finish([part], stop, [], 1)
 
 
 def _run_spawned(config: SimulationConfig, pacing: Pacing, base: str,
-                 log_level: int) -> RunResult:
+                 log_level: int, gates: Gates) -> RunResult:
     ctx = multiprocessing.get_context("spawn")
     stop = StopSignal()
     with stop.handling_signals():
-        return _supervise(config, pacing, base, log_level, ctx, stop)
+        return _supervise(config, pacing, base, log_level, ctx, stop, gates)
 
 
 def _supervise(config: SimulationConfig, pacing: Pacing, base: str, log_level: int, ctx: Any,
-               stop: StopSignal) -> RunResult:
+               stop: StopSignal, gates: Gates = Gates()) -> RunResult:
     results = ctx.Queue()
     shared_stop = ctx.Event()
     procs = [ctx.Process(target=_worker_process, name=f"cugar-agent-w{i}", daemon=False,
                          args=(config, pacing, i, f"{base}-w{i}", results, shared_stop,
-                               os.getpid(), log_level))
+                               os.getpid(), log_level, gates))
              for i in range(pacing.processes)]
     for proc in procs:
         proc.start()

@@ -393,6 +393,11 @@ class Pipeline:
             raise PipelineError("this pipeline runs without Alertmanager")
         return get_json(f"{self.alertmanager_url}/api/v2/alerts")
 
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        """The started processes, in start order (a supervisor restarts one with `start()`)."""
+        return list(self._processes)
+
 
 __all__ = ["Pipeline", "PipelineError", "ProcessFailed", "QueryError", "value", "render_rules",
            "render_prometheus_config", "render_alertmanager_config", "prometheus_process",

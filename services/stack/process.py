@@ -31,8 +31,10 @@ def _ephemeral_floor() -> int:
         return 32768
 
 
-def _bindable(host: str, port: int) -> bool:
+def _bindable(host: str, port: int, reuse: bool = False) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        if reuse:  # as servers bind: a port is not busy for its old connections in TIME_WAIT
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -60,6 +62,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         port = s.getsockname()[1]
     _handed_out.add(port)
     return port
+
+
+def claim_port(port: int, host: str = "127.0.0.1") -> bool:
+    """Take `port` for a server started next when nothing listens on it; `free_port` never
+    hands it out afterwards. False when it is busy (or was handed out already)."""
+    if port in _handed_out or not _bindable(host, port, reuse=True):
+        return False
+    _handed_out.add(port)
+    return True
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:
@@ -99,6 +110,11 @@ class ManagedProcess:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once it has exited (negative: killed by that signal), else None."""
+        return self._proc.poll() if self._proc else None
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

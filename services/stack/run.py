@@ -2,13 +2,23 @@
 
     python -m services.stack.run [--duration S] [--rate R] [--processes P] [--embedded] ...
 
-Starts our collector build, Prometheus (repository config and rules) and Alertmanager through
+Starts our collector build, Jaeger, Alertmanager and Prometheus through
 services.stack.pipeline.Pipeline, then the API (uvicorn) and the agent workload as managed
-processes; prints the URLs and, every few seconds, the fleet's golden signals as the API
-serves them. Ctrl-C or SIGTERM stops everything (each child is a process group, stopped and
-waited for); a bounded run (--duration) ends by reconciling Prometheus' count of executions
-with the agent's own. Without a collector binary (no Go toolchain to build it) it runs in embedded
-mode: each agent process serves its metrics itself and Prometheus scrapes them directly.
+processes, on the standard ports (OTLP 4317/4318, Prometheus 9090, Alertmanager 9093, Jaeger
+16686, API 8000; a busy one is replaced by a free port and the change printed; --any-ports
+uses free ports throughout). It prints the URLs and, every few seconds, the fleet's golden
+signals as the API serves them. A child that dies is reported (exit status, log tail) and
+restarted with bounded backoff (services/stack/supervisor.py); the line says DEGRADED
+meanwhile. Ctrl-C or SIGTERM stops everything (each child is a process group, stopped and
+waited for); a bounded run (--duration) ends by reconciling the pipeline's count of executions
+with the agents' own.
+
+Modes, by what this machine has:
+- collector: everything above;
+- EMBEDDED (no collector build, or --embedded): each agent process serves its metrics
+  in-process and Prometheus scrapes them directly (no traces, no Alertmanager);
+- AGENTS-ONLY (no Prometheus build, e.g. no Go): the agents with their in-process /metrics
+  and the API's /health; the golden-signals line is computed here from the agents' /metrics.
 """
 
 from __future__ import annotations
@@ -20,10 +30,10 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -31,14 +41,19 @@ from types import FrameType
 import httpx
 import yaml
 
+from services.agent.worker import Pacing
 from services.api.settings import DEFAULT_SERVICE_NAME as API_SERVICE_NAME
 from services.stack import components
-from services.stack.components import REPO_ROOT, MissingComponent
+from services.stack.agent_metrics import AgentMetrics, format_totals
+from services.stack.components import BUILD_HINT, REPO_ROOT, MissingComponent
 from services.stack.pipeline import (API_JOB, COLLECTOR_TELEMETRY_JOB, JAEGER_JOB,
                                      PROMETHEUS_DIR, PROMETHEUS_JOB, Pipeline, PipelineError,
                                      prometheus_process, render_prometheus_config, write_api_key,
                                      write_rules)
+from services.stack.ports import choose_ports
 from services.stack.process import ManagedProcess, ProcessFailed, free_port, wait_until
+from services.stack.prometheus_api import PrometheusClient
+from services.stack.supervisor import GaveUp, Supervisor
 
 DEFAULT_WORKDIR = REPO_ROOT / ".run" / "demo"
 AGENT_SERVICE_NAME = "cugar-sales"
@@ -153,10 +168,11 @@ def agent_summary(log_path: Path) -> dict | None:
 # --- embedded mode: Prometheus scrapes the agent processes directly --------------------------
 def embedded_prometheus(workdir: Path, targets: list[str], api_target: str | None,
                         scrape_interval: str, evaluation_interval: str,
-                        api_key: str | None) -> tuple[ManagedProcess, str]:
+                        api_key: str | None, port: int = 0) -> tuple[ManagedProcess, str]:
     """Prometheus with the repository's config and rules, scraping the agents' in-process
-    /metrics endpoints (the alternative metrics path's job, so the rules apply unchanged)."""
-    port = free_port()
+    /metrics endpoints (the alternative metrics path's job, so the rules apply unchanged), on
+    `port` (0: a free one)."""
+    port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     config = render_prometheus_config(
         yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text()),
@@ -171,34 +187,57 @@ def embedded_prometheus(workdir: Path, targets: list[str], api_target: str | Non
 
 
 # --- the run -------------------------------------------------------------------------------
+COLLECTOR_MODE, EMBEDDED_MODE, AGENTS_ONLY_MODE = "collector", "EMBEDDED", "AGENTS-ONLY"
+MODE_PORTS = {
+    COLLECTOR_MODE: ("otlp_grpc", "otlp_http", "telemetry", "exporter", "health", "prometheus",
+                     "alertmanager", "jaeger_ui"),
+    EMBEDDED_MODE: ("prometheus",),
+    AGENTS_ONLY_MODE: (),
+}
+GET_EVERYTHING = ("install Go, then run `make deps` (it builds the collector, Prometheus, "
+                  "Alertmanager and Jaeger once and caches them in ~/.cache/cugar)")
+AGENTS_ONLY_NOTE = ("from the agents' own /metrics; no Prometheus, alerting or traces in this "
+                    "mode: install Go, then `make deps`")
+TICK_S = 0.25  # how often the watch loop looks at its children
+
+
+@dataclass(frozen=True)
+class Count:
+    """Executions counted by the pipeline (or the agents' /metrics) and the line showing it."""
+
+    total: int
+    successful: int
+    failed: int
+    line: str
+
+
+def merged_summaries(logs: list[Path]) -> dict | None:
+    """The agents' ground truth summed over their logs (None when one printed no summary)."""
+    parts = [agent_summary(log) for log in logs]
+    if not parts or any(p is None for p in parts):
+        return None
+    return {k: sum(p[k] for p in parts) for k in ("executions", "successful", "failed")}
+
+
 class Run:
     def __init__(self, args: argparse.Namespace, say: Callable[[str], None]) -> None:
         self.args = args
         self.say = say
         self.workdir: Path = args.workdir.resolve()
         self.api_key = os.environ.get("CUGAR_API_KEY") or None
+        self.mode = COLLECTOR_MODE
         self.pipeline: Pipeline | None = None
         self.processes: list[ManagedProcess] = []  # ours, in start order
         self.workload: list[ManagedProcess] = []
+        self.agent_metrics: AgentMetrics | None = None  # agents-only mode
+        self.end_gate: Path | None = None  # bounded embedded and agents-only runs (reconcile)
         self.api_url = ""
         self.started_at = time.time()
+        self.supervisor = Supervisor(say, on_restart=lambda _proc: self._write_pids())
 
     def _launch(self, proc: ManagedProcess, timeout: float = 60.0) -> ManagedProcess:
         self.processes.append(proc)  # registered first: a failed start is still stopped
         return proc.start(timeout=timeout)
-
-    def _api_port(self) -> int:
-        port = self.args.api_port
-        if port == 0:
-            return free_port()
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            fallback = free_port()
-            self.say(f"port {port} is busy; the API uses {fallback} instead")
-            return fallback
-        return port
 
     def _agent_extra(self) -> list[str]:
         extra = []
@@ -206,44 +245,80 @@ class Run:
             extra += ["--fail", fail]
         if self.args.seed is not None:
             extra += ["--seed", str(self.args.seed)]
+        if self.end_gate is not None:
+            extra += ["--end-gate", str(self.end_gate)]
         return extra
 
-    def start(self, embedded: bool) -> None:
+    def start(self, mode: str) -> None:
         a = self.args
+        self.mode = mode
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True)
-        api_port = self._api_port()
-        self.api_url = f"http://127.0.0.1:{api_port}"
+        ports, moved = choose_ports((*MODE_PORTS[mode], "api"), a.any_ports,
+                                    fixed={"api": a.api_port})
+        for line in moved:
+            self.say(line)
+        self.api_url = f"http://127.0.0.1:{ports['api']}"
         duration = a.duration if a.duration else 10 * 365 * 24 * 3600.0
+        if mode != COLLECTOR_MODE:
+            # The agents' last counts must be scraped before they exit: a bounded run holds
+            # them, serving /metrics, until the counts are in (see reconcile). No start gate is
+            # needed: their OpenMetrics `_created` samples give Prometheus each series' start.
+            self.end_gate = self.workdir / "gates" / "end" if a.duration else None
         agent_env = {"OTEL_SERVICE_NAME": AGENT_SERVICE_NAME,
                      "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=local"}
-        if embedded:
-            urls = self._start_embedded(api_port, duration, agent_env)
+        if mode == COLLECTOR_MODE:
+            urls = self._start_pipeline(ports, duration, agent_env)
         else:
-            urls = self._start_pipeline(api_port, duration, agent_env)
+            urls = self._start_agents_in_process(mode, ports, duration, agent_env)
+        for proc in (self.pipeline.processes if self.pipeline else []) + self.processes:
+            self.supervisor.watch(proc, finished_ok=proc in self.workload and bool(a.duration))
+        self._write_pids()
         self.say("")
-        self.say(f"CUGAr telemetry pipeline is up ({'EMBEDDED mode' if embedded else 'collector mode'})")
+        self.say(f"CUGAr telemetry pipeline is up ({mode} mode)")
         width = max(len(k) for k in urls)
         for label, url in urls.items():
             self.say(f"  {label.ljust(width)}  {url}")
         self.say(f"Workload: {a.rate:g} executions/s over {a.processes} agent process(es), "
                  f"time scale {a.time_scale:g}"
                  + (f", for {a.duration:g}s" if a.duration else "") + ". Ctrl-C stops everything.")
+        if self.pipeline is not None:
+            self.say(f"Send your own service's telemetry here: OTEL_EXPORTER_OTLP_ENDPOINT="
+                     f"{self.pipeline.otlp_grpc_endpoint} (gRPC), or "
+                     f"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_EXPORTER_OTLP_ENDPOINT="
+                     f"{self.pipeline.otlp_http_endpoint}")
         self.say("")
 
-    def _start_pipeline(self, api_port: int, duration: float,
+    def _write_pids(self) -> None:
+        """`<workdir>/pids.json`: each supervised child's name and current pid."""
+        pids = {proc.name: proc.pid for proc in self.supervisor.processes}
+        (self.workdir / "pids.json").write_text(json.dumps(pids, indent=1) + "\n")
+
+    def _start_pipeline(self, ports: dict[str, int], duration: float,
                         agent_env: dict[str, str]) -> dict[str, str]:
         a = self.args
-        self.say("starting Jaeger, the collector, Alertmanager and Prometheus ...")
+        with_alertmanager = components.ALERTMANAGER.find() is not None
+        with_jaeger = components.JAEGER.find() is not None
+        for present, what in ((with_alertmanager, "Alertmanager (no alert notifications)"),
+                              (with_jaeger, "Jaeger (traces go to a file in the workdir)")):
+            if not present:
+                self.say(f"NOTE: running without {what}; {BUILD_HINT}")
+        self.say("starting " + ", ".join(["Jaeger"] * with_jaeger + ["the collector"]
+                                         + ["Alertmanager"] * with_alertmanager
+                                         + ["Prometheus"]) + " ...")
+        pipeline_ports = {k: v for k, v in ports.items() if k != "api"}
         self.pipeline = Pipeline(self.workdir / "pipeline", scrape_interval=a.scrape_interval,
-                                 evaluation_interval=a.scrape_interval, alertmanager=True,
-                                 api_target=f"127.0.0.1:{api_port}", api_key=self.api_key,
+                                 evaluation_interval=a.scrape_interval,
+                                 alertmanager=with_alertmanager, jaeger=with_jaeger,
+                                 api_target=self.api_url.removeprefix("http://"),
+                                 api_key=self.api_key, ports=pipeline_ports,
                                  webhook_base_url=self.api_url)  # POST /alerts/<severity>
         self.pipeline.start()
         p = self.pipeline
         self.say("starting the API and the agent workload ...")
-        self._launch(api_process(self.workdir, api_port, p.prometheus_url, p.collector_health_url,
+        self._launch(api_process(self.workdir, ports["api"], p.prometheus_url,
+                                 p.collector_health_url,
                                  p.agent_env(export_interval_ms=a.export_interval_ms),
                                  workers=a.api_workers, api_key=self.api_key,
                                  trace_backend_url=p.jaeger_url))
@@ -256,98 +331,172 @@ class Run:
                 "API docs": f"{self.api_url}/docs",
                 "API readiness": f"{self.api_url}/health/ready",
                 "Prometheus": p.prometheus_url,
-                "Alertmanager": p.alertmanager_url or "-",
+                "Alertmanager": p.alertmanager_url or "- (not built)",
                 "Collector OTLP": f"gRPC {p.otlp_grpc_endpoint}  HTTP {p.otlp_http_endpoint}",
-                "Jaeger UI (traces)": p.jaeger_url or "-",
+                "Jaeger UI (traces)": p.jaeger_url or f"- (traces in {p.traces_file})",
                 "Logs": str(self.workdir)}
 
-    def _start_embedded(self, api_port: int, duration: float,
-                        agent_env: dict[str, str]) -> dict[str, str]:
+    def _start_agents_in_process(self, mode: str, ports: dict[str, int], duration: float,
+                                 agent_env: dict[str, str]) -> dict[str, str]:
+        """Embedded and agents-only modes: each agent process serves its own /metrics."""
         a = self.args
-        # One agent process per port: each serves its own /metrics in-process.
-        ports = [free_port() for _ in range(a.processes)]
-        prometheus, prometheus_url = embedded_prometheus(
-            self.workdir, [f"127.0.0.1:{port}" for port in ports], f"127.0.0.1:{api_port}",
-            a.scrape_interval, a.scrape_interval, self.api_key)
-        self.say("starting Prometheus ...")
-        self._launch(prometheus)
+        metrics_ports = [free_port() for _ in range(a.processes)]
+        endpoints = [f"http://127.0.0.1:{port}/metrics" for port in metrics_ports]
         no_export = {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+        urls: dict[str, str] = {}
+        if mode == EMBEDDED_MODE:
+            prometheus, prometheus_url = embedded_prometheus(
+                self.workdir, [f"127.0.0.1:{port}" for port in metrics_ports],
+                self.api_url.removeprefix("http://"), a.scrape_interval, a.scrape_interval,
+                self.api_key, port=ports["prometheus"])
+            self.say("starting Prometheus ...")
+            self._launch(prometheus)
+            urls = {"API / live dashboard": f"{self.api_url}/dashboard",
+                    "API docs": f"{self.api_url}/docs", "Prometheus": prometheus_url}
+        else:
+            prometheus_url = f"http://127.0.0.1:{free_port()}"  # nothing answers there
+            self.agent_metrics = AgentMetrics(endpoints)
+            urls = {"API health": f"{self.api_url}/health (its /dashboard needs Prometheus)"}
         self.say("starting the API and the agent workload ...")
-        self._launch(api_process(self.workdir, api_port, prometheus_url, None, no_export,
+        self._launch(api_process(self.workdir, ports["api"], prometheus_url, None, no_export,
                                  workers=a.api_workers, api_key=self.api_key))
         rate = a.rate / a.processes
-        for i, port in enumerate(ports):
+        for i, port in enumerate(metrics_ports):
             proc = ManagedProcess(
                 f"agent-{i}", agent_argv(rate, duration, 1, a.time_scale, self._agent_extra()),
                 self.workdir / f"agent-{i}.log",
                 env={**no_export, **agent_env, "CUGAR_EMBEDDED_PROMETHEUS_PORT": str(port)},
                 cwd=REPO_ROOT)
             self.workload.append(self._launch(proc))
-        endpoints = ", ".join(f"http://127.0.0.1:{port}/metrics" for port in ports)
-        return {"API / live dashboard": f"{self.api_url}/dashboard",
-                "API docs": f"{self.api_url}/docs",
-                "Prometheus": prometheus_url,
-                "Agent /metrics": endpoints,
-                "Logs": str(self.workdir)}
+        return {**urls, "Agent /metrics": ", ".join(endpoints), "Logs": str(self.workdir)}
+
+    @staticmethod
+    def _open(gate: Path) -> None:
+        gate.parent.mkdir(parents=True, exist_ok=True)
+        gate.touch()
+
+    # --- watching ------------------------------------------------------------------------
+    def count(self, window: str = SUMMARY_WINDOW) -> Count | str:
+        """What the pipeline counts now over `window` (agents-only: since start), or why not."""
+        if self.agent_metrics is not None:
+            errors = self.agent_metrics.poll()
+            t = self.agent_metrics.totals()
+            line = f"{format_totals(t)}  [{AGENTS_ONLY_NOTE}]"
+            if len(errors) == len(self.agent_metrics.urls):
+                line += " (no agent answers its /metrics)"
+            return Count(t.executions, t.successful, t.failed, line)
+        body = fetch_dashboard(self.api_url, self.api_key, window)
+        if isinstance(body, str):
+            return body
+        e = body["executions"]
+        return Count(e["total"], e["successful"], e["failed"], format_summary(body))
+
+    def summary_line(self) -> tuple[str, bool]:
+        """The terminal line (timestamp, DEGRADED status, golden signals); True when it has
+        numbers."""
+        count = self.count()
+        text = count if isinstance(count, str) else count.line
+        status = self.supervisor.status()
+        line = f"[{datetime.now():%H:%M:%S}] " + (f"{status} | {text}" if status else text)
+        return line, isinstance(count, Count) and count.total > 0
 
     def watch(self) -> int:
-        """Print the golden signals every `refresh` seconds until the duration ends."""
+        """Print the golden signals every `refresh` seconds until the duration ends (the first
+        numbers as soon as there are any), and keep every child running
+        (services/stack/supervisor.py)."""
         a = self.args
         deadline = time.monotonic() + a.duration if a.duration else None
+        next_line = next_look = time.monotonic()
+        numbers = False
+        shown_outages: set[str] = set()
         while True:
-            stamp = datetime.now().strftime("%H:%M:%S")
-            self.say(f"[{stamp}] {fetch_summary(self.api_url, self.api_key)}")
-            for proc in self.processes:
-                if not proc.running() and (proc not in self.workload or a.duration is None):
-                    self.say(f"{proc.name} exited unexpectedly; log tail:\n{proc.log_tail()}")
-                    return 1
-            if deadline is not None and time.monotonic() >= deadline:
+            try:
+                self.supervisor.check()
+            except GaveUp as exc:
+                self.say(f"{exc}; stopping the run")
+                return 1
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 return self.reconcile()
-            pause = a.refresh if deadline is None else min(a.refresh, deadline - time.monotonic())
-            time.sleep(max(pause, 0.0))
+            outages = {o.name for o in self.supervisor.outages()}
+            if outages - shown_outages:  # a child just died: say DEGRADED now
+                next_look = next_line = now
+            shown_outages = outages
+            if now >= next_look:
+                line, has_numbers = self.summary_line()
+                if now >= next_line or (has_numbers and not numbers):
+                    self.say(line)
+                    next_line = time.monotonic() + a.refresh
+                    numbers = numbers or has_numbers
+                # Until the first numbers, look every second; then every `refresh`.
+                next_look = time.monotonic() + (a.refresh if numbers else min(a.refresh, 1.0))
+                next_look = min(next_look, next_line)
+            until = min(next_look, deadline if deadline is not None else next_look)
+            time.sleep(min(TICK_S, max(until - time.monotonic(), 0.0)))
+
+    def planned_executions(self) -> int:
+        """How many executions the agents play in a bounded run (uninterrupted)."""
+        a = self.args  # embedded and agents-only modes: one agent process per --processes
+        return a.processes * Pacing(rate=a.rate / a.processes,
+                                    duration=a.duration).total_executions()
 
     def reconcile(self) -> int:
-        """After a bounded run: let the workload finish and flush, then check that Prometheus
-        counts exactly the executions the agent counted (non-zero exit when it does not)."""
+        """After a bounded run: let the workload finish and flush, then check that the
+        pipeline counts exactly the executions the agents counted (non-zero exit when not).
+
+        In embedded and agents-only modes the agents hold their final counts in /metrics (the
+        end gate) until they have been counted: an exited agent's in-process /metrics is gone."""
         a = self.args
         self.say("workload duration reached; waiting for the agents to finish and flush ...")
+        window = whole_run_window(time.time() - self.started_at + WORKLOAD_EXIT_S)
+        # The last export travels: agent -> collector -> next scrape -> next rule evaluation.
+        settle_s = 3 * a.scrape_interval_s + 2 * a.export_interval_ms / 1000 + 10
+        last: Count | str = ""
+
+        def counted(expected: int) -> Callable[[], bool]:
+            def check() -> bool:
+                nonlocal last
+                last = self.count(window)
+                return isinstance(last, Count) and last.total == expected
+            return check
+
+        if self.end_gate is not None:
+            planned = self.planned_executions()
+            try:
+                wait_until(counted(planned), WORKLOAD_EXIT_S + settle_s, interval=0.5,
+                           what=f"the agents' {planned} executions to be counted")
+            except TimeoutError as exc:
+                self.say(f"{exc}")
+            self._open(self.end_gate)
         try:
             wait_until(lambda: not any(p.running() for p in self.workload), WORKLOAD_EXIT_S,
                        interval=0.2, what="the agent workload to exit")
         except TimeoutError as exc:
             self.say(f"{exc}; not reconciling")
             return 1
-        if self.pipeline is None:
-            self.say("embedded mode: an exited agent's in-process /metrics is gone, so its last "
-                     "counts are never scraped; the final reconciliation needs the collector.")
-            return 0
-        truth = agent_summary(self.workload[0].log_path)
+        truth = merged_summaries([p.log_path for p in self.workload])
         if truth is None:
-            self.say(f"the agent printed no summary; see {self.workload[0].log_path}")
+            self.say(f"an agent printed no summary; see its log in {self.workdir}")
             return 1
-        window = whole_run_window(time.time() - self.started_at)
-        body: dict | str = ""
-
-        def counted() -> bool:
-            nonlocal body
-            body = fetch_dashboard(self.api_url, self.api_key, window)
-            return isinstance(body, dict) and body["executions"]["total"] == truth["executions"]
-
-        # The last export travels: agent -> collector -> next scrape -> next rule evaluation.
-        settle_s = 3 * a.scrape_interval_s + 2 * a.export_interval_ms / 1000 + 10
-        try:
-            wait_until(counted, settle_s, interval=min(a.scrape_interval_s, 1.0),
-                       what="Prometheus to count every execution")
-        except TimeoutError:
-            got = body if isinstance(body, str) else body["executions"]["total"]
-            self.say(f"[{datetime.now():%H:%M:%S}] NOT reconciled after {settle_s:.0f}s: "
-                     f"Prometheus counts {got} executions, the agent counted "
-                     f"{truth['executions']}")
+        if self.end_gate is None:
+            try:
+                wait_until(counted(truth["executions"]), settle_s,
+                           interval=min(a.scrape_interval_s, 1.0),
+                           what="Prometheus to count every execution")
+            except TimeoutError:
+                pass
+        who = "the agents' /metrics count" if self.agent_metrics else "Prometheus counts"
+        got = last if isinstance(last, str) else (last.total, last.successful, last.failed)
+        if got != (truth["executions"], truth["successful"], truth["failed"]):
+            self.say(f"[{datetime.now():%H:%M:%S}] NOT reconciled: {who} {got} executions "
+                     f"(total, ok, failed); the agents counted {truth['executions']} "
+                     f"({truth['successful']} ok / {truth['failed']} failed)")
             return 1
-        self.say(f"[{datetime.now():%H:%M:%S}] whole run: {format_summary(body)}")
-        self.say(f"reconciled: Prometheus counts {truth['executions']} executions "
-                 f"({truth['successful']} ok / {truth['failed']} failed), exactly what the agent "
-                 f"counted")
+        assert isinstance(last, Count)
+        self.say(f"[{datetime.now():%H:%M:%S}] whole run: {last.line}")
+        self.say(f"reconciled: {who} {truth['executions']} executions "
+                 f"({truth['successful']} ok / {truth['failed']} failed), exactly what the "
+                 f"agent{'s' if len(self.workload) > 1 else ''} counted")
         return 0
 
     def stop(self) -> None:
@@ -361,8 +510,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m services.stack.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                        help="stop after this long, once Prometheus counts exactly the "
-                             "executions the agent counted (default: run until Ctrl-C)")
+                        help="stop after this long, once the pipeline counts exactly the "
+                             "executions the agents counted (default: run until Ctrl-C)")
     parser.add_argument("--rate", type=float, default=2.0,
                         help="agent executions per second (default 2)")
     parser.add_argument("--processes", type=int, default=2, help="agent processes (default 2)")
@@ -373,16 +522,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None, help="agent random seed")
     parser.add_argument("--api-port", type=int, default=8000,
                         help="API port (default 8000; 0 = any free port)")
+    parser.add_argument("--any-ports", action="store_true",
+                        help="free ports for everything instead of the standard ones (4317, "
+                             "4318, 9090, 9093, 16686, 8000, ...); for tests and runs side by "
+                             "side. Without it a busy standard port is replaced by a free one, "
+                             "and the change is printed")
     parser.add_argument("--api-workers", type=int, default=2, help="uvicorn workers (default 2)")
-    parser.add_argument("--scrape-interval", default="15s",
-                        help="Prometheus scrape and rule evaluation interval (default 15s)")
+    parser.add_argument("--scrape-interval", default="5s",
+                        help="Prometheus scrape and rule evaluation interval (default 5s)")
     parser.add_argument("--export-interval-ms", type=int, default=5000,
                         help="agent metric export interval (default 5000)")
     parser.add_argument("--refresh", type=float, default=5.0,
                         help="seconds between terminal summaries (default 5)")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
-                        help=f"configs, data and logs of this run (wiped at start; default "
-                             f"{DEFAULT_WORKDIR.relative_to(REPO_ROOT)})")
+                        help=f"configs, data, logs and pids.json of this run (wiped at start; "
+                             f"default {DEFAULT_WORKDIR.relative_to(REPO_ROOT)})")
     parser.add_argument("--embedded", action="store_true",
                         help="no collector: agents serve /metrics in-process for Prometheus")
     args = parser.parse_args(argv)
@@ -395,6 +549,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     except ValueError as exc:
         parser.error(f"--scrape-interval: {exc}")
     return args
+
+
+def choose_mode(embedded: bool, say: Callable[[str], None]) -> str:
+    """The mode this machine can run, saying why when it is not the one asked for."""
+    if components.PROMETHEUS.find() is None:
+        say("NOTE: no Prometheus build was found (components/build.sh builds it, which needs "
+            "Go), so this runs in AGENTS-ONLY mode: the simulated agents, each serving its "
+            "metrics at an in-process /metrics, and the API's /health. The golden-signals "
+            "line is computed here from the agents' /metrics (lifetime counts since start). "
+            f"There is no Prometheus, no alerting and no traces in this mode; to get them, "
+            f"{GET_EVERYTHING}.")
+        return AGENTS_ONLY_MODE
+    if not embedded and components.COLLECTOR.find() is None:
+        say("NOTE: the collector binary is not available (build it with `bash collector/build.sh`, "
+            "which needs Go); falling back to EMBEDDED mode: agents serve their metrics "
+            "in-process and Prometheus scrapes them directly (no traces backend, no Alertmanager).")
+        return EMBEDDED_MODE
+    return EMBEDDED_MODE if embedded else COLLECTOR_MODE
 
 
 def _raise_stop(signum: int, _frame: FrameType | None) -> None:
@@ -410,17 +582,11 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:  # e.g. a closed pipe (`... | head`): never a reason to skip teardown
             pass
 
-    embedded = args.embedded
-    if not embedded and components.COLLECTOR.find() is None:
-        say("NOTE: the collector binary is not available (build it with `bash collector/build.sh`, "
-            "which needs Go); falling back to EMBEDDED mode: agents serve their metrics "
-            "in-process and Prometheus scrapes them directly (no traces backend, no Alertmanager).")
-        embedded = True
     run = Run(args, say)
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     code = 0
     try:
-        run.start(embedded)
+        run.start(choose_mode(args.embedded, say))
         code = run.watch()
     except StopRequested as stop:
         say(f"\n{stop} received")
