@@ -4,6 +4,7 @@ component and showing its log tail."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,10 @@ def test_plain_otlp_senders_reach_prometheus(pipeline: Pipeline) -> None:
             counter = sender.meter_provider.get_meter("probe").create_counter(
                 "cugar.executions", unit="{execution}")
             counter.add(count, {"outcome": "success", "profile": "demo"})
+            # Not a synchronisation: the series' start time (its first measurement) must fall
+            # in an earlier millisecond than the exported sample for Prometheus to store the 0
+            # start sample; a real sender exports seconds after it starts counting.
+            time.sleep(0.005)
     result = pipeline.wait_for('cugar_executions_total{job="harness-probe"}',
                                lambda r: len(r) == 2, timeout=30)
     by_instance = {r["metric"]["instance"]: float(r["value"][1]) for r in result}
@@ -121,3 +126,17 @@ def test_exposition_label_values_are_unescaped() -> None:
     assert parse_exposition(text) == [
         Sample("m", {"a": 'x"y', "b": "back\\slash", "c": "two\nlines", "d": "}"}, 1.5),
         Sample("plain", {}, 2.0)]
+
+
+def test_short_lived_processes_born_inside_the_window_count_exactly(
+        pipeline: Pipeline, run_agent) -> None:
+    """Two agent processes that live a moment and count 7 and 3: Prometheus stores a 0 at each
+    series' start (created-timestamp-zero-ingestion), so the anchored window count is exactly
+    10, where plain increase() extrapolates past it."""
+    for n in (7, 3):
+        run_agent(pipeline, "--executions", str(n), "--time-scale", "0", "--seed", str(n),
+                  env={"OTEL_SERVICE_NAME": "short-lived"})
+    selector = 'cugar_executions_total{job="short-lived"}'
+    pipeline.wait_for(f"sum({selector})", lambda r: value(r) == 10, timeout=30)
+    assert value(pipeline.query(f"sum(increase({selector}[5m] anchored))")) == 10
+    assert value(pipeline.query(f"sum(increase({selector}[5m]))")) != 10
