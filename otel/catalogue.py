@@ -231,7 +231,7 @@ LATENCY_PERCENTILES: dict[str, float] = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 
 # Per-outcome execution counters kept under their earlier names for existing queries: recorded
 # per instance (every label but `outcome` kept) from the conventional counter.
-SEED_RECORDED: dict[str, tuple[MetricSpec, str, str]] = {
+PER_OUTCOME_RECORDED: dict[str, tuple[MetricSpec, str, str]] = {
     "cugar_executions_successful": (EXECUTIONS, OUTCOME, "success"),
     "cugar_executions_failed": (EXECUTIONS, OUTCOME, "failure"),
 }
@@ -251,5 +251,5 @@ def all_series_names() -> set[str]:
     """Every series name the pipeline may produce for CUGAr (raw and recorded)."""
     names = {s for m in METRICS for s in m.series_names()}
     names.update(g.name for g in GOLDEN_SIGNALS)
-    names.update(SEED_RECORDED)
+    names.update(PER_OUTCOME_RECORDED)
     return names

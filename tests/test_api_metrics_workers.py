@@ -1,4 +1,4 @@
-"""The API's own /metrics with several uvicorn workers (SPEC §9: no per-process numbers that break
+"""The API's own /metrics with several uvicorn workers (no per-process numbers that break
 with several workers). The real launcher (`python -m services.api --workers 2`) serves
 Alertmanager notifications; whichever worker answers a scrape, it shows the count of every
 request the API served, after every request, and a restart of the workers (graceful SIGHUP or a

@@ -1,5 +1,5 @@
 """Grafana provisioning and dashboards, checked without Grafana: the dashboard model (through
-Grafana's own foundation SDK), the seed's layout and thresholds, fixed budget gauge, variables
+Grafana's own foundation SDK), the earlier system's layout and thresholds, fixed budget gauge, variables
 on labels that exist, series names from the catalogue or the recorded signals, runbook links,
 provisioning paths. The dashboards are generated (services/monitoring/dashboards.py);
 tests/test_rules_promtool.py fails when the committed JSON is stale."""
@@ -206,7 +206,7 @@ def test_budget_gauge_is_used_over_ceiling_on_0_to_100_percent() -> None:
     expr = gauge["targets"][0]["expr"]
     assert metric_names(expr) == {"cugar_budget_utilization_ratio_sum",
                                   "cugar_budget_utilization_ratio_count"}
-    assert "cugar_budget_used_total" not in expr  # the seed drew a cumulative counter here
+    assert "cugar_budget_used_total" not in expr  # the earlier system drew a cumulative counter here
 
 
 def test_counters_are_read_through_windows_never_raw() -> None:

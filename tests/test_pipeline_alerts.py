@@ -1,4 +1,4 @@
-"""End to end (SPEC §5): alerts travel from the rules through Prometheus and Alertmanager to a
+"""End to end: alerts travel from the rules through Prometheus and Alertmanager to a
 webhook receiver (a tiny HTTP server in this test). `for:` durations are shortened to 1s here;
 the real durations are covered by the promtool tests.
 

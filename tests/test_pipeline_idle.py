@@ -1,4 +1,4 @@
-"""End to end (SPEC §4, §9): a pipeline nobody sends to. The golden signals are absent — never
+"""End to end: a pipeline nobody sends to. The golden signals are absent — never
 a fake 0 — and nothing pages (NoRecentExecutions is only pending: its real `for` is 30m)."""
 
 from __future__ import annotations

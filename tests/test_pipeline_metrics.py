@@ -1,4 +1,4 @@
-"""End to end (SPEC §4): a known workload from the simulated agent CLI, in several processes and
+"""End to end: a known workload from the simulated agent CLI, in several processes and
 two runs (the second is a restart: new processes and instance ids, OTLP/HTTP instead of gRPC,
 10% trace sampling), through our collector
 into Prometheus. Every catalogue series exists and its value equals the agent's own ground

@@ -27,7 +27,7 @@ TEST_RULE_FILES = sorted((PROMETHEUS_DIR / "tests" / "rules").glob("*.yml"))
 # `anchored` is experimental in Prometheus 3.13: the server and promtool need the feature flag.
 FEATURES = "--enable-feature=promql-extended-range-selectors"
 
-# The agent alerts' severity and `for:` as the seed defined them (tunables.py must keep them).
+# The agent alerts' severity and `for:` as the earlier system defined them (tunables.py must keep them).
 SEED_ALERTS = {
     "LowSuccessRate": ("warning", "5m"), "CriticalSuccessRate": ("critical", "2m"),
     "HighErrorRate": ("warning", "5m"), "HighLatencyP95": ("warning", "10m"),
@@ -211,7 +211,7 @@ def test_alertmanager_routes_by_severity_and_inhibits_warning_by_critical() -> N
 
 
 def test_every_series_in_rules_exists() -> None:
-    """No rule reads a series nobody exports (the seed's bug)."""
+    """No rule reads a series nobody exports (the earlier system's bug)."""
     rules = _rules()
     recorded = {r["record"] for r in rules if "record" in r}
     known = catalogue.all_series_names() | recorded | COLLECTOR_SELF_METRICS | {queries.UP}

@@ -91,7 +91,7 @@ class ApiMetrics:
 
     def response(self) -> Response:
         """The exposition, or HTTP 500 when collecting fails: a scrape must see the failure
-        (the seed answered 200 with an error text, which Prometheus stored as healthy)."""
+        (the earlier system answered 200 with an error text, which Prometheus stored as healthy)."""
         try:
             if self.multiprocess_dir is not None and not os.path.isdir(self.multiprocess_dir):
                 # The sums would silently be empty: every counter would seem to reset.

@@ -176,7 +176,7 @@ async def dashboard(prom: PrometheusClient, window: Window, at: float) -> dict:
 
 async def health_summary(prom: PrometheusClient, window: Window, at: float,
                          timeout: float) -> dict:
-    """The seed's small /health metrics block, from the same window arithmetic."""
+    """The earlier system's small /health metrics block, from the same window arithmetic."""
     w = window.promql
     r = await _run(prom, [
         _Query("executions", count(EXECUTIONS, w, ("outcome",))),

@@ -51,7 +51,7 @@ def _rules_files() -> dict[Path, Callable[[], str]]:
         RECORDING_FILE: lambda: _dump_rules(
             rules.recording_groups(),
             "Fleet-wide window increases (increase(x[w] anchored)), the golden signals (absent\n"
-            "when the window saw no traffic) and the seed's per-instance execution counters."),
+            "when the window saw no traffic) and the earlier system's per-instance execution counters."),
         AGENT_ALERTS_FILE: lambda: _dump_rules(
             [{"name": "cugar-agent-alerts", "rules": alerts["cugar-agent-alerts"]}],
             "The ten agent alerts. Every expression reads a golden signal or window increase\n"

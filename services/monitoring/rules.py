@@ -1,5 +1,5 @@
 """The Prometheus rules, as data: recording rules (per-window increases, the golden signals of
-otel/catalogue.py, the seed's per-instance counters) and alert rules (the ten agent alerts and
+otel/catalogue.py, the earlier system's per-instance counters) and alert rules (the ten agent alerts and
 the pipeline alerts), every expression built from queries.py and every number from
 tunables.py. `python -m services.monitoring` writes them to monitoring/prometheus/rules/.
 """
@@ -20,7 +20,7 @@ from . import queries as q
 from . import tunables
 from .tunables import ALERTS, BUDGET_WINDOW, GOLDEN_WINDOW, Alert
 
-MS_PER_S = 1000  # histograms are in seconds (UCUM "s"); the golden signals keep the seed's ms
+MS_PER_S = 1000  # histograms are in seconds (UCUM "s"); the golden signals keep the earlier system's ms
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,12 @@ def golden_signal_rules() -> list[dict]:
             for name, variants in exprs.items() for expr, labels in variants]
 
 
-def seed_counter_rules() -> list[dict]:
-    """The seed's counters, per instance: every label of the conventional counter but the one
+def per_outcome_counter_rules() -> list[dict]:
+    """The earlier system's counters, per instance: every label of the conventional counter but the one
     that tells them apart."""
     return [{"record": name,
              "expr": f"sum without ({label}) ({q.select(spec, matchers=[q.eq(label, value)])})"}
-            for name, (spec, label, value) in catalogue.SEED_RECORDED.items()]
+            for name, (spec, label, value) in catalogue.PER_OUTCOME_RECORDED.items()]
 
 
 def recording_groups() -> list[dict]:
@@ -114,7 +114,7 @@ def recording_groups() -> list[dict]:
         {"name": "cugar-window-increases",
          "rules": [{"record": i.record, "expr": i.expr()} for i in INCREASES]},
         {"name": "cugar-golden-signals", "rules": golden_signal_rules()},
-        {"name": "cugar-seed-counters", "rules": seed_counter_rules()},
+        {"name": "cugar-per-outcome-counters", "rules": per_outcome_counter_rules()},
     ]
 
 

@@ -1,5 +1,5 @@
-"""Tools for looking at the pipeline from the outside: a plain OpenTelemetry SDK sender (the
-"any OTLP-instrumented service" of SPEC §8, independent of our otel/ library), a parser for
+"""Tools for looking at the pipeline from the outside: a plain OpenTelemetry SDK sender (standing
+for any OTLP-instrumented service, independent of our otel/ library), a parser for
 the Prometheus text exposition, and a reader for the collector's OTLP-JSON trace file."""
 
 from __future__ import annotations
