@@ -12,7 +12,7 @@ from pathlib import Path
 
 from services.stack import components
 from services.stack.components import REPO_ROOT
-from services.stack.process import ManagedProcess, free_port
+from services.stack.process import ManagedProcess, ProcessOwner, free_port
 
 COLLECTOR_CONFIG = REPO_ROOT / "otel-collector-config.yaml"
 TRACES_TO_FILE = REPO_ROOT / "collector" / "traces-to-file.yaml"
@@ -26,7 +26,7 @@ COLLECTOR_SELF_METRICS = frozenset({
 })
 
 
-class Collector:
+class Collector(ProcessOwner):
     """One collector process; `start()` returns once its health check answers."""
 
     def __init__(self, workdir: str | Path, overrides: Sequence[str | Path] = (TRACES_TO_FILE,),
@@ -70,17 +70,3 @@ class Collector:
             "CUGAR_COLLECTOR_TRACES_FILE": str(self.traces_file),
             **self.extra_env,
         }
-
-    def start(self, timeout: float = 60.0) -> "Collector":
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process.start(timeout=timeout)
-        return self
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def __enter__(self) -> "Collector":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -18,7 +18,7 @@ from pathlib import Path
 from services.stack import components
 from services.stack.components import REPO_ROOT
 from services.stack.probe import flatten_spans, scrape
-from services.stack.process import ManagedProcess, free_port
+from services.stack.process import ManagedProcess, ProcessOwner, free_port
 
 JAEGER_CONFIG = REPO_ROOT / "monitoring" / "jaeger" / "config.yaml"
 
@@ -27,7 +27,7 @@ class JaegerQueryError(RuntimeError):
     """Jaeger's query API did not answer as expected; the message says what it said."""
 
 
-class Jaeger:
+class Jaeger(ProcessOwner):
     """One Jaeger process; `start()` returns once its health check answers."""
 
     def __init__(self, workdir: str | Path, ports: Mapping[str, int] | None = None,
@@ -58,20 +58,6 @@ class Jaeger:
             "CUGAR_JAEGER_TELEMETRY_PORT": str(p["telemetry"]),
             "CUGAR_JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{p['health']}",
         }
-
-    def start(self, timeout: float = 60.0) -> "Jaeger":
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process.start(timeout=timeout)
-        return self
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def __enter__(self) -> "Jaeger":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def version(self) -> str:
         """The release the running process reports (its own telemetry's `target_info`)."""

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Self
 
 
 class ProcessFailed(RuntimeError):
@@ -167,6 +168,28 @@ class ManagedProcess:
         return proc.returncode
 
     def __enter__(self) -> "ManagedProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ProcessOwner:
+    """A component running as one ManagedProcess (`self.process`) with its files in
+    `self.workdir`; `start()` returns once the process is ready."""
+
+    process: ManagedProcess
+    workdir: Path
+
+    def start(self, timeout: float = 60.0) -> Self:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process.start(timeout=timeout)
+        return self
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
