@@ -50,7 +50,7 @@ module_source() {
 declare -A pins_of=([prometheus]="PROMETHEUS|PNPM" [alertmanager]="ALERTMANAGER" [jaeger]="JAEGER")
 cache_key() {
   { grep -E "^(${pins_of[$1]})_" "$here/versions.env"; declare -f "recipe_$1" with_progress module_source
-    cat "$here/patches/$1"-*.patch 2>/dev/null; } |
+    cat "$here/patches/$1"-*.patch 2>/dev/null || true; } |
     sha256sum | cut -c1-16
 }
 
