@@ -11,17 +11,23 @@ cache="${CUGAR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cugar}/collector/$key"
 bin="$cache/cugar-otelcol"
 link="$here/_build/cugar-otelcol"
 
+say() { echo "collector: $*" >&2; }
+# shellcheck source=../scripts/progress.sh
+source "$here/../scripts/progress.sh"
+
 if [[ ! -x "$bin" ]]; then
-  command -v go >/dev/null || { echo "collector: Go toolchain not found; cannot build the collector" >&2; exit 3; }
+  command -v go >/dev/null || { say "Go toolchain not found; cannot build the collector"; exit 3; }
+  mkdir -p "$cache"
+  build_log="$cache/build.log"
+  : > "$build_log"
+  say "cold build of cugar-otelcol (OCB $BUILDER_VERSION) into $cache (about 4 min cold on 2 cores)"
   builder="$(go env GOPATH)/bin/builder"
   if [[ ! -x "$builder" ]] || ! "$builder" version 2>/dev/null | grep -q "${BUILDER_VERSION#v}"; then
-    echo "collector: installing OpenTelemetry Collector Builder $BUILDER_VERSION" >&2
-    GOFLAGS=-buildvcs=false go install "go.opentelemetry.io/collector/cmd/builder@$BUILDER_VERSION"
+    GOFLAGS=-buildvcs=false with_progress "OpenTelemetry Collector Builder $BUILDER_VERSION (go install)" \
+      go install "go.opentelemetry.io/collector/cmd/builder@$BUILDER_VERSION"
   fi
-  echo "collector: building into $cache (first build takes a few minutes)" >&2
-  mkdir -p "$cache"
   sed "s#^\(  output_path:\).*#\1 $cache/src#" "$here/manifest.yaml" > "$cache/manifest.yaml"
-  GOFLAGS="-buildvcs=false" "$builder" --config "$cache/manifest.yaml" >&2
+  GOFLAGS="-buildvcs=false" with_progress "cugar-otelcol (ocb + go build)" "$builder" --config "$cache/manifest.yaml"
   mv "$cache/src/cugar-otelcol" "$bin.tmp" && mv "$bin.tmp" "$bin"
 fi
 mkdir -p "$here/_build"
