@@ -18,7 +18,7 @@ import pytest
 from otel.catalogue import LATENCY_PERCENTILES
 from services.stack import agent_metrics, ports
 from services.stack.agent_metrics import (EXECUTION_DURATION, EXECUTIONS, AgentMetrics,
-                                          catalogue_metric, format_totals, quantile, series)
+                                          format_totals, quantile)
 from services.stack.probe import parse_exposition, scrape
 from services.stack.process import ManagedProcess, ProcessFailed, free_port, wait_until
 from services.stack.supervisor import GaveUp, Supervisor, exit_status
@@ -234,20 +234,12 @@ def test_any_ports_and_port_zero_use_free_ports(monkeypatch) -> None:
 
 # --- golden signals from the agents' /metrics --------------------------------------------
 def exposition(instance: str, ok: int, failed: int, buckets: dict[str, int]) -> str:
-    counter, bucket = series(EXECUTIONS), series(EXECUTION_DURATION, "bucket")
+    counter, bucket = EXECUTIONS.series(), EXECUTION_DURATION.series("_bucket")
     lines = [f'{counter}{{instance="{instance}",outcome="success",profile="smb"}} {ok}',
              f'{counter}{{instance="{instance}",outcome="failure",profile="smb"}} {failed}']
     lines += [f'{bucket}{{instance="{instance}",outcome="success",profile="smb",le="{le}"}} {n}'
               for le, n in buckets.items()]
     return "\n".join(lines) + "\n"
-
-
-def test_names_come_from_the_catalogue() -> None:
-    assert series(EXECUTIONS) == "cugar_executions_total"
-    assert series(EXECUTION_DURATION, "bucket").startswith("cugar_execution_duration_")
-    assert catalogue_metric("cugar_execution_duration") is EXECUTION_DURATION
-    with pytest.raises(LookupError):
-        catalogue_metric("cugar_no_such_metric")
 
 
 def test_quantile_interpolates_inside_the_bucket_as_histogram_quantile() -> None:
@@ -301,7 +293,7 @@ def test_agent_gates_hold_it_before_the_first_and_after_the_last_execution(
 
     def executions() -> float | None:
         try:
-            return sum(s.value for s in scrape(url) if s.name == series(EXECUTIONS))
+            return sum(s.value for s in scrape(url) if s.name == EXECUTIONS.series())
         except OSError:
             return None
 

@@ -7,8 +7,7 @@ from the execution-duration histogram's buckets (as histogram_quantile does). Ea
 instance's last scrape is kept, so an agent that exited or was restarted (new instance id)
 still counts.
 
-Metric names come from otel/catalogue.py through `catalogue_metric`, the one place here that
-turns a catalogue entry into a Prometheus name.
+Metric names come from otel/catalogue.py (`MetricSpec.series`).
 """
 
 from __future__ import annotations
@@ -20,42 +19,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from otel import catalogue
-from otel.catalogue import Kind, MetricSpec
 from services.stack.probe import Sample, scrape
 
 OUTCOME_LABEL = "outcome"
 INSTANCE_LABEL = catalogue.RESOURCE_LABELS["service.instance.id"]
 SUCCESS, FAILURE = catalogue.EXECUTION_OUTCOMES
-# A histogram's unit, as a factor to milliseconds (the line shows milliseconds).
-_TO_MS = {"ms": 1.0, "s": 1000.0}
-
-
-def catalogue_metric(prometheus_name: str) -> MetricSpec:
-    """The catalogue entry whose Prometheus name is `prometheus_name`, or, for a histogram,
-    `prometheus_name` plus a unit suffix (`cugar_execution_duration` is
-    `cugar_execution_duration_milliseconds` or `..._seconds`, whichever the catalogue has)."""
-    candidates = []
-    for spec in catalogue.METRICS:
-        name = spec.series_names()[0].removesuffix("_bucket")
-        if name == prometheus_name:
-            return spec
-        if spec.kind is Kind.HISTOGRAM and name.startswith(prometheus_name + "_"):
-            candidates.append(spec)
-    if len(candidates) != 1:
-        raise LookupError(f"the catalogue has {len(candidates)} metrics named like "
-                          f"{prometheus_name!r}")
-    return candidates[0]
-
-
-EXECUTIONS = catalogue_metric("cugar_executions_total")
-EXECUTION_DURATION = catalogue_metric("cugar_execution_duration")
-
-
-def series(spec: MetricSpec, part: str = "") -> str:
-    """A Prometheus series name of `spec`: the counter itself, or a histogram's `bucket`."""
-    if not part:
-        return spec.series_names()[0]
-    return next(n for n in spec.series_names() if n.endswith(f"_{part}"))
+MS_PER_S = 1000  # the histogram is in seconds, the line shows milliseconds
+EXECUTIONS = catalogue.EXECUTIONS
+EXECUTION_DURATION = catalogue.EXECUTION_DURATION
 
 
 def quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
@@ -93,17 +64,16 @@ def totals(samples: Iterable[Sample]) -> Totals:
     """Lifetime counts and latency percentiles of the agents' samples (all instances)."""
     outcomes: dict[str, float] = defaultdict(float)
     buckets: dict[float, float] = defaultdict(float)
-    counter, bucket = series(EXECUTIONS), series(EXECUTION_DURATION, "bucket")
+    counter, bucket = EXECUTIONS.series(), EXECUTION_DURATION.series("_bucket")
     for s in samples:
         if s.name == counter:
             outcomes[s.labels.get(OUTCOME_LABEL, "")] += s.value
         elif s.name == bucket:
             buckets[float(s.labels["le"])] += s.value
-    scale = _TO_MS[EXECUTION_DURATION.unit]
     latency = {}
     for label, q in catalogue.LATENCY_PERCENTILES.items():
         value = quantile(q, list(buckets.items()))
-        latency[label] = None if value is None else value * scale
+        latency[label] = None if value is None else value * MS_PER_S
     return Totals(int(outcomes[SUCCESS]), int(outcomes[FAILURE]), latency)
 
 
