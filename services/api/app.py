@@ -16,11 +16,13 @@ from typing import Annotated, Any
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 
 from . import alerts, docs_ui, runbooks
 from .auth import key_matches, require_api_key
 from .metrics import ApiMetrics
 from .prometheus import PrometheusClient, PrometheusQueryError, PrometheusUnavailable, probe
+from .ratelimit import LIVENESS_PATH, Clock, RateLimiter
 from .settings import Settings
 from .summary import dashboard, health_summary
 from .window import InvalidWindow, Window
@@ -116,9 +118,11 @@ def _start_telemetry(settings: Settings) -> Any:
 
 
 def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None = None,
-               tracer_provider: Any = None) -> FastAPI:
+               tracer_provider: Any = None, clock: Clock = time.monotonic) -> FastAPI:
+    """`clock` (monotonic seconds) drives the rate limiter's buckets; tests pass a fake one."""
     settings = settings or Settings.from_env()
     metrics = metrics or ApiMetrics()
+    limiter = RateLimiter(settings, metrics, clock)
     telemetry = _start_telemetry(settings) if settings.telemetry else None
 
     @asynccontextmanager
@@ -143,6 +147,8 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
                      "Every endpoint except `GET /health` requires the API key when "
                      "CUGAR_API_KEY is set (header `X-API-Key`)."),
         docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
+        # App-wide, so it runs on every route before the route's own API key check.
+        dependencies=[Depends(limiter)],
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -267,6 +273,9 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
         return docs_ui.asset(name)
 
     app.include_router(alerts.router, dependencies=[Protected])
+    for route in app.routes:  # every limited route's 429 counter exists from the start, at 0
+        if isinstance(route, APIRoute) and route.path != LIVENESS_PATH:
+            metrics.rate_limited.labels(route=route.path)
 
     _instrument(app, tracer_provider)
     return app

@@ -1,6 +1,7 @@
 """The API's own /metrics for Prometheus' `cugar-api` scrape job.
 
-Numbers about the API itself (upstream query health, alert notifications received). The
+Numbers about the API itself (upstream query health, alert notifications received, requests
+refused by the rate limiter). The
 fleet-wide CUGAr metrics live in Prometheus, fed by the collector; they are not re-exported here.
 
 With several uvicorn workers (PROMETHEUS_MULTIPROC_DIR set, see worker_metrics) every worker
@@ -62,6 +63,13 @@ class ApiMetrics:
             "api_alert_notifications_rejected", "Webhook notifications rejected with HTTP 422, "
             "by reason (unknown_severity, invalid_payload).", ("reason",),
             registry=self.registry)
+        # Requests answered 429 by the rate limiter (ratelimit.py), by route template (e.g.
+        # /dashboard, /alerts/{severity}): each client's budget is CUGAR_API_RATE_LIMIT per second
+        # with bursts of CUGAR_API_RATE_BURST, per worker.
+        self.rate_limited = Counter(
+            "api_rate_limited_requests", "Requests refused with HTTP 429 because the client (its "
+            "API key, else its address) exceeded its rate limit, by route template.", ("route",),
+            registry=self.registry)
         for severity in SEVERITIES:
             for status in STATUSES:
                 self.alert_notifications.labels(severity=severity, status=status)
@@ -81,6 +89,9 @@ class ApiMetrics:
 
     def observe_rejected_notification(self, reason: str) -> None:
         self.alert_notifications_rejected.labels(reason=reason).inc()
+
+    def observe_rate_limited(self, route: str) -> None:
+        self.rate_limited.labels(route=route).inc()
 
     def worker_exiting(self) -> None:
         """Multiprocess bookkeeping for this worker's exit: drops its files of `live*` gauges

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from importlib import metadata
@@ -25,6 +26,24 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = math.nan
+    if not math.isfinite(rate) or rate < 0:
+        raise ValueError(f"CUGAR_API_RATE_LIMIT must be requests per second per client, a number "
+                         f">= 0 (0 turns rate limiting off), got {text!r}")
+    return rate
+
+
+def _burst(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"CUGAR_API_RATE_BURST must be a whole number of requests >= 1, "
+                         f"got {text!r}")
+    return int(text)
+
+
 @dataclass(frozen=True)
 class Settings:
     prometheus_url: str = "http://127.0.0.1:9090"
@@ -44,6 +63,12 @@ class Settings:
     telemetry: bool = True
     # The Markdown served at /runbooks.
     runbooks_path: Path = runbooks.DEFAULT_PATH
+    # Per client (valid API key, else address) and per worker; 0 turns the limit off. See
+    # ratelimit.py.
+    rate_limit: float = 20.0
+    rate_burst: int = 40
+    # Buckets kept per worker (least recently used dropped beyond): bounds the limiter's memory.
+    rate_limit_clients: int = 10_000
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -59,4 +84,6 @@ class Settings:
             port=_port(env.get("CUGAR_API_PORT", str(cls.port))),
             service_name=env.get("OTEL_SERVICE_NAME", DEFAULT_SERVICE_NAME),
             runbooks_path=Path(env.get("CUGAR_RUNBOOKS_PATH") or cls.runbooks_path),
+            rate_limit=_rate(env.get("CUGAR_API_RATE_LIMIT", f"{cls.rate_limit:g}")),
+            rate_burst=_burst(env.get("CUGAR_API_RATE_BURST", str(cls.rate_burst))),
         )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -18,14 +20,15 @@ def closed_url() -> str:
 
 
 def api_client(*, metrics: ApiMetrics | None = None, tracer_provider: Any = None,
-               **overrides: Any) -> TestClient:
+               clock: Callable[[], float] = time.monotonic, **overrides: Any) -> TestClient:
     """The API without telemetry, Prometheus a closed port and no collector or trace backend to
     check, unless
-    `overrides` (Settings fields) say otherwise."""
+    `overrides` (Settings fields) say otherwise. `clock` drives the rate limiter."""
     fields = {"telemetry": False, "prometheus_url": closed_url(), "collector_health_url": None,
               "trace_backend_url": None, **overrides}
     settings = dataclasses.replace(Settings(), **fields)
-    return TestClient(create_app(settings, metrics=metrics, tracer_provider=tracer_provider))
+    return TestClient(create_app(settings, metrics=metrics, tracer_provider=tracer_provider,
+                                 clock=clock))
 
 
 def notification(status: str = "firing", **alert_labels: str) -> dict:
