@@ -273,7 +273,9 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
         return docs_ui.asset(name)
 
     app.include_router(alerts.router, dependencies=[Protected])
-    for route in app.routes:  # every limited route's 429 counter exists from the start, at 0
+    # Every limited route's 429 counter exists from the start, at 0. The included router is one
+    # opaque entry of app.routes; it has no prefix, so its own routes' paths are the app's.
+    for route in [*app.routes, *alerts.router.routes]:
         if isinstance(route, APIRoute) and route.path != LIVENESS_PATH:
             metrics.rate_limited.labels(route=route.path)
 
