@@ -222,3 +222,13 @@ def test_the_api_key_reaches_prometheus_and_alertmanager(resolved: dict, service
     assert run.returncode == 0, run.stderr
     assert "version" in run.stdout + run.stderr
     assert local_key.read_text() == key and (local_key.stat().st_mode & 0o077) == 0
+
+
+@pytest.mark.parametrize("variable", ["CUGAR_PROMETHEUS_URL", "CUGAR_COLLECTOR_HEALTH_URL",
+                                      "CUGAR_TRACE_BACKEND_URL"])
+def test_the_apis_dependencies_are_compose_services(resolved: dict, variable: str) -> None:
+    """What the api reads and its readiness checks: a compose hostname each (the defaults,
+    127.0.0.1, would point inside the api's own container)."""
+    url = resolved["services"]["api"]["environment"][variable]
+    host = re.match(r"https?://([^:/]+)", url).group(1)
+    assert host in resolved["services"], f"{variable}={url}"
