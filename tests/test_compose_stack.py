@@ -232,3 +232,29 @@ def test_the_apis_dependencies_are_compose_services(resolved: dict, variable: st
     url = resolved["services"]["api"]["environment"][variable]
     host = re.match(r"https?://([^:/]+)", url).group(1)
     assert host in resolved["services"], f"{variable}={url}"
+
+
+# Endpoints the collector sends to (not listen addresses).
+DESTINATIONS = {"CUGAR_COLLECTOR_TRACES_OTLP_ENDPOINT", "CUGAR_VENDOR_OTLP_ENDPOINT"}
+LISTEN_DEFAULT = re.compile(r"\$\{env:(CUGAR_[A-Z_]+(?:ENDPOINT|HOST)):-([^}]*)\}")
+SHIPPED_CONFIGS = [COLLECTOR_CONFIG, REPO / "monitoring" / "jaeger" / "config.yaml",
+                   *sorted((REPO / "collector").rglob("*.yaml"))]
+
+
+@pytest.mark.parametrize("config", SHIPPED_CONFIGS, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_shipped_configs_listen_on_loopback_unless_configured(config: Path) -> None:
+    for variable, default in LISTEN_DEFAULT.findall(config.read_text()):
+        if variable in DESTINATIONS:
+            continue
+        assert default.startswith(("127.0.0.1", "localhost")), f"{variable} defaults to {default}"
+
+
+def test_compose_publishes_on_loopback_and_opens_containers_explicitly(resolved: dict) -> None:
+    for name, service in resolved["services"].items():
+        for port in service.get("ports", []):
+            host_ip = port.get("host_ip") if isinstance(port, dict) else port.split(":")[0]
+            assert host_ip == "127.0.0.1", f"{name} publishes {port} beyond loopback"
+    collector = resolved["services"]["otel-collector"]["environment"]
+    assert collector["CUGAR_COLLECTOR_OTLP_GRPC_ENDPOINT"] == "0.0.0.0:4317"
+    assert resolved["services"]["jaeger"]["environment"]["CUGAR_JAEGER_OTLP_GRPC_ENDPOINT"] == (
+        "0.0.0.0:4317")
