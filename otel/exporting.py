@@ -44,7 +44,7 @@ def build_span_exporter(settings: Settings) -> SpanExporter:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
 
     return Http(endpoint=settings.traces_endpoint, headers=settings.headers or None,
-                certificate_file=settings.traces_certificate, timeout=settings.export_timeout_s)
+                timeout=settings.export_timeout_s, **_http_tls(settings.traces_certificate))
 
 
 def build_metric_exporter(settings: Settings) -> MetricExporter:
@@ -60,7 +60,26 @@ def build_metric_exporter(settings: Settings) -> MetricExporter:
     )
 
     return Http(endpoint=settings.metrics_endpoint, headers=settings.headers or None,
-                certificate_file=settings.metrics_certificate, timeout=settings.export_timeout_s)
+                timeout=settings.export_timeout_s, **_http_tls(settings.metrics_certificate))
+
+
+def _http_tls(certificate: str | None) -> dict:
+    """OTLP/HTTP exporter arguments that make `certificate` (OTEL_EXPORTER_OTLP_*CERTIFICATE, from
+    the settings' environment) the CA bundle that verifies the collector; {} for the defaults."""
+    if not certificate:
+        return {}
+    import requests
+
+    class CaPinnedSession(requests.Session):
+        """requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a session's own `verify`
+        (psf/requests#3829): the OTLP certificate the operator configured must win."""
+
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):
+            merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            merged["verify"] = self.verify
+            return merged
+
+    return {"certificate_file": certificate, "session": CaPinnedSession()}
 
 
 def _grpc_credentials(settings: Settings, certificate: str | None):

@@ -328,7 +328,15 @@ def test_tls_certificate_and_bearer_header_come_from_the_settings_env(protocol, 
             assert built[signal]["insecure"] is False
             assert isinstance(built[signal]["credentials"], grpc.ChannelCredentials)
         else:
-            assert built[signal]["certificate_file"] == getattr(s, f"{signal}_certificate")
+            certificate = getattr(s, f"{signal}_certificate")
+            assert built[signal]["certificate_file"] == certificate
+            # requests would let REQUESTS_CA_BUNDLE replace the session's CA: it must not
+            monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+            session = built[signal]["session"]
+            session.verify = certificate  # what the SDK's transport does with certificate_file
+            merged = session.merge_environment_settings(
+                "https://collector:4318/v1/traces", {}, False, None, None)
+            assert merged["verify"] == certificate
     if protocol == "grpc":  # plain http:// endpoints keep insecure channels, no credentials
         plain = load_settings({"OTEL_EXPORTER_OTLP_CERTIFICATE": str(ca)})
         assert exporting._grpc_credentials(plain, plain.traces_certificate) is None
