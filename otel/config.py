@@ -146,7 +146,8 @@ def _endpoint(env: Mapping[str, str], protocol: str, signal: str) -> str:
 
 def _certificate(env: Mapping[str, str], signal: str) -> str | None:
     """OTEL_EXPORTER_OTLP_{SIGNAL}_CERTIFICATE, else OTEL_EXPORTER_OTLP_CERTIFICATE (a path)."""
-    for name in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"):
+    for name in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_CERTIFICATE",
+                 "OTEL_EXPORTER_OTLP_CERTIFICATE"):
         path = env.get(name, "").strip()
         if path:
             return path

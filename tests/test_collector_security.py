@@ -158,10 +158,14 @@ def send_grpc(s: Secured, instance: str, value: int, token: str | None,
 def send_http(s: Secured, instance: str, value: int, token: str | None,
               ca: Path | None = None) -> list[requests.Response]:
     """Both exports as OTLP/HTTP protobuf POSTs verified against `ca` (default: the server's CA)."""
-    return [requests.post(f"{s.endpoint('http')}/v1/{kind}", data=request.SerializeToString(),
-                          headers={"Content-Type": "application/x-protobuf", **_headers(token)},
-                          verify=str(ca or s.pki.ca), timeout=10)
+    return [_post(f"{s.endpoint('http')}/v1/{kind}", request, _headers(token), ca or s.pki.ca)
             for kind, request in _requests(instance, value).items()]
+
+
+def _post(url: str, request, headers: dict[str, str], ca: Path | None) -> requests.Response:
+    return requests.post(url, data=request.SerializeToString(), timeout=10,
+                         headers={"Content-Type": "application/x-protobuf", **headers},
+                         verify=str(ca) if ca else True)
 
 
 def _exported(s: Secured, instance: str) -> list[float]:
@@ -221,11 +225,8 @@ def test_missing_or_wrong_token_is_refused(secured: Secured, protocol: str, toke
 
 
 def test_the_token_without_its_scheme_is_refused(secured: Secured) -> None:
-    response = requests.post(f"{secured.endpoint('http')}/v1/metrics",
-                             data=_requests("no-scheme", 5)["metrics"].SerializeToString(),
-                             headers={"Content-Type": "application/x-protobuf",
-                                      "Authorization": secured.token},
-                             verify=str(secured.pki.ca), timeout=10)
+    response = _post(f"{secured.endpoint('http')}/v1/metrics", _requests("no-scheme", 5)["metrics"],
+                     {"Authorization": secured.token}, secured.pki.ca)
     assert response.status_code == 401
     assert_nothing_arrived(secured, "http", "no-scheme")
 
@@ -248,10 +249,8 @@ def test_client_not_trusting_the_server_certificate_fails_the_handshake(
 def test_plaintext_is_not_accepted(secured: Secured) -> None:
     """The overlay replaces plaintext: an http:// client gets no OTLP endpoint at all."""
     plain = secured.endpoint("http").replace("https://", "http://")
-    response = requests.post(f"{plain}/v1/metrics", headers={"Authorization":
-                             f"Bearer {secured.token}", "Content-Type": "application/x-protobuf"},
-                             data=_requests("plaintext", 5)["metrics"].SerializeToString(),
-                             timeout=10)
+    response = _post(f"{plain}/v1/metrics", _requests("plaintext", 5)["metrics"],
+                     _headers(secured.token), None)
     assert response.status_code == 400  # Go's TLS server answering a plain HTTP request
     assert_nothing_arrived(secured, "http", "plaintext")
 
