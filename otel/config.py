@@ -110,6 +110,8 @@ class Settings:
     metrics_endpoint: str | None = None  # full URL for the metric exporter
     insecure: bool = True
     headers: dict[str, str] = field(default_factory=dict)
+    traces_certificate: str | None = None  # CA bundle (PEM) that verifies the collector's TLS
+    metrics_certificate: str | None = None
     export_timeout_s: float = DEFAULT_EXPORT_TIMEOUT_MS / 1000
     sampler: sampling.Sampler = field(default_factory=lambda: sampling.ParentBased(sampling.ALWAYS_ON))
     traces_enabled: bool = True  # OTEL_TRACES_EXPORTER=none turns tracing off (metrics-only)
@@ -140,6 +142,16 @@ def _endpoint(env: Mapping[str, str], protocol: str, signal: str) -> str:
     if protocol == "grpc":
         return base
     return base.rstrip("/") + f"/v1/{signal}"
+
+
+def _certificate(env: Mapping[str, str], signal: str) -> str | None:
+    """OTEL_EXPORTER_OTLP_{SIGNAL}_CERTIFICATE, else OTEL_EXPORTER_OTLP_CERTIFICATE (a path)."""
+    for name in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_CERTIFICATE",
+                 "OTEL_EXPORTER_OTLP_CERTIFICATE"):
+        path = env.get(name, "").strip()
+        if path:
+            return path
+    return None
 
 
 def load_settings(
@@ -180,6 +192,8 @@ def load_settings(
     insecure = env.get("OTEL_EXPORTER_OTLP_INSECURE")
     s.insecure = _truthy(insecure) if insecure else not s.traces_endpoint.startswith("https://")
     s.headers = _key_values(env.get("OTEL_EXPORTER_OTLP_HEADERS"), lower=True)
+    s.traces_certificate = _certificate(env, "traces")
+    s.metrics_certificate = _certificate(env, "metrics")
     s.export_timeout_s = _number(env, "OTEL_EXPORTER_OTLP_TIMEOUT", DEFAULT_EXPORT_TIMEOUT_MS, 1) / 1000
 
     s.sampler = parse_sampler(env.get("OTEL_TRACES_SAMPLER"), env.get("OTEL_TRACES_SAMPLER_ARG"))

@@ -39,11 +39,12 @@ def build_span_exporter(settings: Settings) -> SpanExporter:
 
         return OTLPSpanExporter(
             endpoint=settings.traces_endpoint, insecure=settings.insecure,
+            credentials=_grpc_credentials(settings, settings.traces_certificate),
             headers=settings.headers or None, timeout=settings.export_timeout_s)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
 
     return Http(endpoint=settings.traces_endpoint, headers=settings.headers or None,
-                timeout=settings.export_timeout_s)
+                timeout=settings.export_timeout_s, **_http_tls(settings.traces_certificate))
 
 
 def build_metric_exporter(settings: Settings) -> MetricExporter:
@@ -52,13 +53,51 @@ def build_metric_exporter(settings: Settings) -> MetricExporter:
 
         return OTLPMetricExporter(
             endpoint=settings.metrics_endpoint, insecure=settings.insecure,
+            credentials=_grpc_credentials(settings, settings.metrics_certificate),
             headers=settings.headers or None, timeout=settings.export_timeout_s)
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
         OTLPMetricExporter as Http,
     )
 
     return Http(endpoint=settings.metrics_endpoint, headers=settings.headers or None,
-                timeout=settings.export_timeout_s)
+                timeout=settings.export_timeout_s, **_http_tls(settings.metrics_certificate))
+
+
+def _http_tls(certificate: str | None) -> dict:
+    """OTLP/HTTP exporter arguments that make `certificate` (OTEL_EXPORTER_OTLP_*CERTIFICATE, from
+    the settings' environment) the CA bundle that verifies the collector; {} for the defaults."""
+    if not certificate:
+        return {}
+    import requests
+
+    class CaPinnedSession(requests.Session):
+        """requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a session's own `verify`
+        (psf/requests#3829): the OTLP certificate the operator configured must win."""
+
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):
+            merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            merged["verify"] = self.verify
+            return merged
+
+    return {"certificate_file": certificate, "session": CaPinnedSession()}
+
+
+def _grpc_credentials(settings: Settings, certificate: str | None):
+    """TLS channel credentials trusting `certificate` (OTEL_EXPORTER_OTLP_*CERTIFICATE, read
+    from the settings' environment, not the process's); None (plain channels, or no certificate
+    configured) leaves the SDK's default. An unreadable file is logged and the system trust store
+    is used instead (telemetry must not break the agent)."""
+    if settings.insecure or not certificate:
+        return None
+    import grpc
+
+    try:
+        with open(certificate, "rb") as f:
+            return grpc.ssl_channel_credentials(root_certificates=f.read())
+    except OSError as exc:
+        log.warning("OTLP certificate %s unreadable (%s); using the system trust store",
+                    certificate, exc)
+        return grpc.ssl_channel_credentials()
 
 
 def _shutdown_exporter(exporter, timeout_s: float) -> None:

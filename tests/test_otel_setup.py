@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import socket
@@ -287,3 +288,55 @@ def test_forked_child_does_not_re_export_the_parents_data():
         assert len(instances) == 2  # the child never speaks with the parent's identity
     finally:
         receiver.stop()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_tls_certificate_and_bearer_header_come_from_the_settings_env(protocol, monkeypatch,
+                                                                      tmp_path):
+    """OTEL_EXPORTER_OTLP_CERTIFICATE (a signal's own variable first) and _HEADERS reach both
+    exporters from the env given to load_settings, not from the process environment."""
+    import grpc
+
+    from otel import exporting
+
+    ca, traces_ca = tmp_path / "ca.pem", tmp_path / "traces-ca.pem"
+    for path in (ca, traces_ca):
+        path.write_bytes(b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/process-env-ca.pem")
+    s = load_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4317",
+                       "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+                       "OTEL_EXPORTER_OTLP_CERTIFICATE": str(ca),
+                       "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE": str(traces_ca),
+                       "OTEL_EXPORTER_OTLP_HEADERS": "Authorization=Bearer%20t0k3n"})
+    assert not s.insecure
+    assert (s.traces_certificate, s.metrics_certificate) == (str(traces_ca), str(ca))
+    assert s.headers == {"authorization": "Bearer t0k3n"}
+    assert load_settings({"OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer t0k3n"}
+                         ).headers == {"authorization": "Bearer t0k3n"}  # a raw space works too
+
+    built: dict[str, dict] = {}
+    package = "opentelemetry.exporter.otlp.proto." + ("grpc" if protocol == "grpc" else "http")
+    for signal, module_name, name in (("traces", "trace_exporter", "OTLPSpanExporter"),
+                                      ("metrics", "metric_exporter", "OTLPMetricExporter")):
+        module = importlib.import_module(f"{package}.{module_name}")
+        monkeypatch.setattr(module, name, lambda signal=signal, **kw: built.setdefault(signal, kw))
+    exporting.build_span_exporter(s)
+    exporting.build_metric_exporter(s)
+    for signal in ("traces", "metrics"):
+        assert built[signal]["headers"] == {"authorization": "Bearer t0k3n"}
+        if protocol == "grpc":
+            assert built[signal]["insecure"] is False
+            assert isinstance(built[signal]["credentials"], grpc.ChannelCredentials)
+        else:
+            certificate = getattr(s, f"{signal}_certificate")
+            assert built[signal]["certificate_file"] == certificate
+            # requests would let REQUESTS_CA_BUNDLE replace the session's CA: it must not
+            monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+            session = built[signal]["session"]
+            session.verify = certificate  # what the SDK's transport does with certificate_file
+            merged = session.merge_environment_settings(
+                "https://collector:4318/v1/traces", {}, False, None, None)
+            assert merged["verify"] == certificate
+    if protocol == "grpc":  # plain http:// endpoints keep insecure channels, no credentials
+        plain = load_settings({"OTEL_EXPORTER_OTLP_CERTIFICATE": str(ca)})
+        assert exporting._grpc_credentials(plain, plain.traces_certificate) is None
