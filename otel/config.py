@@ -52,6 +52,16 @@ EXPORTERS = ("otlp", "none")
 _PROFILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
+def is_http_url(raw: str) -> bool:
+    """An http:// or https:// URL with a host and, if any, a valid port."""
+    try:
+        parsed = urlsplit(raw)
+        return (parsed.scheme in ("http", "https") and bool(parsed.hostname)
+                and (parsed.port is None or parsed.port > 0))
+    except ValueError:  # e.g. a port that is not a number or beyond 65535
+        return False
+
+
 class _Env:
     """Reads variables from `env` and collects one problem line per bad value."""
 
@@ -86,16 +96,8 @@ class _Env:
 
     def url(self, name: str) -> str:
         raw = self.raw(name)
-        if raw:
-            try:
-                parsed = urlsplit(raw)
-                ok = parsed.scheme in ("http", "https") and bool(parsed.hostname)
-                parsed.port  # noqa: B018 - raises ValueError for a bad port
-            except ValueError:
-                ok = False
-            if not ok:
-                self.bad(name, raw, "an http:// or https:// URL with a host, "
-                                    "e.g. http://collector:4317")
+        if raw and not is_http_url(raw):
+            self.bad(name, raw, "an http:// or https:// URL with a host, e.g. http://collector:4317")
         return raw
 
     def key_values(self, name: str, lower: bool = False, secret: bool = False) -> dict[str, str]:
