@@ -7,14 +7,16 @@
             ...
     tel.shutdown()
 
-Nothing here raises for telemetry problems or bad arguments (each entry point's docstring says
+Only a bad OTEL_* / CUGAR_* value raises, at setup (`ConfigError`, naming the variable).
+Nothing else raises for telemetry problems or bad arguments (each entry point's docstring says
 what becomes of them); exceptions of the agent's own code propagate unchanged.
 """
 
 from otel.agent import AgentTelemetry, Approval, Execution, ToolCall
+from otel.config import ConfigError
 from otel.setup import Telemetry, create_telemetry, setup_telemetry
 
 __all__ = [
-    "AgentTelemetry", "Approval", "Execution", "Telemetry", "ToolCall", "create_telemetry",
+    "AgentTelemetry", "Approval", "ConfigError", "Execution", "Telemetry", "ToolCall", "create_telemetry",
     "setup_telemetry",
 ]

@@ -1,23 +1,24 @@
 """Settings for the telemetry library, read from standard OTEL_* variables first.
 
-`CUGAR_*` variables only cover what OpenTelemetry has no word for. Bad values never raise:
-they fall back to the default and are logged once (telemetry must not break the agent).
+`CUGAR_*` variables only cover what OpenTelemetry has no word for. A value the library cannot
+use is a configuration error: `load_settings()` raises `ConfigError` naming every such
+variable, its value and what is accepted, so it shows at start. Nothing raises after setup.
 """
 
 from __future__ import annotations
 
-import logging
+import math
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Mapping
-from urllib.parse import unquote
+from typing import Any, Mapping
+from urllib.parse import unquote, urlsplit
 
 from opentelemetry.sdk.trace import sampling
 
 from otel import catalogue
 
-log = logging.getLogger("otel.config")
 
 DEFAULT_ENDPOINT = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318"}
 DEFAULT_SERVICE_NAME = "cugar-agent"
@@ -30,60 +31,122 @@ DEFAULT_BSP_BATCH = 512
 DEFAULT_BSP_DELAY_MS = 5_000
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+class ConfigError(ValueError):
+    """Settings the library cannot use. One line per problem, each naming the variable, the
+    bad value and what is accepted; `problems` holds those lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid telemetry settings: " + "; ".join(self.problems))
 
 
-def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 0) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
+BOOLEANS = {"true": True, "false": False}
+# What the official GenAI instrumentations accept: the boolean (openai-v2 and most others) and
+# opentelemetry-util-genai's ContentCapturingMode names (case-insensitive in both).
+CAPTURE_MODES = {"true": True, "false": False, "no_content": False, "span_only": True,
+                 "event_only": True, "span_and_event": True}
+SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on",
+            "parentbased_always_off", "parentbased_traceidratio")
+RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
+EXPORTERS = ("otlp", "none")
+_PROFILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+
+
+def is_http_url(raw: str) -> bool:
+    """An http:// or https:// URL with a host and, if any, a valid port."""
     try:
-        value = float(raw)
-    except ValueError:
-        log.warning("%s=%r is not a number; using %s", name, raw, default)
-        return default
-    if value < minimum:
-        log.warning("%s=%r is below %s; using %s", name, raw, minimum, default)
-        return default
-    return value
+        parsed = urlsplit(raw)
+        return (parsed.scheme in ("http", "https") and bool(parsed.hostname)
+                and (parsed.port is None or parsed.port > 0))
+    except ValueError:  # e.g. a port that is not a number or beyond 65535
+        return False
 
 
-def _key_values(raw: str | None, what: str | None = None, lower: bool = False) -> dict[str, str]:
-    """Comma-separated key=value pairs, values percent-decoded (the OTel env var format).
+class _Env:
+    """Reads variables from `env` and collects one problem line per bad value."""
 
-    Malformed entries are skipped; with `what` (the variable's name) each one is logged.
-    """
-    pairs: dict[str, str] = {}
-    for item in (raw or "").split(","):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            if what is not None:
-                log.warning("ignoring malformed %s entry %r", what, item)
-            continue
-        pairs[key.lower() if lower else key] = unquote(value.strip())
-    return pairs
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str:
+        return (self.env.get(name) or "").strip()
+
+    def bad(self, name: str, raw: str, accepted: str) -> None:
+        self.problems.append(f"{name}={raw!r}: expected {accepted}")
+
+    def integer(self, name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
+        raw = self.raw(name)
+        if not raw:
+            return default
+        value = int(raw) if re.fullmatch(r"[+-]?\d+", raw) else None
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            upper = f"..{maximum}" if maximum is not None else " or more"
+            self.bad(name, raw, f"a whole number {minimum}{upper}")
+            return default
+        return value
+
+    def choice(self, name: str, choices: Mapping[str, Any] | tuple[str, ...], default: str) -> Any:
+        raw = self.raw(name)
+        key = raw.lower() or default
+        if key not in choices:
+            self.bad(name, raw, "one of " + ", ".join(choices))
+            key = default
+        return choices[key] if isinstance(choices, Mapping) else key
+
+    def url(self, name: str) -> str:
+        raw = self.raw(name)
+        if raw and not is_http_url(raw):
+            self.bad(name, raw, "an http:// or https:// URL with a host, e.g. http://collector:4317")
+        return raw
+
+    def key_values(self, name: str, lower: bool = False, secret: bool = False) -> dict[str, str]:
+        """Comma-separated key=value pairs, values percent-decoded (the OTel env var format)."""
+        pairs: dict[str, str] = {}
+        for item in self.raw(name).split(","):
+            if not item.strip():
+                continue
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                # Header values are secrets (auth tokens): those are never echoed.
+                shown = "(value not shown)" if secret else repr(item.strip())
+                self.problems.append(f"{name} entry {shown}: expected comma-separated "
+                                     "key=value pairs")
+                continue
+            pairs[key.lower() if lower else key] = unquote(value.strip())
+        return pairs
+
+    def readable_file(self, name: str) -> str | None:
+        raw = self.raw(name)
+        if raw and not (os.path.isfile(raw) and os.access(raw, os.R_OK)):
+            self.bad(name, raw, "the path of a readable file (a PEM CA bundle)")
+        return raw or None
 
 
 def parse_resource_attributes(raw: str | None) -> dict[str, str]:
-    """OTEL_RESOURCE_ATTRIBUTES: comma-separated key=value pairs, values percent-decoded."""
-    return _key_values(raw, "OTEL_RESOURCE_ATTRIBUTES")
+    """OTEL_RESOURCE_ATTRIBUTES: comma-separated key=value pairs, values percent-decoded.
+
+    Raises ConfigError naming a malformed entry."""
+    reader = _Env({"OTEL_RESOURCE_ATTRIBUTES": raw or ""})
+    attrs = reader.key_values("OTEL_RESOURCE_ATTRIBUTES")
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return attrs
 
 
-def parse_sampler(name: str | None, arg: str | None) -> sampling.Sampler:
+def _sampler(env: _Env) -> sampling.Sampler:
     """OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, as the OTel SDK defines them."""
-    name = (name or "parentbased_always_on").strip().lower()
+    name = env.choice("OTEL_TRACES_SAMPLER", SAMPLERS, "parentbased_always_on")
     ratio = 1.0
-    if name in ("traceidratio", "parentbased_traceidratio"):
+    arg = env.raw("OTEL_TRACES_SAMPLER_ARG")
+    if name in RATIO_SAMPLERS and arg:
         try:
-            ratio = float(arg) if arg not in (None, "") else 1.0
+            ratio = float(arg)
         except ValueError:
-            log.warning("OTEL_TRACES_SAMPLER_ARG=%r is not a number; using 1.0", arg)
+            ratio = math.nan
         if not 0.0 <= ratio <= 1.0:
-            log.warning("OTEL_TRACES_SAMPLER_ARG=%r outside [0, 1]; using 1.0", arg)
+            env.bad("OTEL_TRACES_SAMPLER_ARG", arg, f"a number from 0 to 1 (the ratio {name} keeps)")
             ratio = 1.0
     samplers = {
         "always_on": lambda: sampling.ALWAYS_ON,
@@ -93,10 +156,16 @@ def parse_sampler(name: str | None, arg: str | None) -> sampling.Sampler:
         "parentbased_always_off": lambda: sampling.ParentBased(sampling.ALWAYS_OFF),
         "parentbased_traceidratio": lambda: sampling.ParentBased(sampling.TraceIdRatioBased(ratio)),
     }
-    if name not in samplers:
-        log.warning("unknown OTEL_TRACES_SAMPLER=%r; using parentbased_always_on", name)
-        name = "parentbased_always_on"
     return samplers[name]()
+
+
+def parse_sampler(name: str | None, arg: str | None) -> sampling.Sampler:
+    """The sampler OTEL_TRACES_SAMPLER / _ARG describe; raises ConfigError for bad values."""
+    env = _Env({"OTEL_TRACES_SAMPLER": name or "", "OTEL_TRACES_SAMPLER_ARG": arg or ""})
+    sampler = _sampler(env)
+    if env.problems:
+        raise ConfigError(env.problems)
+    return sampler
 
 
 @dataclass
@@ -134,24 +203,31 @@ class Settings:
         return self.resource_attributes["service.instance.id"]
 
 
-def _endpoint(env: Mapping[str, str], protocol: str, signal: str) -> str:
-    specific = env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT", "").strip()
+def _endpoint(env: _Env, protocol: str, signal: str) -> str:
+    specific = env.url(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
     if specific:
         return specific  # used as-is, per the OTLP exporter spec
-    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or DEFAULT_ENDPOINT[protocol]
+    base = env.url("OTEL_EXPORTER_OTLP_ENDPOINT") or DEFAULT_ENDPOINT[protocol]
     if protocol == "grpc":
         return base
     return base.rstrip("/") + f"/v1/{signal}"
 
 
-def _certificate(env: Mapping[str, str], signal: str) -> str | None:
+def _certificate(env: _Env, signal: str) -> str | None:
     """OTEL_EXPORTER_OTLP_{SIGNAL}_CERTIFICATE, else OTEL_EXPORTER_OTLP_CERTIFICATE (a path)."""
-    for name in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_CERTIFICATE",
-                 "OTEL_EXPORTER_OTLP_CERTIFICATE"):
-        path = env.get(name, "").strip()
-        if path:
-            return path
-    return None
+    return (env.readable_file(f"OTEL_EXPORTER_OTLP_{signal.upper()}_CERTIFICATE")
+            or env.readable_file("OTEL_EXPORTER_OTLP_CERTIFICATE"))
+
+
+def _profiles(env: _Env) -> tuple[str, ...]:
+    raw = env.raw("CUGAR_PROFILES")
+    profiles = tuple(p.strip() for p in raw.split(",") if p.strip())
+    bad = [p for p in profiles if not _PROFILE.match(p) or p == catalogue.OTHER]
+    if (raw and not profiles) or bad:
+        env.bad("CUGAR_PROFILES", raw, "comma-separated profile names (letters, digits, _ . -; "
+                                       f"not {catalogue.OTHER!r})")
+        return catalogue.DEFAULT_PROFILES
+    return profiles or catalogue.DEFAULT_PROFILES
 
 
 def load_settings(
@@ -160,14 +236,16 @@ def load_settings(
     service_version: str | None = None,
     embedded_prometheus_port: int | None = None,
 ) -> Settings:
-    """Build settings from `env` (default: os.environ); arguments are defaults env can override."""
-    env = os.environ if env is None else env
-    s = Settings()
-    s.disabled = _truthy(env.get("OTEL_SDK_DISABLED"))
+    """Build settings from `env` (default: os.environ); arguments are defaults env can override.
 
-    attrs = parse_resource_attributes(env.get("OTEL_RESOURCE_ATTRIBUTES"))
+    Raises ConfigError listing every variable with a value it cannot use."""
+    env = _Env(os.environ if env is None else env)
+    s = Settings()
+    s.disabled = env.choice("OTEL_SDK_DISABLED", BOOLEANS, "false")
+
+    attrs = env.key_values("OTEL_RESOURCE_ATTRIBUTES")
     # Operator configuration (env) wins over the defaults agent code passes in.
-    name = env.get("OTEL_SERVICE_NAME", "").strip() or attrs.get("service.name") or service_name
+    name = env.raw("OTEL_SERVICE_NAME") or attrs.get("service.name") or service_name
     s.service_name = name or DEFAULT_SERVICE_NAME
     attrs["service.name"] = s.service_name
     version = attrs.get("service.version") or service_version
@@ -179,49 +257,40 @@ def load_settings(
         attrs["deployment.environment.name"] = attrs["deployment.environment"]
     s.resource_attributes = attrs
 
-    protocol = (env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "") or "grpc").strip().lower()
-    if protocol == "http/json":
-        log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=http/json is not supported; using http/protobuf")
-        protocol = "http/protobuf"
-    if protocol not in DEFAULT_ENDPOINT:
-        log.warning("unknown OTEL_EXPORTER_OTLP_PROTOCOL=%r; using grpc", protocol)
-        protocol = "grpc"
-    s.protocol = protocol
-    s.traces_endpoint = _endpoint(env, protocol, "traces")
-    s.metrics_endpoint = _endpoint(env, protocol, "metrics")
-    insecure = env.get("OTEL_EXPORTER_OTLP_INSECURE")
-    s.insecure = _truthy(insecure) if insecure else not s.traces_endpoint.startswith("https://")
-    s.headers = _key_values(env.get("OTEL_EXPORTER_OTLP_HEADERS"), lower=True)
+    s.protocol = env.choice("OTEL_EXPORTER_OTLP_PROTOCOL", tuple(DEFAULT_ENDPOINT), "grpc")
+    s.traces_endpoint = _endpoint(env, s.protocol, "traces")
+    s.metrics_endpoint = _endpoint(env, s.protocol, "metrics")
+    s.insecure = env.choice("OTEL_EXPORTER_OTLP_INSECURE", BOOLEANS,
+                            "false" if s.traces_endpoint.startswith("https://") else "true")
+    s.headers = env.key_values("OTEL_EXPORTER_OTLP_HEADERS", lower=True, secret=True)
     s.traces_certificate = _certificate(env, "traces")
     s.metrics_certificate = _certificate(env, "metrics")
-    s.export_timeout_s = _number(env, "OTEL_EXPORTER_OTLP_TIMEOUT", DEFAULT_EXPORT_TIMEOUT_MS, 1) / 1000
+    s.export_timeout_s = env.integer("OTEL_EXPORTER_OTLP_TIMEOUT", DEFAULT_EXPORT_TIMEOUT_MS) / 1000
 
-    s.sampler = parse_sampler(env.get("OTEL_TRACES_SAMPLER"), env.get("OTEL_TRACES_SAMPLER_ARG"))
-    s.traces_enabled = env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() != "none"
-    s.metrics_enabled = env.get("OTEL_METRICS_EXPORTER", "otlp").strip().lower() != "none"
-    s.metric_export_interval_s = _number(
-        env, "OTEL_METRIC_EXPORT_INTERVAL", DEFAULT_METRIC_EXPORT_INTERVAL_MS, 1) / 1000
-    s.span_queue_size = int(_number(env, "OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_BSP_MAX_QUEUE, 1))
+    s.sampler = _sampler(env)
+    s.traces_enabled = env.choice("OTEL_TRACES_EXPORTER", EXPORTERS, "otlp") != "none"
+    s.metrics_enabled = env.choice("OTEL_METRICS_EXPORTER", EXPORTERS, "otlp") != "none"
+    s.metric_export_interval_s = env.integer(
+        "OTEL_METRIC_EXPORT_INTERVAL", DEFAULT_METRIC_EXPORT_INTERVAL_MS) / 1000
+    s.span_queue_size = env.integer("OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_BSP_MAX_QUEUE)
     s.span_batch_size = min(
-        s.span_queue_size, int(_number(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", DEFAULT_BSP_BATCH, 1)))
-    s.span_schedule_delay_s = _number(env, "OTEL_BSP_SCHEDULE_DELAY", DEFAULT_BSP_DELAY_MS, 1) / 1000
+        s.span_queue_size, env.integer("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", DEFAULT_BSP_BATCH))
+    s.span_schedule_delay_s = env.integer("OTEL_BSP_SCHEDULE_DELAY", DEFAULT_BSP_DELAY_MS) / 1000
 
-    s.capture_content = _truthy(env.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"))
-    s.content_max_chars = int(
-        _number(env, "CUGAR_CONTENT_MAX_CHARS", DEFAULT_CONTENT_MAX_CHARS, 16))
-    s.max_tools = int(_number(env, "CUGAR_MAX_TOOLS", catalogue.DEFAULT_MAX_TOOLS, 1))
-    s.max_error_types = int(
-        _number(env, "CUGAR_MAX_ERROR_TYPES", catalogue.DEFAULT_MAX_ERROR_TYPES, 1))
-    profiles = tuple(p.strip() for p in env.get("CUGAR_PROFILES", "").split(",") if p.strip())
-    s.profiles = profiles or catalogue.DEFAULT_PROFILES
-    s.shutdown_timeout_s = _number(
-        env, "CUGAR_SHUTDOWN_TIMEOUT_MS", DEFAULT_SHUTDOWN_TIMEOUT_MS, 0) / 1000
+    s.capture_content = env.choice(
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", CAPTURE_MODES, "false")
+    s.content_max_chars = env.integer("CUGAR_CONTENT_MAX_CHARS", DEFAULT_CONTENT_MAX_CHARS, 16)
+    s.max_tools = env.integer("CUGAR_MAX_TOOLS", catalogue.DEFAULT_MAX_TOOLS)
+    s.max_error_types = env.integer("CUGAR_MAX_ERROR_TYPES", catalogue.DEFAULT_MAX_ERROR_TYPES)
+    s.profiles = _profiles(env)
+    s.shutdown_timeout_s = env.integer(
+        "CUGAR_SHUTDOWN_TIMEOUT_MS", DEFAULT_SHUTDOWN_TIMEOUT_MS, 0) / 1000
 
-    port_raw = env.get("CUGAR_EMBEDDED_PROMETHEUS_PORT", "").strip()
-    if embedded_prometheus_port is None and port_raw:
-        port = int(_number(env, "CUGAR_EMBEDDED_PROMETHEUS_PORT", -1, 0))
-        embedded_prometheus_port = port if 0 <= port <= 65535 else None
+    port = env.integer("CUGAR_EMBEDDED_PROMETHEUS_PORT", -1, 0, 65535)
+    if embedded_prometheus_port is None and port >= 0:
+        embedded_prometheus_port = port
     s.embedded_prometheus_port = embedded_prometheus_port
-    s.embedded_prometheus_host = (
-        env.get("CUGAR_EMBEDDED_PROMETHEUS_HOST", "").strip() or "127.0.0.1")
+    s.embedded_prometheus_host = env.raw("CUGAR_EMBEDDED_PROMETHEUS_HOST") or "127.0.0.1"
+    if env.problems:
+        raise ConfigError(env.problems)
     return s

@@ -21,7 +21,7 @@ from opentelemetry.sdk.version import __version__ as sdk_version
 
 from otel import catalogue, privacy
 from otel.agent import AgentTelemetry
-from otel.config import Settings, load_settings
+from otel.config import ConfigError, Settings, load_settings
 from otel.core import Core
 from otel.exporting import MetricShipper, SpanShipper, build_metric_exporter, build_span_exporter
 from otel.metrics import AgentMetrics
@@ -229,8 +229,9 @@ def create_telemetry(service_name: str | None = None, service_version: str | Non
     - `span_exporter`, `metric_exporter`: replace the OTLP exporters.
     - `resource_attributes`: added to (and overriding) the resource from `env`.
 
-    A bad variable value falls back to its default with a logged warning; an unexpected
-    setup error propagates here (`setup_telemetry` catches it and returns a disabled handle).
+    A variable with a value it cannot use raises `ConfigError` (a `ValueError` naming each such
+    variable, its value and what is accepted); an unexpected setup error propagates here too
+    (`setup_telemetry` catches that one and returns a disabled handle).
     """
     settings = load_settings(env, service_name, service_version, embedded_prometheus_port)
     if resource_attributes:
@@ -256,9 +257,10 @@ def setup_telemetry(service_name: str | None = None, service_version: str | None
 
     Safe to call twice (the second call returns the first handle, ignoring the arguments).
     Registers the SDK tracer and meter providers globally so other OpenTelemetry
-    instrumentation uses them too. Never raises for telemetry problems: a bad variable value
-    falls back to its default (logged); on a setup failure it logs and returns a disabled
-    handle, so the agent keeps working.
+    instrumentation uses them too. A bad variable value is a configuration error the operator
+    must see: it raises `ConfigError` (a `ValueError` naming the variable, the value and what
+    is accepted), at start. Nothing else raises: on any other setup failure it logs and
+    returns a disabled handle, and the handle never raises afterwards.
     """
     global _ACTIVE, _GLOBALS_SET
     with _ACTIVE_LOCK:
@@ -267,6 +269,8 @@ def setup_telemetry(service_name: str | None = None, service_version: str | None
         try:
             tel = create_telemetry(service_name, service_version, embedded_prometheus_port,
                                    **overrides)
+        except ConfigError:
+            raise
         except Exception:  # noqa: BLE001
             log.exception("telemetry setup failed; continuing with telemetry disabled")
             tel = create_telemetry(env={"OTEL_SDK_DISABLED": "true"})

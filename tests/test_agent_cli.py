@@ -54,6 +54,18 @@ def test_bad_arguments_exit_2_with_a_clear_message(args: list[str], message: str
     assert out == ""
 
 
+@pytest.mark.parametrize("name, value", [
+    ("OTEL_TRACES_SAMPLER", "bogus"),
+    ("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id"),
+    ("CUGAR_MAX_TOOLS", "0"),
+])
+def test_a_bad_telemetry_variable_exits_2_naming_it(name: str, value: str) -> None:
+    result = cli("run", "--executions", "1", env={**QUIET_ENV, name: value})
+    assert result.returncode == 2, result.stderr
+    assert f"invalid telemetry settings: {name}" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
 def test_bad_arguments_from_the_command_line() -> None:
     result = cli("run", "--executions", "5", "--fail", "marketing=0.5")
     assert result.returncode == 2

@@ -4,6 +4,7 @@ Prometheus, traces to Jaeger, bounded queues, every endpoint overridable."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -20,12 +21,22 @@ OVERRIDES = sorted(p for p in (ROOT / "collector").rglob("*.yaml")
                    if p.name != "manifest.yaml" and "_build" not in p.parts)
 
 
-def _validate(*configs: Path) -> subprocess.CompletedProcess[str]:
-    binary = require(components.COLLECTOR)
-    argv = [str(binary), "validate"]
+def _run(command: list[str], *configs: Path, env: dict[str, str] | None = None,
+         timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    argv = [str(require(components.COLLECTOR)), *command]
     for config in configs:
         argv += ["--config", str(config)]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    full_env = None
+    if env is not None:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("CUGAR_COLLECTOR_")}
+        full_env.update(env)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env=full_env)
+
+
+def _validate(*configs: Path, env: dict[str, str] | None = None
+              ) -> subprocess.CompletedProcess[str]:
+    return _run(["validate"], *configs, env=env)
 
 
 def _config() -> dict:
@@ -129,3 +140,102 @@ def test_build_has_exactly_the_components_our_configs_use() -> None:
             used |= {(kind, key.split("/")[0]) for key in loaded.get(kind) or {}}
     assert built - used == set(), f"built but used by no shipped config: {sorted(built - used)}"
     assert used - built == set(), f"used by a config but not in the build: {sorted(used - built)}"
+
+
+SCRAPE = ROOT / "collector" / "backends" / "prometheus-scrape.yaml"
+TO_FILE = ROOT / "collector" / "traces-to-file.yaml"
+SECURE = ROOT / "collector" / "security" / "otlp-tls-bearer.yaml"
+# One line per case: variable, bad value, override config (None: main only), fragment of the
+# message that names the config key (or the component) the variable feeds.
+BAD_AT_VALIDATE = [
+    ("CUGAR_COLLECTOR_MEMORY_LIMIT_MIB", "lots", None, "'limit_mib' expected type 'uint32'"),
+    ("CUGAR_COLLECTOR_MEMORY_LIMIT_MIB", "-1", None, "limit_mib"),
+    ("CUGAR_COLLECTOR_MEMORY_SPIKE_MIB", "1GiB", None, "'spike_limit_mib' expected type"),
+    ("CUGAR_COLLECTOR_TRACES_OTLP_ENDPOINT", "jaeger", None,
+     "otlp_grpc/traces::clientconfig: address jaeger: missing port"),
+    ("CUGAR_COLLECTOR_TRACES_OTLP_INSECURE", "maybe", None, "'tls.insecure' expected type 'bool'"),
+    ("CUGAR_COLLECTOR_LOG_LEVEL", "loud", None, "'level' unrecognized level: \"loud\""),
+    ("CUGAR_COLLECTOR_TELEMETRY_PORT", "http", None, "prometheus.port' expected type 'int'"),
+    ("CUGAR_COLLECTOR_METRIC_EXPIRATION", "soon", SCRAPE, "'metric_expiration' time: invalid"),
+]
+# Listen addresses and files are only checked when the collector starts.
+BAD_AT_START = [
+    ("CUGAR_COLLECTOR_OTLP_GRPC_ENDPOINT", "127.0.0.1", None,
+     'failed to start "otlp" receiver: listen tcp: address 127.0.0.1: missing port'),
+    ("CUGAR_COLLECTOR_OTLP_HTTP_ENDPOINT", "127.0.0.1", None,
+     'failed to start "otlp" receiver: listen tcp: address 127.0.0.1: missing port'),
+    ("CUGAR_COLLECTOR_HEALTH_ENDPOINT", "127.0.0.1", None,
+     "failed to start extensions: failed to bind to address 127.0.0.1"),
+    ("CUGAR_COLLECTOR_TELEMETRY_HOST", "192.0.2.1", None,
+     "binding address 192.0.2.1:0 for Prometheus exporter"),
+    ("CUGAR_COLLECTOR_PROMETHEUS_ENDPOINT", "127.0.0.1", SCRAPE,
+     'failed to start "prometheus" exporter: listen tcp: address 127.0.0.1: missing port'),
+    ("CUGAR_COLLECTOR_TRACES_FILE", "/nonexistent/dir/traces.json", TO_FILE,
+     'failed to start "file/traces" exporter: open /nonexistent/dir/traces.json'),
+    ("CUGAR_COLLECTOR_OTLP_TOKEN_FILE", "/nonexistent/token", SECURE,
+     'failed to start extensions: failed to read credentials file "/nonexistent/token"'),
+    ("CUGAR_COLLECTOR_TLS_CERT_FILE", "/nonexistent/c.crt", SECURE,
+     'failed to start "otlp" receiver: failed to load TLS config: failed to load TLS cert and '
+     'key: open /nonexistent/c.crt'),
+    ("CUGAR_COLLECTOR_TLS_KEY_FILE", "/nonexistent/c.key", SECURE,
+     'failed to start "otlp" receiver: failed to load TLS config: failed to load TLS cert and '
+     'key: open /nonexistent/c.key'),
+]
+# Known gap: accepted by validate and start; exports then fail at run time (logged, counted).
+UNCHECKED = {"CUGAR_COLLECTOR_PROMETHEUS_OTLP_URL"}
+# Every listener on a free port, so that a start test never clashes with anything running.
+FREE_PORTS = {"CUGAR_COLLECTOR_HEALTH_ENDPOINT": "127.0.0.1:0",
+              "CUGAR_COLLECTOR_OTLP_GRPC_ENDPOINT": "127.0.0.1:0",
+              "CUGAR_COLLECTOR_OTLP_HTTP_ENDPOINT": "127.0.0.1:0",
+              "CUGAR_COLLECTOR_PROMETHEUS_ENDPOINT": "127.0.0.1:0",
+              "CUGAR_COLLECTOR_TELEMETRY_PORT": "0"}
+
+
+def _configs(override: Path | None) -> list[Path]:
+    return [COLLECTOR_CONFIG] + ([override] if override else [])
+
+
+def _ids(cases: list[tuple]) -> list[str]:
+    return [f"{name}={value}" for name, value, *_ in cases]
+
+
+def test_every_collector_variable_has_a_bad_value_case() -> None:
+    texts = [p.read_text() for p in [COLLECTOR_CONFIG, *OVERRIDES]]
+    variables = {v for text in texts for v in re.findall(r"\$\{env:(CUGAR_COLLECTOR_\w+):-", text)}
+    covered = {case[0] for case in BAD_AT_VALIDATE + BAD_AT_START} | UNCHECKED
+    assert variables == covered
+
+
+@pytest.mark.parametrize("name,value,override,message", BAD_AT_VALIDATE, ids=_ids(BAD_AT_VALIDATE))
+def test_validate_rejects_a_bad_variable_naming_the_config_key(name: str, value: str,
+                                                               override: Path | None,
+                                                               message: str) -> None:
+    result = _validate(*_configs(override), env={name: value})
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name,value,override,message", BAD_AT_START, ids=_ids(BAD_AT_START))
+def test_start_fails_fast_on_a_bad_variable_naming_the_component(name: str, value: str,
+                                                                 override: Path | None,
+                                                                 message: str,
+                                                                 tmp_path: Path) -> None:
+    env = dict(FREE_PORTS)
+    if override == SECURE:  # files that exist, so that only the case's own one is missing
+        for var, file in (("CUGAR_COLLECTOR_OTLP_TOKEN_FILE", "token"),
+                          ("CUGAR_COLLECTOR_TLS_CERT_FILE", "c.crt"),
+                          ("CUGAR_COLLECTOR_TLS_KEY_FILE", "c.key")):
+            (tmp_path / file).write_text("placeholder\n")
+            env[var] = str(tmp_path / file)
+    env[name] = value
+    assert _validate(*_configs(override), env=env).returncode == 0
+    result = _run([], *_configs(override), env=env, timeout=30)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.xfail(strict=True, reason="the collector checks CUGAR_COLLECTOR_PROMETHEUS_OTLP_URL "
+                                       "only when it exports (see UNCHECKED)")
+def test_validate_rejects_a_prometheus_otlp_url_that_is_not_a_url() -> None:
+    result = _validate(COLLECTOR_CONFIG, env={"CUGAR_COLLECTOR_PROMETHEUS_OTLP_URL": "not-a-url"})
+    assert result.returncode != 0

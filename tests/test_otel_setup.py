@@ -20,7 +20,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import sampling
 
 from otel.catalogue import APPROVAL_WAIT, APPROVALS, BUDGET_USED, EXECUTIONS, TOOL_CALLS
-from otel.config import load_settings
+from otel.config import ConfigError, load_settings
 from otel.setup import create_telemetry
 from otel.testing import InMemoryMetricExporter, OtlpReceiver, in_memory_telemetry, last_points, total
 from services.stack.process import free_port
@@ -66,16 +66,105 @@ def test_env_vars_are_honoured():
     assert s.embedded_prometheus_port == 9464
 
 
-def test_defaults_and_bad_values_fall_back():
-    s = load_settings({"OTEL_METRIC_EXPORT_INTERVAL": "soon", "OTEL_TRACES_SAMPLER": "bogus",
-                       "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"}, service_name="agent-x")
-    assert s.service_name == "agent-x"
+def test_defaults():
+    s = load_settings({"OTEL_TRACES_SAMPLER": "", "CUGAR_MAX_TOOLS": " "}, service_name="agent-x")
+    assert s.service_name == "agent-x"  # empty values count as unset
     uuid.UUID(s.resource_attributes["service.instance.id"])  # a fresh uuid4 by default
     assert s.protocol == "grpc" and s.traces_endpoint == "http://localhost:4317"
     assert s.metric_export_interval_s == 60
-    assert not s.capture_content
+    assert not s.capture_content and not s.disabled and s.insecure
     other = load_settings({})
     assert other.service_instance_id != s.service_instance_id
+
+
+@pytest.mark.parametrize("value,captured", [
+    ("true", True), ("FALSE", False), ("no_content", False), ("SPAN_ONLY", True),
+    ("event_only", True), ("span_and_event", True)])
+def test_content_capture_takes_the_genai_instrumentation_values(value, captured):
+    env = {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": value}
+    assert load_settings(env).capture_content is captured
+
+
+MISSING = "/nonexistent/ca.pem"
+# One line per case: the variable, its bad value, a fragment of what the message says is accepted.
+BAD_SETTINGS = [
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon", "grpc, http/protobuf"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "grpc, http/protobuf"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317", "http:// or https:// URL"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://", "with a host"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:port", "URL"),
+    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://collector/v1/traces", "https://"),
+    ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "localhost", "URL"),
+    ("OTEL_EXPORTER_OTLP_INSECURE", "yes", "true, false"),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "authorization", "key=value"),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s", "whole number 1 or more"),
+    ("OTEL_EXPORTER_OTLP_CERTIFICATE", MISSING, "readable file"),
+    ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", MISSING, "readable file"),
+    ("OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE", "/", "readable file"),
+    ("OTEL_TRACES_SAMPLER", "bogus", "parentbased_always_on"),
+    ("OTEL_TRACES_EXPORTER", "console", "otlp, none"),
+    ("OTEL_METRICS_EXPORTER", "prometheus", "otlp, none"),
+    ("OTEL_METRIC_EXPORT_INTERVAL", "soon", "whole number 1 or more"),
+    ("OTEL_METRIC_EXPORT_INTERVAL", "0", "whole number 1 or more"),
+    ("OTEL_METRIC_EXPORT_INTERVAL", "1.5", "whole number 1 or more"),
+    ("OTEL_BSP_MAX_QUEUE_SIZE", "-1", "whole number 1 or more"),
+    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "many", "whole number 1 or more"),
+    ("OTEL_BSP_SCHEDULE_DELAY", "0", "whole number 1 or more"),
+    ("OTEL_SDK_DISABLED", "1", "true, false"),
+    ("OTEL_SDK_DISABLED", "off", "true, false"),
+    ("OTEL_RESOURCE_ATTRIBUTES", "team=sales,oops", "entry 'oops': expected"),
+    ("OTEL_RESOURCE_ATTRIBUTES", "=nameless", "key=value"),
+    ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "1", "span_and_event"),
+    ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "all", "span_only"),
+    ("CUGAR_CONTENT_MAX_CHARS", "8", "whole number 16 or more"),
+    ("CUGAR_MAX_TOOLS", "0", "whole number 1 or more"),
+    ("CUGAR_MAX_TOOLS", "lots", "whole number 1 or more"),
+    ("CUGAR_MAX_ERROR_TYPES", "2.5", "whole number 1 or more"),
+    ("CUGAR_PROFILES", ",", "profile names"),
+    ("CUGAR_PROFILES", "smb,gold tier", "profile names"),
+    ("CUGAR_PROFILES", "smb,other", "not 'other'"),
+    ("CUGAR_SHUTDOWN_TIMEOUT_MS", "-5", "whole number 0 or more"),
+    ("CUGAR_EMBEDDED_PROMETHEUS_PORT", "http", "whole number 0..65535"),
+    ("CUGAR_EMBEDDED_PROMETHEUS_PORT", "70000", "whole number 0..65535"),
+]
+BAD_SAMPLER_ARGS = [
+    ("traceidratio", "half"), ("traceidratio", "1.5"), ("parentbased_traceidratio", "-0.1"),
+    ("parentbased_traceidratio", "nan"),
+]
+
+
+@pytest.mark.parametrize("name,value,accepted", BAD_SETTINGS,
+                         ids=[f"{n}={v}" for n, v, _ in BAD_SETTINGS])
+def test_bad_value_fails_at_setup_naming_variable_value_and_what_is_accepted(name, value,
+                                                                              accepted):
+    with pytest.raises(ConfigError) as raised:
+        create_telemetry(env={name: value})
+    assert isinstance(raised.value, ValueError)
+    message = str(raised.value)
+    assert f"{name}={value!r}: expected" in message or f"{name} entry " in message
+    assert accepted in message
+
+
+def test_a_malformed_header_is_named_but_never_echoed():
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20ok,s3cr3t-t0k3n"})
+    assert "OTEL_EXPORTER_OTLP_HEADERS entry (value not shown)" in str(raised.value)
+    assert "s3cr3t" not in str(raised.value) and "Bearer" not in str(raised.value)
+
+
+@pytest.mark.parametrize("sampler,arg", BAD_SAMPLER_ARGS)
+def test_bad_sampler_ratio_fails_at_setup(sampler, arg):
+    with pytest.raises(ConfigError, match=rf"OTEL_TRACES_SAMPLER_ARG='{arg}': expected a number "
+                                          r"from 0 to 1"):
+        load_settings({"OTEL_TRACES_SAMPLER": sampler, "OTEL_TRACES_SAMPLER_ARG": arg})
+    load_settings({"OTEL_TRACES_SAMPLER": "always_on", "OTEL_TRACES_SAMPLER_ARG": arg})  # unused
+
+
+def test_every_bad_variable_is_named_in_one_error():
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"OTEL_TRACES_SAMPLER": "bogus", "CUGAR_MAX_TOOLS": "0"})
+    assert [p.split("=")[0] for p in raised.value.problems] == [
+        "OTEL_TRACES_SAMPLER", "CUGAR_MAX_TOOLS"]
 
 
 @pytest.mark.parametrize("protocol,cls", [("grpc", GrpcSpans), ("http/protobuf", HttpSpans)])
@@ -227,6 +316,21 @@ def test_setup_is_idempotent_global_and_exits_fast_with_collector_down():
           "CUGAR_SHUTDOWN_TIMEOUT_MS": "1000"})
     assert result == {"same": True, "global_tracer": True, "global_meter": True,
                       "service": "svc", "fresh_after_shutdown": True}
+
+
+def test_setup_telemetry_raises_a_bad_value_instead_of_disabling_telemetry():
+    result = run_python("""
+        import json
+        from otel import ConfigError, setup_telemetry
+        try:
+            setup_telemetry(service_name="svc")
+            out = {"raised": None}
+        except ConfigError as exc:
+            out = {"raised": str(exc)}
+        print(json.dumps(out))
+    """, {"OTEL_METRIC_EXPORT_INTERVAL": "soon"})
+    assert result == {"raised": "invalid telemetry settings: OTEL_METRIC_EXPORT_INTERVAL='soon': "
+                                "expected a whole number 1 or more"}
 
 
 def test_process_exit_flushes_via_atexit():

@@ -77,6 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         pacing = Pacing(executions=args.executions, rate=args.rate, duration=args.duration,
                         processes=args.processes, concurrency=args.concurrency,
                         time_scale=args.time_scale, agent_name=args.agent_name)
+        # Checked here, once, so that a bad OTEL_* / CUGAR_* value stops the run before any
+        # worker starts (otel.ConfigError, a ValueError naming the variable).
+        from otel.config import load_settings
+
+        load_settings()
     except ValueError as exc:
         args.parser.error(str(exc))  # exits 2 with the usage line
 

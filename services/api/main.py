@@ -9,6 +9,8 @@ import sys
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from otel.config import load_settings
+
 from .settings import Settings
 from .worker_metrics import MetricsDirError, worker_metrics_dir
 
@@ -24,7 +26,9 @@ def log_config() -> dict:
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
-    except ValueError as exc:
+        if settings.telemetry:  # the app's setup_telemetry() would raise it in each worker
+            load_settings(service_name=settings.service_name)
+    except ValueError as exc:  # a bad CUGAR_* value, or otel.ConfigError for OTEL_*
         print(f"cugar-api: {exc}", file=sys.stderr)
         return 2
     parser = argparse.ArgumentParser(prog="cugar-api", description=__doc__)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import re
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+
+from otel.config import is_http_url
 
 from . import runbooks
 
@@ -44,6 +48,55 @@ def _burst(text: str) -> int:
     return int(text)
 
 
+def _url(name: str, text: str, base: bool = True) -> str:
+    """`base`: a base URL, trailing slash dropped (paths are appended to it)."""
+    text = text.strip().rstrip("/") if base else text.strip()
+    if not is_http_url(text):
+        raise ValueError(f"{name} must be an http:// or https:// URL with a host, e.g. "
+                         f"http://127.0.0.1:9090, got {text!r}")
+    return text
+
+
+def _optional_url(name: str, text: str | None, base: bool = True) -> str | None:
+    """Unset or empty: None (that dependency is not checked)."""
+    return _url(name, text, base) if text and text.strip() else None
+
+
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\Z")
+
+
+def _host(text: str) -> str:
+    try:
+        ipaddress.ip_address(text)
+        return text
+    except ValueError:
+        if _HOSTNAME.match(text):
+            return text
+    raise ValueError(f"CUGAR_API_HOST must be an IP address or a host name to bind, e.g. "
+                     f"127.0.0.1 or 0.0.0.0, got {text!r}")
+
+
+def _api_key(text: str | None) -> str | None:
+    """Unset or empty: no key (the API is open). The value itself is never echoed."""
+    if not text:
+        return None
+    if text != text.strip():
+        raise ValueError("CUGAR_API_KEY must not be blank or start or end with whitespace "
+                         f"(value not shown, {len(text)} characters); unset it for no key")
+    return text
+
+
+def _runbooks(text: str | None) -> Path:
+    """Unset: the bundled docs/runbooks.md. Set: it must be a readable file."""
+    if not text:
+        return runbooks.DEFAULT_PATH
+    path = Path(text)
+    if not (path.is_file() and os.access(path, os.R_OK)):
+        raise ValueError(f"CUGAR_RUNBOOKS_PATH must be a readable Markdown file, got {text!r} "
+                         "(not found or not readable)")
+    return path
+
+
 @dataclass(frozen=True)
 class Settings:
     prometheus_url: str = "http://127.0.0.1:9090"
@@ -74,16 +127,18 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
         return cls(
-            prometheus_url=env.get("CUGAR_PROMETHEUS_URL", cls.prometheus_url).rstrip("/"),
-            collector_health_url=env.get("CUGAR_COLLECTOR_HEALTH_URL",
-                                         cls.collector_health_url) or None,
-            trace_backend_url=(env.get("CUGAR_TRACE_BACKEND_URL", cls.trace_backend_url)
-                               or "").rstrip("/") or None,
-            api_key=env.get("CUGAR_API_KEY") or None,
-            host=env.get("CUGAR_API_HOST", cls.host),
+            prometheus_url=_url("CUGAR_PROMETHEUS_URL",
+                                env.get("CUGAR_PROMETHEUS_URL", cls.prometheus_url)),
+            collector_health_url=_optional_url(
+                "CUGAR_COLLECTOR_HEALTH_URL",
+                env.get("CUGAR_COLLECTOR_HEALTH_URL", cls.collector_health_url), base=False),
+            trace_backend_url=_optional_url(
+                "CUGAR_TRACE_BACKEND_URL", env.get("CUGAR_TRACE_BACKEND_URL", cls.trace_backend_url)),
+            api_key=_api_key(env.get("CUGAR_API_KEY")),
+            host=_host(env.get("CUGAR_API_HOST", cls.host)),
             port=_port(env.get("CUGAR_API_PORT", str(cls.port))),
             service_name=env.get("OTEL_SERVICE_NAME", DEFAULT_SERVICE_NAME),
-            runbooks_path=Path(env.get("CUGAR_RUNBOOKS_PATH") or cls.runbooks_path),
+            runbooks_path=_runbooks(env.get("CUGAR_RUNBOOKS_PATH")),
             rate_limit=_rate(env.get("CUGAR_API_RATE_LIMIT", f"{cls.rate_limit:g}")),
             rate_burst=_burst(env.get("CUGAR_API_RATE_BURST", str(cls.rate_burst))),
         )
