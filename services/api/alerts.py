@@ -20,6 +20,9 @@ from fastapi import HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .auth import require_api_key
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +121,17 @@ class _ClearValidationErrors(APIRoute):
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
+            # FastAPI reads and parses the body before it runs the dependencies (rate limit,
+            # API key): without a valid key the answer to a bad body is 401 too, never a hint
+            # about the payload.
             try:
                 return await handler(request)
+            except StarletteHTTPException as exc:  # FastAPI raises Starlette's class here
+                if exc.status_code == 400:  # the body could not be read or decoded
+                    require_api_key(request)
+                raise
             except RequestValidationError as exc:
+                require_api_key(request)
                 reason, message = _rejection(list(exc.errors()))
                 request.app.state.metrics.observe_rejected_notification(reason)
                 log.info("rejected alert notification reason=%s path=%s", reason,

@@ -220,7 +220,10 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
         return JSONResponse(body, status_code=200 if not reasons else 503)
 
     @app.get("/dashboard", dependencies=[Protected], summary="Golden signals over a window",
-             responses={422: {"description": "invalid window or end"},
+             responses={200: {"description": "the summary (JSON), or the live page (HTML) for "
+                                             "browsers and `format=html`",
+                              "content": {"text/html": {"schema": {"type": "string"}}}},
+                        422: {"description": "invalid window or end"},
                         502: {"description": "Prometheus rejected a query"},
                         503: {"description": "Prometheus is unreachable"}})
     async def get_dashboard(
