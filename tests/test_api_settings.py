@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from otel import ConfigError
+from services.api.app import create_app
 from services.api.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,3 +87,11 @@ def test_python_m_services_api_exits_2_with_the_message_and_no_traceback(name: s
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("cugar-api: ") and name in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_the_app_itself_refuses_a_bad_telemetry_setting(monkeypatch) -> None:
+    """Started without `python -m services.api` (e.g. by uvicorn directly), the app still
+    refuses a wrong OTEL_* value instead of serving silently without telemetry."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "bogus")
+    with pytest.raises(ConfigError, match="OTEL_TRACES_SAMPLER"):
+        create_app(dataclasses.replace(Settings(), telemetry=True))

@@ -106,12 +106,15 @@ def _instrument(app: FastAPI, tracer_provider: Any) -> None:
 
 
 def _start_telemetry(settings: Settings) -> Any:
-    """Our library's setup (OTEL_* env vars); the API keeps serving if telemetry fails."""
-    try:
-        from otel import setup_telemetry
+    """Our library's setup (OTEL_* env vars). A setting that is wrong stops the start (the
+    operator must see it); any other telemetry failure leaves the API serving without it."""
+    from otel import ConfigError, setup_telemetry
 
+    try:
         return setup_telemetry(service_name=settings.service_name,
                                service_version=settings.version)
+    except ConfigError:
+        raise
     except Exception:  # noqa: BLE001 - telemetry must never take the service down
         log.exception("telemetry setup failed; serving without telemetry")
         return None
