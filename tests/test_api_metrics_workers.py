@@ -154,7 +154,10 @@ def test_restarted_workers_lose_nothing_and_count_nothing_twice(api: Api) -> Non
     sent = assert_each_request_is_counted_once(api, sent, 10)
 
     # Two first workers, two after SIGHUP, one after the kill: every worker's file is kept.
+    # (A worker writes its file once its app is created; the replacement may still be starting.)
     (directory,) = api.metrics_dirs()
+    wait_until(lambda: len(list(directory.glob("counter_*.db"))) >= 5, 30,
+               what="the replacement worker's metrics file")
     assert len(list(directory.glob("counter_*.db"))) == 5
 
 
