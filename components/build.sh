@@ -37,7 +37,7 @@ module_source() {
 # recipe or pin rebuilds only that component.
 declare -A pins_of=([prometheus]="PROMETHEUS|PNPM" [alertmanager]="ALERTMANAGER" [jaeger]="JAEGER")
 cache_key() {
-  { grep -E "^(${pins_of[$1]})_" "$here/versions.env"; declare -f "recipe_$1" with_progress module_source
+  { grep -E "^(${pins_of[$1]})_" "$here/versions.env"; declare -f "recipe_$1" with_progress module_source prometheus_version_ldflags
     cat "$here/patches/$1"-*.patch 2>/dev/null || true; } |
     sha256sum | cut -c1-16
 }
@@ -78,6 +78,12 @@ require_go() {
   command -v go >/dev/null || { say "Go toolchain not found; cannot build $1 (see README, 'Components')"; exit 3; }
 }
 
+# The version stamp the Prometheus project's own release builds (promu) put into a binary.
+prometheus_version_ldflags() {  # VERSION REVISION
+  local v=github.com/prometheus/common/version
+  echo "-X $v.Version=$1 -X $v.Revision=$2 -X $v.Branch=release -X $v.BuildUser=cugar@components -X $v.BuildDate=module"
+}
+
 recipe_prometheus() {  # recipe_prometheus WORKDIR: the programs into WORKDIR
   local out="$1" src="$1/src"
   say "prometheus: cold build of Prometheus $PROMETHEUS_VERSION with promtool and its web UI ($PROMETHEUS_MODULE, about 12 min cold on 2 cores)"
@@ -95,9 +101,8 @@ recipe_prometheus() {  # recipe_prometheus WORKDIR: the programs into WORKDIR
   # promtool 3.13's `test rules` ignores --enable-feature when it evaluates, so rule tests using
   # `anchored` fail; the 3.16 fix, backported (promtool only; the server is unchanged).
   ( cd "$src" && patch -s -p1 < "$here/patches/prometheus-promtool-anchored-eval.patch" )
-  local v=github.com/prometheus/common/version
   ( cd "$src" && with_progress "prometheus $PROMETHEUS_VERSION (go build)" go build -tags netgo,builtinassets \
-      -ldflags "-X $v.Version=$PROMETHEUS_VERSION -X $v.Revision=${PROMETHEUS_MODULE#*@}+promtool-anchored-eval -X $v.Branch=release -X $v.BuildUser=cugar@components -X $v.BuildDate=module" \
+      -ldflags "$(prometheus_version_ldflags "$PROMETHEUS_VERSION" "${PROMETHEUS_MODULE#*@}+promtool-anchored-eval")" \
       -o "$out/" ./cmd/prometheus ./cmd/promtool )
   rm -rf "$src"
 }
@@ -118,9 +123,8 @@ recipe_alertmanager() {  # recipe_alertmanager WORKDIR: the programs into WORKDI
   printf '%s\n' '<!doctype html><meta http-equiv="refresh" content="0; url=ui/"><title>Alertmanager</title><a href="ui/">Alertmanager UI</a>' \
     | gzip -9n > "$src/ui/app/dist/elm/index.html.gz"
   rm -rf "$src/ui/mantine-ui/node_modules"
-  local v=github.com/prometheus/common/version
   ( cd "$src" && with_progress "alertmanager $ALERTMANAGER_VERSION (go build)" go build \
-      -ldflags "-X $v.Version=$ALERTMANAGER_VERSION -X $v.Revision=${ALERTMANAGER_MODULE#*@} -X $v.Branch=release -X $v.BuildUser=cugar@components -X $v.BuildDate=module" \
+      -ldflags "$(prometheus_version_ldflags "$ALERTMANAGER_VERSION" "${ALERTMANAGER_MODULE#*@}")" \
       -o "$out/" ./cmd/alertmanager ./cmd/amtool )
   rm -rf "$src"
 }

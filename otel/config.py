@@ -72,8 +72,13 @@ class _Env:
     def raw(self, name: str) -> str:
         return (self.env.get(name) or "").strip()
 
+    def problem(self, line: str) -> None:
+        # A variable read for two signals (the general endpoint, certificate) is one problem.
+        if line not in self.problems:
+            self.problems.append(line)
+
     def bad(self, name: str, raw: str, accepted: str) -> None:
-        self.problems.append(f"{name}={raw!r}: expected {accepted}")
+        self.problem(f"{name}={raw!r}: expected {accepted}")
 
     def integer(self, name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
         raw = self.raw(name)
@@ -111,8 +116,7 @@ class _Env:
             if not sep or not key:
                 # Header values are secrets (auth tokens): those are never echoed.
                 shown = "(value not shown)" if secret else repr(item.strip())
-                self.problems.append(f"{name} entry {shown}: expected comma-separated "
-                                     "key=value pairs")
+                self.problem(f"{name} entry {shown}: expected comma-separated key=value pairs")
                 continue
             pairs[key.lower() if lower else key] = unquote(value.strip())
         return pairs

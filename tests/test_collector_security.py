@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -51,7 +50,8 @@ class Pki:
 
 
 def _openssl(*args: str | Path, cwd: Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], cwd=cwd, check=True, capture_output=True,
+    subprocess.run([require(components.OPENSSL), *map(str, args)], cwd=cwd, check=True,
+                   capture_output=True,
                    timeout=60)
 
 
@@ -65,8 +65,6 @@ def _make_ca(directory: Path, name: str) -> tuple[Path, Path]:
 
 
 def make_pki(directory: Path) -> Pki:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not found (needed to make the test certificates)")
     ca, ca_key = _make_ca(directory, "test-ca")
     other_ca, _ = _make_ca(directory, "other-ca")
     key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.pem"

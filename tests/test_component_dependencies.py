@@ -9,14 +9,13 @@ means adding a line.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from services.stack import components
-from tests.support import IN_CI, require
+from tests.support import require
 
 # module -> (minimum fixed release, what it fixes)
 MINIMUMS = {
@@ -38,12 +37,7 @@ def _version(text: str) -> tuple[int, ...]:
 
 
 def _build_info(binary: Path) -> tuple[str, dict[str, str]]:
-    go = shutil.which("go")
-    if go is None:
-        if IN_CI:
-            pytest.fail("the Go toolchain is needed to read the binaries' build info", pytrace=False)
-        pytest.skip("Go toolchain not found")
-    out = subprocess.run([go, "version", "-m", str(binary.resolve())], capture_output=True,
+    out = subprocess.run([require(components.GO), "version", "-m", str(binary.resolve())], capture_output=True,
                          text=True, timeout=60, check=True).stdout
     toolchain = out.splitlines()[0].rsplit(" ", 1)[-1]
     modules = {}

@@ -299,6 +299,8 @@ def test_agent_gates_hold_it_before_the_first_and_after_the_last_execution(
 
     try:
         wait_until(lambda: executions() is not None, 30, what="the agent's /metrics")
+        # Not a synchronisation: a held gate is an absence of progress, shown by giving the
+        # agent time it would otherwise use (several of its gate polls).
         time.sleep(0.5)
         assert executions() == 0 and proc.poll() is None  # held at the start gate
         start.touch()

@@ -75,3 +75,7 @@ CHROMIUM = Component("chromium", "CUGAR_CHROMIUM_BIN", ("chromium", "chromium-br
                      "run `apt-get install chromium` (or `make deps`)")
 DOCKER_COMPOSE = Component("docker-compose", "CUGAR_DOCKER_COMPOSE_BIN", ("docker-compose",),
                            "run `apt-get install docker-compose` (or `make deps`)")
+OPENSSL = Component("openssl", "CUGAR_OPENSSL_BIN", ("openssl",),
+                    "run `apt-get install openssl` (tests make their certificates with it)")
+GO = Component("go (the Go toolchain)", "CUGAR_GO_BIN", ("go",),
+               "install Go (the builds need it; tests read the binaries' build info with it)")

@@ -52,7 +52,6 @@ from services.stack.pipeline import (API_JOB, COLLECTOR_TELEMETRY_JOB, JAEGER_JO
                                      write_rules)
 from services.stack.ports import choose_ports
 from services.stack.process import ManagedProcess, ProcessFailed, free_port, wait_until
-from services.stack.prometheus_api import PrometheusClient
 from services.stack.supervisor import GaveUp, Supervisor
 
 DEFAULT_WORKDIR = REPO_ROOT / ".run" / "demo"
