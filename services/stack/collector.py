@@ -7,6 +7,8 @@ collector/traces-to-file.yaml or a backend from collector/backends/) are layered
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,6 +18,33 @@ from services.stack.process import ManagedProcess, ProcessOwner, free_port
 
 COLLECTOR_CONFIG = REPO_ROOT / "otel-collector-config.yaml"
 TRACES_TO_FILE = REPO_ROOT / "collector" / "traces-to-file.yaml"
+
+MEMORY_LIMIT_VAR = "CUGAR_COLLECTOR_MEMORY_LIMIT_MIB"
+# GOMEMLIMIT as the memory_limiter README recommends: 80 % of its hard limit (limit_mib), so the
+# Go runtime collects garbage harder before the limiter has to refuse data.
+GO_MEMORY_LIMIT_SHARE = 0.8
+
+
+def default_memory_limit_mib(config: Path | None = None) -> int:
+    """The memory_limiter's limit_mib default, read from the collector config (one source)."""
+    text = (config or COLLECTOR_CONFIG).read_text()
+    match = re.search(r"limit_mib: \$\{env:" + MEMORY_LIMIT_VAR + r":-(\d+)\}", text)
+    if match is None:
+        raise ValueError(f"{config or COLLECTOR_CONFIG} has no limit_mib default in "
+                         f"${{env:{MEMORY_LIMIT_VAR}:-N}}")
+    return int(match.group(1))
+
+
+def go_memory_limit(env: Mapping[str, str] | None = None) -> str:
+    """The GOMEMLIMIT value for a collector started with `env` (default: this process's
+    environment): GOMEMLIMIT itself when set, else 80 % of its memory_limiter limit_mib."""
+    env = os.environ if env is None else env
+    if env.get("GOMEMLIMIT"):
+        return env["GOMEMLIMIT"]
+    given = env.get(MEMORY_LIMIT_VAR, "").strip()
+    # A malformed limit is left to the collector to reject (its error names limit_mib).
+    limit = int(given) if given.isdigit() else default_memory_limit_mib()
+    return f"{max(1, int(limit * GO_MEMORY_LIMIT_SHARE))}MiB"
 
 # Collector self-metrics the pipeline alerts use; tests/test_collector_live.py proves that a
 # running collector of our build exposes each of them under exactly this name.
@@ -61,6 +90,7 @@ class Collector(ProcessOwner):
     def env(self) -> dict[str, str]:
         p = self.ports
         return {
+            "GOMEMLIMIT": go_memory_limit({**os.environ, **self.extra_env}),
             "CUGAR_COLLECTOR_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{p['otlp_grpc']}",
             "CUGAR_COLLECTOR_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{p['otlp_http']}",
             "CUGAR_COLLECTOR_PROMETHEUS_ENDPOINT": self.exporter_address,
