@@ -230,5 +230,10 @@ def test_agents_stay_bounded_raise_nothing_and_count_their_losses(overloaded) ->
     # them (OTLP/HTTP is theirs alone): everything else they ended is in their loss counters.
     assert collector_counts(p, "otelcol_receiver_accepted_spans").get("http") == exported
     assert lost > 0  # refused for longer than an export's 2 s: counted, never raised
+    # Ground truth: one span per execution, tool call attempt and approval; each is either
+    # delivered or counted lost, none is silently gone.
+    ended = sum(r["summary"]["executions"] + r["summary"]["tool_calls"]
+                + sum(r["summary"]["approvals"].values()) for r in runs)
+    assert exported + lost == ended
     print(f"\noverload: agents exported {exported} spans, counted {lost} lost; "
           f"peak RSS {load['rss_mib']}; raw senders {load['blasts']}")
