@@ -5,8 +5,9 @@ sender (our agent, OTLP/gRPC) runs: every bad request gets the status the pinned
 and the well-behaved sender loses nothing: Prometheus counts exactly its ground truth, every
 span it exported arrived, and its tel.stats() counts no loss.
 
-Mutation check: with `max_request_body_size` raised to 128 MiB the oversized and gzip-bomb
-HTTP requests are accepted (200) and test_bad_requests_get_the_documented_status fails.
+Mutation checks: with `max_request_body_size` raised to 128 MiB the oversized and gzip-bomb
+HTTP requests are accepted (200) and test_bad_requests_get_the_documented_status fails; without
+filter/invalid in the metrics pipeline test_invalid_points_are_dropped_and_counted fails.
 """
 
 from __future__ import annotations
@@ -114,16 +115,25 @@ def _histogram(counts: list[int], bounds: list[float], total: float = 1.0) -> pb
         data_points=[point], aggregation_temporality=CUMULATIVE))
 
 
-# Well-formed OTLP with values no catalogue series should hold, each as its own instance of
-# the bad sender: what the collector accepts (all of it: 200) and what Prometheus then holds.
-POINT_CASES = {
+# Well-formed OTLP with points no series should hold, each as its own instance of the bad
+# sender: the collector accepts all of it (200) and filter/invalid drops these points, counted.
+INVALID_POINTS = {
     "nan": [_counter(float("nan"), "smb")],
     "inf": [_counter(float("inf"), "demo")],
     "negative": [_counter(-5.0, "technical")],
     "delta": [_counter(3.0, "enterprise", DELTA)],
     "buckets-short": [_histogram([1, 2, 3], [0.1, 0.5, 1.0, 5.0])],
     "buckets-long": [_histogram([1, 2, 3, 4, 5, 6], [0.1, 0.5])],
+    "histogram-nan-sum": [_histogram([1, 2, 3], [0.1, 0.5], total=float("nan"))],
 }
+# The same shapes with valid values pass (a gauge may be negative).
+VALID_POINTS = {
+    "ok-counter": [_counter(7.0, "smb")],
+    "ok-histogram": [_histogram([1, 2, 3], [0.1, 0.5])],
+    "ok-gauge": [pb.Metric(name="bad.sender.temperature", unit="Cel", gauge=pb.Gauge(
+        data_points=[pb.NumberDataPoint(time_unix_nano=time.time_ns(), as_double=-3.5)]))],
+}
+POINT_CASES = {**INVALID_POINTS, **VALID_POINTS}
 
 
 def send_http(endpoint: str, method: str, path: str, body: bytes, content_type: str | None,
@@ -229,27 +239,24 @@ def _sum(p: Pipeline, promql: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
-def test_invalid_points_stay_in_the_bad_senders_own_series(bad_run) -> None:
-    """What the pinned collector and Prometheus do with well-formed but invalid points (see
-    docs/pipeline.md): the collector accepts all of them; Prometheus stores NaN, +Inf and a
-    negative "counter" as they are, and histograms with mismatched bucket counts as buckets
-    cut to the shorter list; it rejects a delta sum (HTTP 500 to the collector, whose exporter
-    drops that request and counts it as a send failure). All of it stays in the bad sender's
-    own series: the well-behaved sender's counts are exact (above)."""
+def test_invalid_points_are_dropped_and_counted(bad_run) -> None:
+    """NaN / Inf values, a negative monotonic sum, delta sums, histograms whose bucket counts do
+    not match their bounds or whose sum is NaN: without filter/invalid Prometheus stores the
+    first ones as they are, cuts the buckets to the shorter list and answers the delta with
+    HTTP 500 (docs/pipeline.md#limits-and-bad-input). With it they are dropped and counted; the
+    valid points of the same sender pass."""
     p = bad_run["pipeline"]
     assert bad_run["points"] == dict.fromkeys(POINT_CASES, 200)
-
-    def by_instance(promql: str) -> dict[str, str]:
-        return {r["metric"]["instance"]: r["value"][1] for r in p.query(promql)}
-
     sel = f'{{job="{BAD_SERVICE}"}}'
-    p.wait_for(f"cugar_executions_total{sel}", lambda r: len(r) >= 3, timeout=30)
-    assert by_instance(f"cugar_executions_total{sel}") == {
-        f"{BAD_SERVICE}-nan": "NaN", f"{BAD_SERVICE}-inf": "+Inf",
-        f"{BAD_SERVICE}-negative": "-5"}
-    p.wait_for(f"cugar_execution_duration_seconds_count{sel}", lambda r: len(r) == 2, timeout=30)
-    infinite = by_instance(f'cugar_execution_duration_seconds_bucket{{job="{BAD_SERVICE}",le="+Inf"}}')
-    assert infinite == {f"{BAD_SERVICE}-buckets-short": "6", f"{BAD_SERVICE}-buckets-long": "21"}
-    failed = [s.value for s in scrape(p.collector_telemetry_url)
-              if s.name == "otelcol_exporter_send_failed_metric_points"]
-    assert failed == [1.0]  # the delta point, and nothing of the well-behaved sender's
+    valid = {f"{BAD_SERVICE}-{case}" for case in VALID_POINTS}
+    result = p.wait_for(f"group by (instance) ({sel})",
+                        lambda r: {x["metric"]["instance"] for x in r} >= valid, timeout=30)
+    assert {x["metric"]["instance"] for x in result} == valid
+    assert _sum(p, f'cugar_executions_total{{instance="{BAD_SERVICE}-ok-counter"}}') == 7
+    assert _sum(p, "bad_sender_temperature_celsius") == -3.5
+    telemetry = scrape(p.collector_telemetry_url)
+    filtered = {s.labels.get("filter"): s.value for s in telemetry
+                if s.name == "otelcol_processor_filter_datapoints_filtered"}
+    assert filtered == {"filter/invalid": len(INVALID_POINTS)}
+    assert not [s for s in telemetry if s.name == "otelcol_exporter_send_failed_metric_points"
+                and s.value > 0]
