@@ -20,17 +20,20 @@ const (
 	// carry (they are removed, not renamed: the key itself is unbounded).
 	Unlisted       = "(unlisted)"
 	unknownService = "unknown"
+	sdkOverflow    = "otel.metric.overflow"
 )
 
 type rule struct {
-	closed map[string]map[string]struct{}
-	open   map[string]string // attribute key -> open set name
+	closed      map[string]map[string]struct{}
+	open        map[string]string // attribute key -> open set name
+	passthrough map[string]struct{}
 }
 
 func (r *rule) listed(key string) bool {
 	_, c := r.closed[key]
 	_, o := r.open[key]
-	return c || o
+	_, p := r.passthrough[key]
+	return c || o || p
 }
 
 // admitted holds, per open set, the values one service has been granted. Values are never
@@ -58,8 +61,12 @@ func newGuard(cfg *Config, tel component.TelemetrySettings) (*guard, error) {
 	}
 	g := &guard{rules: map[string]*rule{}, limits: cfg.OpenSets, maxServices: cfg.MaxServices,
 		services: map[string]admitted{}}
+	passthrough := map[string]struct{}{}
+	for _, key := range cfg.Passthrough {
+		passthrough[key] = struct{}{}
+	}
 	for _, m := range cfg.Metrics {
-		r := &rule{closed: map[string]map[string]struct{}{}, open: m.Open}
+		r := &rule{closed: map[string]map[string]struct{}{}, open: m.Open, passthrough: passthrough}
 		for key, values := range m.Closed {
 			set := map[string]struct{}{Other: {}}
 			for _, v := range values {
@@ -170,6 +177,16 @@ func (g *guard) processMetrics(ctx context.Context, md pmetric.Metrics) (pmetric
 
 // rewrite bounds one point's attributes in place.
 func (b *batch) rewrite(attrs pcommon.Map, r *rule, svc admitted, m, service string) {
+	// An SDK's own cardinality overflow point (otel.metric.overflow=true, no other attributes)
+	// joins the `other` series of every guarded attribute.
+	if v, ok := attrs.Get(sdkOverflow); ok && v.Bool() {
+		for key := range r.closed {
+			attrs.PutStr(key, Other)
+		}
+		for key := range r.open {
+			attrs.PutStr(key, Other)
+		}
+	}
 	attrs.RemoveIf(func(key string, _ pcommon.Value) bool {
 		if r.listed(key) {
 			return false
@@ -178,6 +195,9 @@ func (b *batch) rewrite(attrs pcommon.Map, r *rule, svc admitted, m, service str
 		return true
 	})
 	attrs.Range(func(key string, v pcommon.Value) bool {
+		if _, ok := r.passthrough[key]; ok {
+			return true
+		}
 		if set, ok := r.closed[key]; ok {
 			if _, in := set[v.Str()]; !in || v.Type() != pcommon.ValueTypeStr {
 				v.SetStr(Other)

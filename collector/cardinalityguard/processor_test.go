@@ -19,6 +19,7 @@ import (
 func testConfig() *Config {
 	return &Config{
 		MaxServices: 2,
+		Passthrough: []string{"deployment.environment.name"},
 		OpenSets:    map[string]int{"tool": 3},
 		Metrics: []MetricConfig{
 			{Name: "cugar.tool.calls", Closed: map[string][]string{"outcome": {"success", "error"}},
@@ -239,16 +240,19 @@ func TestClosedSetsUnlistedAttributesAndNonStrings(t *testing.T) {
 		point{map[string]any{"tool": "x", "outcome": "error", "user.id": "u2"}, 4},
 		point{map[string]any{"tool": int64(7), "outcome": int64(1)}, 5},
 		point{map[string]any{"tool": "other", "outcome": "other"}, 6},
+		point{map[string]any{"tool": "x", "outcome": "success", "deployment.environment.name": "prod"}, 8},
+		point{map[string]any{"otel.metric.overflow": true}, 9},
 	)
 	addSum(resource(md, "svc", "i"), "not.in.catalogue",
 		point{map[string]any{"anything": "goes"}, 1})
 	out := h.send(md)
 	got := series(out, 0, "cugar.tool.calls")
 	want := map[string]float64{
-		key("outcome", "success", "tool", "x"):   1,
-		key("outcome", "other", "tool", "x"):     2,
-		key("outcome", "error", "tool", "x"):     7,
-		key("outcome", "other", "tool", "other"): 11,
+		key("outcome", "success", "tool", "x"):                                        1,
+		key("outcome", "other", "tool", "x"):                                          2,
+		key("outcome", "error", "tool", "x"):                                          7,
+		key("outcome", "other", "tool", "other"):                                      20,
+		key("deployment.environment.name", "prod", "outcome", "success", "tool", "x"): 8,
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got %v want %v", got, want)
@@ -257,7 +261,7 @@ func TestClosedSetsUnlistedAttributesAndNonStrings(t *testing.T) {
 		t.Fatalf("a metric outside the catalogue must pass unchanged: %v", s)
 	}
 	c := h.counter("otelcol_cardinality_guard_overflow_points")
-	if c["cugar.tool.calls/outcome/svc"] != 2 || c["cugar.tool.calls/(unlisted)/svc"] != 2 ||
+	if c["cugar.tool.calls/outcome/svc"] != 2 || c["cugar.tool.calls/(unlisted)/svc"] != 3 ||
 		c["cugar.tool.calls/tool/svc"] != 1 {
 		t.Fatalf("overflow counter: %v", c)
 	}
