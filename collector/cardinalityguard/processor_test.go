@@ -30,7 +30,7 @@ func testConfig() *Config {
 }
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	sink   *consumertest.MetricsSink
 	reader *sdkmetric.ManualReader
 	proc   interface {
@@ -38,7 +38,7 @@ type harness struct {
 	}
 }
 
-func newHarness(t *testing.T, cfg *Config) *harness {
+func newHarness(t testing.TB, cfg *Config) *harness {
 	t.Helper()
 	reader := sdkmetric.NewManualReader()
 	set := processortest.NewNopSettings(componentType)
@@ -374,4 +374,26 @@ func TestConfigFromYAMLAndValidation(t *testing.T) {
 		}
 	}
 	var _ component.Config = cfg
+}
+
+// BenchmarkHundredThousandTools: one request of 100,000 points with distinct tool names
+// (go test -bench . -benchtime 20x).
+func BenchmarkHundredThousandTools(b *testing.B) {
+	cfg := testConfig()
+	cfg.OpenSets["tool"] = 256
+	h := newHarness(b, cfg)
+	pts := make([]point, 100_000)
+	for i := range pts {
+		pts[i] = point{map[string]any{"tool": fmt.Sprintf("t%06d", i), "outcome": "success"}, 1}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		md := pmetric.NewMetrics()
+		addSum(resource(md, "svc", "i"), "cugar.tool.calls", pts...)
+		b.StartTimer()
+		if err := h.proc.ConsumeMetrics(context.Background(), md); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
