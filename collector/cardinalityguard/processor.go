@@ -347,6 +347,31 @@ func mergeHistogram(dst, src pmetric.HistogramDataPoint) bool {
 		return false
 	}
 	addCounts(dst.BucketCounts(), src.BucketCounts())
+	mergeStats(dst, src)
+	return true
+}
+
+// stats is what explicit and exponential histogram points share.
+type stats interface {
+	timed
+	Count() uint64
+	SetCount(uint64)
+	HasSum() bool
+	Sum() float64
+	SetSum(float64)
+	RemoveSum()
+	HasMin() bool
+	Min() float64
+	SetMin(float64)
+	RemoveMin()
+	HasMax() bool
+	Max() float64
+	SetMax(float64)
+	RemoveMax()
+}
+
+// mergeStats adds count and sum and combines min and max (dropped when either lacks one).
+func mergeStats(dst, src stats) {
 	dst.SetCount(dst.Count() + src.Count())
 	if dst.HasSum() && src.HasSum() {
 		dst.SetSum(dst.Sum() + src.Sum())
@@ -364,7 +389,6 @@ func mergeHistogram(dst, src pmetric.HistogramDataPoint) bool {
 		dst.RemoveMax()
 	}
 	span(dst, src)
-	return true
 }
 
 func sameBuckets(a, b pmetric.ExponentialHistogramDataPointBuckets) bool {
@@ -380,23 +404,7 @@ func mergeExponential(dst, src pmetric.ExponentialHistogramDataPoint) bool {
 	addCounts(dst.Positive().BucketCounts(), src.Positive().BucketCounts())
 	addCounts(dst.Negative().BucketCounts(), src.Negative().BucketCounts())
 	dst.SetZeroCount(dst.ZeroCount() + src.ZeroCount())
-	dst.SetCount(dst.Count() + src.Count())
-	if dst.HasSum() && src.HasSum() {
-		dst.SetSum(dst.Sum() + src.Sum())
-	} else {
-		dst.RemoveSum()
-	}
-	if dst.HasMin() && src.HasMin() {
-		dst.SetMin(min(dst.Min(), src.Min()))
-	} else {
-		dst.RemoveMin()
-	}
-	if dst.HasMax() && src.HasMax() {
-		dst.SetMax(max(dst.Max(), src.Max()))
-	} else {
-		dst.RemoveMax()
-	}
-	span(dst, src)
+	mergeStats(dst, src)
 	return true
 }
 

@@ -397,3 +397,55 @@ func BenchmarkHundredThousandTools(b *testing.B) {
 		}
 	}
 }
+
+func TestExponentialHistogramsSummariesAndGaugesMerge(t *testing.T) {
+	h := newHarness(t, testConfig())
+	md := pmetric.NewMetrics()
+	ms := resource(md, "svc", "i")
+	exp := ms.AppendEmpty()
+	exp.SetName("cugar.tool.call.duration")
+	sum := ms.AppendEmpty()
+	sum.SetName("cugar.tool.calls")
+	exp.SetEmptyExponentialHistogram()
+	sum.SetEmptySummary()
+	for i, tool := range []string{"a", "b", "c", "d", "e"} {
+		p := exp.ExponentialHistogram().DataPoints().AppendEmpty()
+		p.Attributes().PutStr("tool", tool)
+		p.SetScale(2)
+		p.Positive().SetOffset(1)
+		p.Positive().BucketCounts().FromRaw([]uint64{1, uint64(i)})
+		p.SetZeroCount(1)
+		p.SetCount(uint64(2 + i))
+		p.SetSum(float64(i))
+		sp := sum.Summary().DataPoints().AppendEmpty()
+		sp.Attributes().PutStr("tool", tool)
+		sp.SetCount(uint64(i + 1))
+		sp.SetSum(1)
+		sp.QuantileValues().AppendEmpty().SetValue(5)
+	}
+	gauge := resource(md, "svc", "j").AppendEmpty()
+	gauge.SetName("cugar.tool.calls")
+	gauge.SetEmptyGauge()
+	for i, tool := range []string{"a", "x", "y"} {
+		dp := gauge.Gauge().DataPoints().AppendEmpty()
+		dp.Attributes().PutStr("tool", tool)
+		dp.SetTimestamp(pcommon.Timestamp(100 - i))
+		dp.SetDoubleValue(float64(i))
+	}
+	out := h.send(md).ResourceMetrics()
+	e := out.At(0).ScopeMetrics().At(0).Metrics().At(0).ExponentialHistogram().DataPoints()
+	if e.Len() != 4 || e.At(3).Count() != 11 || e.At(3).ZeroCount() != 2 || e.At(3).Sum() != 7 ||
+		fmt.Sprint(e.At(3).Positive().BucketCounts().AsRaw()) != "[2 7]" {
+		t.Fatalf("exponential: %d points, other %+v", e.Len(), e.At(e.Len()-1).Positive().BucketCounts().AsRaw())
+	}
+	s := out.At(0).ScopeMetrics().At(0).Metrics().At(1).Summary().DataPoints()
+	if s.Len() != 4 || s.At(3).Count() != 9 || s.At(3).Sum() != 2 || s.At(3).QuantileValues().Len() != 0 {
+		t.Fatalf("summary: %d points", s.Len())
+	}
+	// Gauges do not add: the latest value of the collapsed points wins. Instance j shares
+	// the service's bound (a, b, c taken): a stays, x and y become other.
+	g := out.At(1).ScopeMetrics().At(0).Metrics().At(0).Gauge().DataPoints()
+	if g.Len() != 2 || g.At(1).DoubleValue() != 1 || g.At(1).Timestamp() != 99 {
+		t.Fatalf("gauge: %d points, other %v at %v", g.Len(), g.At(1).DoubleValue(), g.At(1).Timestamp())
+	}
+}
