@@ -18,6 +18,8 @@ import subprocess
 import time
 from collections.abc import Iterator
 
+from pathlib import Path
+
 import pytest
 import yaml
 from opentelemetry.sdk.metrics import MeterProvider
@@ -83,6 +85,23 @@ def test_guard_runs_last_in_the_metrics_pipeline() -> None:
     """After truncation and redaction: what it admits is what Prometheus stores (a redaction
     after it could map two admitted values onto one and create duplicate series)."""
     assert _shipped()["service"]["pipelines"]["metrics"]["processors"][-1] == collector_guard.NAME
+
+
+def test_local_modules_reach_every_build() -> None:
+    """Each manifest component with a local `path:` is a module of that name, copied into the
+    collector image and part of collector/build.sh's cache key."""
+    manifest = yaml.safe_load((REPO_ROOT / "collector" / "manifest.yaml").read_text())
+    local = [c for kind in ("receivers", "processors", "exporters", "extensions")
+             for c in manifest.get(kind) or [] if "path" in c]
+    assert local, "the cardinality guard is built from its local module"
+    dockerfile = (REPO_ROOT / "docker" / "collector.Dockerfile").read_text()
+    build_sh = (REPO_ROOT / "collector" / "build.sh").read_text()
+    for component in local:
+        directory = Path(component["path"]).name
+        go_mod = (REPO_ROOT / "collector" / directory / "go.mod").read_text()
+        assert go_mod.startswith(f"module {component['gomod'].split()[0]}\n")
+        assert f"COPY collector/{directory} ./{directory}" in dockerfile
+        assert f"find {directory} " in build_sh
 
 
 def test_go_unit_tests_pass() -> None:
