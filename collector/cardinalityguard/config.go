@@ -6,8 +6,8 @@
 //   - open: a named set bounded per service.name (shared by every instance of the service and
 //     by every metric using the set); the first `limit` distinct values seen are admitted for
 //     the life of the process, later newcomers become "other";
-//   - passthrough (every metric): kept as sent (resource identity that a backend variant
-//     copies onto points, such as deployment.environment.name);
+//   - passthrough (every metric): kept when equal to the resource attribute of that key (the
+//     resource identity a backend variant copies onto points: deployment.environment.name);
 //   - unlisted: removed (the catalogue names every label a metric has).
 //
 // Points whose attributes become equal after the rewrite are merged into one point (sums add,
@@ -41,7 +41,8 @@ type Config struct {
 	// MaxServices bounds the number of service.name values tracked; the open attributes of
 	// services beyond it all become "other" (memory stays bounded).
 	MaxServices int `mapstructure:"max_services"`
-	// Passthrough lists attribute keys every guarded metric may carry unchanged.
+	// Passthrough lists attribute keys every guarded metric may carry when the value is the
+	// resource's own (any other value would be a new, unbounded dimension: removed).
 	Passthrough []string `mapstructure:"passthrough"`
 	// Metrics lists the guarded metrics; others pass unchanged.
 	Metrics []MetricConfig `mapstructure:"metrics"`

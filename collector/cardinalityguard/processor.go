@@ -29,11 +29,20 @@ type rule struct {
 	passthrough map[string]struct{}
 }
 
-func (r *rule) listed(key string) bool {
-	_, c := r.closed[key]
-	_, o := r.open[key]
-	_, p := r.passthrough[key]
-	return c || o || p
+// keep reports whether a point attribute may stay: listed for the metric, or a passthrough key
+// whose value is the resource's own (a copy of its identity, not a new dimension).
+func (r *rule) keep(key string, v pcommon.Value, resource pcommon.Map) bool {
+	if _, ok := r.closed[key]; ok {
+		return true
+	}
+	if _, ok := r.open[key]; ok {
+		return true
+	}
+	if _, ok := r.passthrough[key]; ok {
+		own, found := resource.Get(key)
+		return found && own.Equal(v)
+	}
+	return false
 }
 
 // admitted holds, per open set, the values one service has been granted. Values are never
@@ -158,7 +167,7 @@ func (g *guard) processMetrics(ctx context.Context, md pmetric.Metrics) (pmetric
 			ms := sms.At(j).Metrics()
 			for k := 0; k < ms.Len(); k++ {
 				if r, ok := g.rules[ms.At(k).Name()]; ok {
-					b.metric(ms.At(k), r, svc, label)
+					b.metric(ms.At(k), r, guarded{svc, label, rm.Resource().Attributes()})
 				}
 			}
 		}
@@ -175,8 +184,16 @@ func (g *guard) processMetrics(ctx context.Context, md pmetric.Metrics) (pmetric
 	return md, nil
 }
 
+// guarded is the sender of the points being rewritten.
+type guarded struct {
+	svc      admitted // nil: beyond max_services
+	service  string   // its label on the guard's own counters
+	resource pcommon.Map
+}
+
 // rewrite bounds one point's attributes in place.
-func (b *batch) rewrite(attrs pcommon.Map, r *rule, svc admitted, m, service string) {
+func (b *batch) rewrite(attrs pcommon.Map, r *rule, from guarded, m string) {
+	svc, service := from.svc, from.service
 	// An SDK's own cardinality overflow point (otel.metric.overflow=true, no other attributes)
 	// joins the `other` series of every guarded attribute.
 	if v, ok := attrs.Get(sdkOverflow); ok && v.Bool() {
@@ -187,8 +204,8 @@ func (b *batch) rewrite(attrs pcommon.Map, r *rule, svc admitted, m, service str
 			attrs.PutStr(key, Other)
 		}
 	}
-	attrs.RemoveIf(func(key string, _ pcommon.Value) bool {
-		if r.listed(key) {
+	attrs.RemoveIf(func(key string, v pcommon.Value) bool {
+		if r.keep(key, v, from.resource) {
 			return false
 		}
 		b.counts[countKey{m, Unlisted, service}]++
@@ -247,17 +264,17 @@ type points[P any] interface {
 }
 
 func guardPoints[P any, S points[P]](b *batch, s S, attrs func(P) pcommon.Map,
-	merge func(dst, src P) bool, r *rule, svc admitted, m, service string) {
+	merge func(dst, src P) bool, r *rule, from guarded, m string) {
 	first := map[string]int{}
 	remove := make([]bool, s.Len())
 	merged := false
 	for i := 0; i < s.Len(); i++ {
 		p := s.At(i)
-		b.rewrite(attrs(p), r, svc, m, service)
+		b.rewrite(attrs(p), r, from, m)
 		id := identity(attrs(p))
 		if j, ok := first[id]; ok {
 			if !merge(s.At(j), p) {
-				b.dropped[countKey{m, "", service}]++
+				b.dropped[countKey{m, "", from.service}]++
 			}
 			remove[i], merged = true, true
 			continue
@@ -273,19 +290,19 @@ func guardPoints[P any, S points[P]](b *batch, s S, attrs func(P) pcommon.Map,
 	}
 }
 
-func (b *batch) metric(m pmetric.Metric, r *rule, svc admitted, service string) {
+func (b *batch) metric(m pmetric.Metric, r *rule, from guarded) {
 	name := m.Name()
 	switch m.Type() {
 	case pmetric.MetricTypeSum:
-		guardPoints(b, m.Sum().DataPoints(), pmetric.NumberDataPoint.Attributes, mergeSum, r, svc, name, service)
+		guardPoints(b, m.Sum().DataPoints(), pmetric.NumberDataPoint.Attributes, mergeSum, r, from, name)
 	case pmetric.MetricTypeGauge:
-		guardPoints(b, m.Gauge().DataPoints(), pmetric.NumberDataPoint.Attributes, mergeGauge, r, svc, name, service)
+		guardPoints(b, m.Gauge().DataPoints(), pmetric.NumberDataPoint.Attributes, mergeGauge, r, from, name)
 	case pmetric.MetricTypeHistogram:
-		guardPoints(b, m.Histogram().DataPoints(), pmetric.HistogramDataPoint.Attributes, mergeHistogram, r, svc, name, service)
+		guardPoints(b, m.Histogram().DataPoints(), pmetric.HistogramDataPoint.Attributes, mergeHistogram, r, from, name)
 	case pmetric.MetricTypeExponentialHistogram:
-		guardPoints(b, m.ExponentialHistogram().DataPoints(), pmetric.ExponentialHistogramDataPoint.Attributes, mergeExponential, r, svc, name, service)
+		guardPoints(b, m.ExponentialHistogram().DataPoints(), pmetric.ExponentialHistogramDataPoint.Attributes, mergeExponential, r, from, name)
 	case pmetric.MetricTypeSummary:
-		guardPoints(b, m.Summary().DataPoints(), pmetric.SummaryDataPoint.Attributes, mergeSummary, r, svc, name, service)
+		guardPoints(b, m.Summary().DataPoints(), pmetric.SummaryDataPoint.Attributes, mergeSummary, r, from, name)
 	}
 }
 

@@ -241,14 +241,17 @@ func TestClosedSetsUnlistedAttributesAndNonStrings(t *testing.T) {
 		point{map[string]any{"tool": int64(7), "outcome": int64(1)}, 5},
 		point{map[string]any{"tool": "other", "outcome": "other"}, 6},
 		point{map[string]any{"tool": "x", "outcome": "success", "deployment.environment.name": "prod"}, 8},
+		// Not the resource's own value: a new dimension, removed.
+		point{map[string]any{"tool": "x", "outcome": "success", "deployment.environment.name": "e-1"}, 10},
 		point{map[string]any{"otel.metric.overflow": true}, 9},
 	)
+	md.ResourceMetrics().At(0).Resource().Attributes().PutStr("deployment.environment.name", "prod")
 	addSum(resource(md, "svc", "i"), "not.in.catalogue",
 		point{map[string]any{"anything": "goes"}, 1})
 	out := h.send(md)
 	got := series(out, 0, "cugar.tool.calls")
 	want := map[string]float64{
-		key("outcome", "success", "tool", "x"):                                        1,
+		key("outcome", "success", "tool", "x"):                                        11,
 		key("outcome", "other", "tool", "x"):                                          2,
 		key("outcome", "error", "tool", "x"):                                          7,
 		key("outcome", "other", "tool", "other"):                                      20,
@@ -261,7 +264,7 @@ func TestClosedSetsUnlistedAttributesAndNonStrings(t *testing.T) {
 		t.Fatalf("a metric outside the catalogue must pass unchanged: %v", s)
 	}
 	c := h.counter("otelcol_cardinality_guard_overflow_points")
-	if c["cugar.tool.calls/outcome/svc"] != 2 || c["cugar.tool.calls/(unlisted)/svc"] != 3 ||
+	if c["cugar.tool.calls/outcome/svc"] != 2 || c["cugar.tool.calls/(unlisted)/svc"] != 4 ||
 		c["cugar.tool.calls/tool/svc"] != 1 {
 		t.Fatalf("overflow counter: %v", c)
 	}
