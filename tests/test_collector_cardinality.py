@@ -36,7 +36,7 @@ from services.stack.components import REPO_ROOT
 from services.stack.pipeline import Pipeline
 from services.stack.prometheus_api import value
 from services.stack.process import wait_until
-from tests.conftest import require_pipeline_components
+from tests.conftest import require_pipeline_components, run_agent_cli
 from tests.support import require
 
 METRIC = catalogue.TOOL_CALLS
@@ -224,3 +224,17 @@ def test_ten_instances_of_one_service_share_its_bound(pipeline: Pipeline) -> Non
     # The first instance's first TOOL_BOUND names and `other`; every other instance: `other`.
     assert _scalar(p, f"count({sel})") == TOOL_BOUND + FLEET
     _alert_firing(p, service)
+
+
+@pytest.mark.integration
+def test_our_sdk_never_overflows_the_guard(pipeline: Pipeline) -> None:
+    """Our library's labels are the catalogue's: the guard passes them untouched."""
+    service = "guarded-agent"
+    summary = run_agent_cli(pipeline, "--executions", "40", "--seed", "3", "--time-scale", "0",
+                            "--fail", "governance=0.4", "--approval-timeout-rate", "0.2",
+                            env={"OTEL_SERVICE_NAME": service})
+    assert summary["tool_errors"] > 0, "the workload must exercise the error labels"
+    _wait_value(pipeline, f'sum(cugar_executions_total{{job="{service}"}})', 40)
+    _wait_value(pipeline, f'sum({SERIES}{{job="{service}"}})', summary["tool_calls"])
+    assert pipeline.query(f'{CARDINALITY_OVERFLOW}{{service="{service}"}}') == []
+    assert pipeline.query(f'{SERIES}{{job="{service}", tool="other"}}') == []
