@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Callable, Mapping
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 from otel import sensitive
 
@@ -76,6 +76,8 @@ def _replacer(pattern: sensitive.ValuePattern) -> Callable[[re.Match[str]], str]
 
 _VALUE_PATTERNS = tuple((re.compile(p.regex, re.ASCII), _replacer(p))
                         for p in sensitive.VALUE_PATTERNS)
+_CHECKED = tuple((re.compile(p.regex, re.ASCII), p.kind, _CHECKS.get(p.check or ""))
+                 for p in sensitive.VALUE_PATTERNS)
 
 
 def _redact_once(text: str) -> str:
@@ -84,17 +86,43 @@ def _redact_once(text: str) -> str:
     return text
 
 
+def _spans(text: str) -> list[tuple[int, int, str]]:
+    return [(m.start(), m.end(), kind) for pattern, kind, check in _CHECKED
+            for m in pattern.finditer(text) if check is None or check(m.group(0))]
+
+
+def _redact_encoded(text: str) -> str:
+    """A URL or query string (no whitespace, but % or +): read both ways a `+` can be meant
+    (a space in form encoding, a plus sign otherwise: "+14155550123") and redact what either
+    reading shows. Both decodings have the same length, so their matches line up."""
+    as_space, as_plus = unquote_plus(text), unquote(text)
+    spans = sorted(_spans(as_space) + _spans(as_plus))
+    if not spans:
+        return text
+    out, at = [], 0
+    for start, end, kind in spans:
+        if start < at:  # overlaps the redaction just written
+            if end > at:
+                at = end
+            continue
+        out += [as_space[at:start], f"[REDACTED:{kind}]"]
+        at = end
+    return "".join(out) + as_space[at:]
+
+
 def redact_text(text: str) -> str:
-    """Replace secret/PII shapes inside free text (percent-encoded text is decoded first)."""
+    """Replace secret/PII shapes inside free text, percent- or form-encoded text included."""
     if not text:
         return text
-    if "%" in text:  # a URL or query string: the shapes hide behind %40, %2B, %20, ...
-        decoded = unquote_plus(text)
-        if decoded != text:
-            redacted = _redact_once(decoded)
-            if redacted != decoded:
-                return redacted
-    return _redact_once(text)
+    if ("%" in text or "+" in text) and not any(c.isspace() for c in text):
+        return _redact_encoded(text)
+    text = _redact_once(text)
+    if "%" in text:  # percent-encoded pieces inside ordinary text
+        decoded = unquote(text)
+        redacted = _redact_once(decoded)
+        if redacted != decoded:
+            return redacted
+    return text
 
 
 class TextRedactor:

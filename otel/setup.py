@@ -57,7 +57,9 @@ def _redact_foreign_span(span: ReadableSpan) -> ReadableSpan:
     return ReadableSpan(
         privacy.redact_text(span.name), span.context, span.parent, span.resource, attrs,
         [type(e)(privacy.redact_text(e.name), e.attributes, e.timestamp) for e in events],
-        span.links, span.kind, None, status, span.start_time, span.end_time,
+        [type(link)(link.context, privacy.redact_attributes(link.attributes))
+         for link in span.links],
+        span.kind, None, status, span.start_time, span.end_time,
         span.instrumentation_scope)
 
 

@@ -33,6 +33,12 @@ def test_each_canary_is_caught_by_its_own_pattern(canary) -> None:
     assert out.startswith("see [REDACTED:") and out.endswith(" now"), out
 
 
+def test_a_plus_in_encoded_text_is_read_both_ways() -> None:
+    assert privacy.redact_text("+14155550123") == "[REDACTED:phone_international]"
+    assert privacy.redact_text("to=%2B14155550123&cc=%2B33+1+23+45+67+89") == (
+        "to=[REDACTED:phone_international]&cc=[REDACTED:phone_international]")
+
+
 def test_the_whole_corpus_in_one_text_and_percent_encoded() -> None:
     from urllib.parse import quote, quote_plus
 
@@ -48,7 +54,8 @@ def test_the_whole_corpus_in_one_text_and_percent_encoded() -> None:
     str(uuid.UUID(int=0x123E4567E89B12D3A456426614174000)), "4bf92f3577b34da6a3ce929d0e0e4736",
     "took 1733100000000 ms", "1764640000123456789", "cugar.budget.used", "HTTP 503",
     "retry in 30s (attempt 2 of 5)", "GET /dashboard", "gen_ai.usage.input_tokens=120",
-    "the token budget was exceeded", "12 items at 3.50 each",
+    "the token budget was exceeded", "12 items at 3.50 each", "c++", "a=1&b=2+3",
+    "q=crm%20lookup&window=5m",
 ])
 def test_ordinary_telemetry_is_left_alone(text: str) -> None:
     assert privacy.redact_text(text) == text

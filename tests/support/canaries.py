@@ -62,6 +62,9 @@ _GITLAB = "gl" + "pat-" + _body(20)
 _HF = "h" + "f_" + _body(34)
 _URL_PASSWORD = "Canary-Pass-" + _body(10)
 _ASSIGNED_PASSWORD = "Hunter2-" + _body(12)
+# A secret of no recognisable shape: only the key it is stored under (password, x-api-key,
+# sessionToken, ...) can tell; it must never be seen either.
+BY_KEY_ONLY = "plain-secret-by-key-" + _body(12)
 
 CANARIES: tuple[Canary, ...] = (
     Canary("email", "canary.person@example.com", ("canary.person",)),
@@ -129,7 +132,7 @@ def text_with(canaries: tuple[Canary, ...] = CANARIES, sep: str = " | ") -> str:
 
 def leaks(blob: str, where: str) -> list[str]:
     """'kind value-prefix in where' for every canary needle found in `blob`."""
-    found = []
+    found = [f"by_key_only {BY_KEY_ONLY[:24]!r} in {where}"] if BY_KEY_ONLY in blob else []
     for canary in CANARIES:
         for needle in canary.needles:
             if needle in blob:
