@@ -51,6 +51,9 @@ SERVICES = {"off": "pii-library-capture-off", "on": "pii-library-capture-on",
             "plain": "pii-plain-sdk"}
 ONE_LINE = [c for c in CANARIES if "\n" not in c.value and c.value.isascii()]  # header-safe
 LIBRARY_SPANS_PER_CANARY = 5  # execution, three tool calls, approval
+EXPECTED_SPANS = {SERVICES["off"]: len(CANARIES) * LIBRARY_SPANS_PER_CANARY + 1,  # + "web"
+                  SERVICES["on"]: len(CANARIES) * LIBRARY_SPANS_PER_CANARY + 1,
+                  SERVICES["plain"]: len(CANARIES) + 1}  # + "pii-root"
 
 
 class Webhook:
@@ -228,13 +231,9 @@ def surfaces(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Surfaces]:
                         f"{response.status_code} {dict(response.headers)}\n{response.text}")
 
             # Everything has arrived before anything is searched.
-            expected = {SERVICES["off"]: len(CANARIES) * LIBRARY_SPANS_PER_CANARY + 1,
-                        SERVICES["on"]: len(CANARIES) * LIBRARY_SPANS_PER_CANARY + 1,
-                        SERVICES["plain"]: len(CANARIES) + 1}
-
             def traces_in() -> bool:
                 _, spans = _jaeger_dump(pipeline.jaeger_url)
-                return (all(len(spans.get(s, [])) >= n for s, n in expected.items())
+                return (all(len(spans.get(s, [])) >= n for s, n in EXPECTED_SPANS.items())
                         and any("dashboard" in sp["name"] for sp in spans.get(API_SERVICE_NAME, [])))
 
             wait_until(traces_in, 60, interval=0.5, what="every sender's spans in Jaeger")
@@ -276,6 +275,7 @@ def test_every_surface_was_read(surfaces: Surfaces) -> None:
     for component in ("collector", "prometheus", "alertmanager", "jaeger", "api"):
         assert f"log pipeline/{component}.log" in logs or f"log {component}.log" in logs, logs
     assert {f"log agent-{s}.log" for s in SERVICES.values()} <= logs
+    assert {s: len(surfaces.spans.get(s, [])) for s in EXPECTED_SPANS} == EXPECTED_SPANS
     jaeger = surfaces.texts["jaeger api"]
     assert "[REDACTED:" in jaeger and "****" in jaeger  # library- and collector-redacted
     assert "api response to GET /dashboard" in names
