@@ -77,6 +77,16 @@ def test_bad_format_is_422() -> None:
     assert r.status_code == 422
 
 
+@pytest.mark.parametrize("query", ["window=canary.person@example.com",
+                                   "end=canary.person@example.com",
+                                   "format=canary.person@example.com"])
+def test_error_bodies_quote_the_request_redacted(query: str) -> None:
+    with api_client() as c:
+        r = c.get(f"/dashboard?{query}")
+    assert r.status_code == 422
+    assert "canary.person" not in r.text and "[REDACTED:email]" in r.text
+
+
 def test_browsers_get_the_live_page_api_clients_get_json() -> None:
     with api_client() as c:
         html = c.get("/dashboard", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})

@@ -276,6 +276,14 @@ def test_every_surface_was_read(surfaces: Surfaces) -> None:
         assert f"log pipeline/{component}.log" in logs or f"log {component}.log" in logs, logs
     assert {f"log agent-{s}.log" for s in SERVICES.values()} <= logs
     assert {s: len(surfaces.spans.get(s, [])) for s in EXPECTED_SPANS} == EXPECTED_SPANS
+    # The api's spans carry the request headers (captured for this test), redacted.
+    headers = {k: v for s in surfaces.spans[API_SERVICE_NAME] for k, v in s["attrs"].items()
+               if k.startswith("http.request.header.x_canary_")}
+    assert len(headers) >= len(ONE_LINE) and "[REDACTED:email]" in str(headers)
+    # The library's resource attributes (OTEL_RESOURCE_ATTRIBUTES) arrived, redacted.
+    resource = surfaces.spans[SERVICES["off"]][0]["resource"]
+    assert resource["canary.0"] == "[REDACTED:email]"
+    assert resource["deploy.password"] == "****"  # by key: the collector masks it once more
     jaeger = surfaces.texts["jaeger api"]
     assert "[REDACTED:" in jaeger and "****" in jaeger  # library- and collector-redacted
     assert "api response to GET /dashboard" in names
