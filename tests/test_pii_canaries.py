@@ -1,4 +1,4 @@
-"""No canary of tests/support/canaries.py (30 kinds of PII and secrets) appears anywhere once it
+"""No canary of tests/support/canaries.py (32 kinds of PII and secrets) appears anywhere once it
 has gone through the real pipeline: collector, Prometheus, Alertmanager, Jaeger and the api.
 
 Sent through our library with content capture off (OTLP/gRPC) and on (OTLP/HTTP) — goals,
