@@ -1,4 +1,4 @@
-.PHONY: run test deps collector bench monitoring clean
+.PHONY: run test deps collector bench monitoring privacy clean
 
 run:        ## bring the whole pipeline up with a simulated agent workload (Ctrl-C stops it)
 	bash scripts/run.sh $(ARGS)
@@ -17,6 +17,9 @@ bench:      ## overhead benchmark (see docs/benchmarks.md)
 
 monitoring: ## regenerate Prometheus rules and Grafana dashboards (ARGS=--check: fail if stale)
 	.venv/bin/python -m services.monitoring $(ARGS)
+
+privacy:    ## regenerate the collector's redaction block from otel/sensitive.py (ARGS=--check: fail if stale)
+	.venv/bin/python -m services.privacy $(ARGS)
 
 clean:
 	rm -rf .venv collector/_build .pytest_cache

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Builds the CUGAr collector distribution from collector/manifest.yaml with the OpenTelemetry
 # Collector Builder (ocb). The build is cached outside the work tree, keyed by the manifest's
-# hash and the builder version, so fresh clones reuse it; collector/_build/cugar-otelcol links
+# hash, the builder version and the sources of our own components (collector/cardinalityguard,
+# tests excluded), so fresh clones reuse it; collector/_build/cugar-otelcol links
 # to the cached binary. Prints the binary's path on the last line.
 set -euo pipefail
 BUILDER_VERSION=v0.161.0
 here="$(cd "$(dirname "$0")" && pwd)"
-key="$(cat "$here/manifest.yaml" <(echo "$BUILDER_VERSION") | sha256sum | cut -c1-16)"
+local_sources() {
+  (cd "$here" && find cardinalityguard -type f \( -name '*.go' ! -name '*_test.go' -o -name go.mod -o -name go.sum \) \
+    | LC_ALL=C sort | xargs sha256sum)
+}
+key="$(cat "$here/manifest.yaml" <(echo "$BUILDER_VERSION") <(local_sources) | sha256sum | cut -c1-16)"
 cache="${CUGAR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cugar}/collector/$key"
 bin="$cache/cugar-otelcol"
 link="$here/_build/cugar-otelcol"
@@ -27,7 +32,9 @@ if [[ ! -x "$bin" ]]; then
       go install "go.opentelemetry.io/collector/cmd/builder@$BUILDER_VERSION"
   fi
   sed "s#^\(  output_path:\).*#\1 $cache/src#" "$here/manifest.yaml" > "$cache/manifest.yaml"
-  GOFLAGS="-buildvcs=false" with_progress "cugar-otelcol (ocb + go build)" "$builder" --config "$cache/manifest.yaml"
+  # Local modules (`path:` in the manifest) are relative to collector/: ocb runs from there.
+  (cd "$here" && GOFLAGS="-buildvcs=false" with_progress "cugar-otelcol (ocb + go build)" \
+    "$builder" --config "$cache/manifest.yaml")
   mv "$cache/src/cugar-otelcol" "$bin.tmp" && mv "$bin.tmp" "$bin"
 fi
 mkdir -p "$here/_build"

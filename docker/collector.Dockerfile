@@ -8,6 +8,8 @@ ENV CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 RUN go install "go.opentelemetry.io/collector/cmd/builder@${BUILDER_VERSION}"
 WORKDIR /build
 COPY collector/manifest.yaml ./manifest.yaml
+# Our own components (local Go modules; the manifest's `path:` is relative to this directory).
+COPY collector/cardinalityguard ./cardinalityguard
 RUN builder --config manifest.yaml && test -x _build/cugar-otelcol
 
 FROM alpine:3.22

@@ -204,6 +204,27 @@ METRICS: tuple[MetricSpec, ...] = (
 
 METRICS_BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
 
+# -- Label vocabularies, as the collector's cardinality guard enforces them -------------------
+# Every metric attribute is closed or open. A closed one takes values from a fixed vocabulary
+# (anything else becomes `other`). An open one (tool names, error types, profiles: CUGAR_PROFILES
+# names a deployment's own) is bounded per service.name, across all its instances: the first N
+# distinct values the collector sees are kept, later newcomers become `other`. The SDK bounds
+# per process (CUGAR_MAX_TOOLS ...); the collector's bounds hold for any sender
+# (collector/cardinalityguard, configured from here by `python -m services.monitoring`).
+CLOSED_VALUES: dict[str, tuple[str, ...]] = {
+    DOMAIN: DOMAINS, SIDE_EFFECT: SIDE_EFFECTS, DECISION: APPROVAL_DECISIONS,
+}
+OPEN_SET_LIMITS: dict[str, int] = {TOOL: 256, ERROR_TYPE: 128, PROFILE: 64}
+# Services the guard tracks; the open attributes of any further service all become `other`.
+COLLECTOR_MAX_SERVICES = 256
+
+
+def closed_values(metric: MetricSpec, attribute: str) -> tuple[str, ...] | None:
+    """The vocabulary of a closed attribute of `metric`, None when the attribute is open."""
+    if attribute == OUTCOME:
+        return TOOL_OUTCOMES if TOOL in metric.attributes else EXECUTION_OUTCOMES
+    return CLOSED_VALUES.get(attribute)
+
 
 @dataclass(frozen=True)
 class RecordedSignal:

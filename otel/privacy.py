@@ -3,65 +3,29 @@
 Two independent nets (redacting by key name alone would leak secrets in free text):
 - by key: attribute/argument keys that name a secret have their whole value replaced;
 - by value: well-known secret and PII shapes inside any string are replaced, whatever the key.
+Both come from otel/sensitive.py, the table the collector's redaction is generated from.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
+from urllib.parse import unquote, unquote_plus
+
+from otel import sensitive
 
 REDACTED = "[REDACTED]"
 
-# Key tokens that mark a value as secret. Keys are split into tokens ("x-api-key" ->
-# x, api, key) so that e.g. gen_ai.usage.input_tokens is not mistaken for a token.
-SECRET_KEY_TOKENS = frozenset({
-    "secret", "secrets", "token", "password", "passwd", "pwd", "passphrase", "apikey",
-    "credential", "credentials", "auth", "authorization", "bearer", "cookie", "cookies",
-    "session", "sessionid", "privatekey", "accesskey", "secretkey", "ssn", "jwt", "otp",
-    "signature", "setcookie",
-})
-# Adjacent token pairs that together name a secret ("api_key", "private_key", ...).
-SECRET_KEY_PAIRS = frozenset({
-    ("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key"),
-    ("client", "secret"), ("refresh", "token"), ("access", "token"), ("set", "cookie"),
-    ("credit", "card"), ("card", "number"),
-})
-_KEY_SPLIT = re.compile(r"[^a-z0-9]+")
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_SECRET_KEYS = tuple(re.compile(r) for r in sensitive.SECRET_KEY_PATTERNS)
 
 
 def is_secret_key(key: str) -> bool:
-    tokens = [t for t in _KEY_SPLIT.split(_CAMEL.sub("_", key).lower()) if t]
-    if any(t in SECRET_KEY_TOKENS for t in tokens):
-        return True
-    return any(pair in SECRET_KEY_PAIRS for pair in zip(tokens, tokens[1:]))
+    """The key names a secret (otel/sensitive.py's key patterns, as the collector applies)."""
+    return any(r.search(key) for r in _SECRET_KEYS)
 
 
-_VALUE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")),
-    ("bearer", re.compile(r"(?i)\b(?:bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}")),
-    ("api_key", re.compile(
-        r"\b(?:sk|pk|rk)-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_]{16,}"  # OpenAI/Stripe-style keys
-        r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key ids
-        r"|\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}\b|\bgithub_pat_[A-Za-z0-9_]{40,}"
-        r"|\bxox[abposr]-[A-Za-z0-9-]{10,}"  # Slack
-        r"|\bAIza[0-9A-Za-z_-]{35}\b"  # Google API keys
-        r"|\bglpat-[A-Za-z0-9_-]{20,}")),
-    ("private_key", re.compile(
-        r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)")),
-    ("url_credentials", re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)")),
-    ("email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")),
-    ("phone", re.compile(r"(?<![\w+])\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]?\d{2,4}){1,3}\b")),
-)
-_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
-# Cheap pre-check: most strings (tool names, domains, numbers) contain none of these marks.
-# Every pattern above (and the card check) must have a trigger here.
-_MAYBE_SENSITIVE = re.compile(
-    r"(?i)[@:]|(?:\d[ -]?){12}|eyj|[a-z]{2,3}[-_]|akia|asia|aiza|bearer|basic|token|-----|\+\d")
-
-
-def _luhn_ok(digits: str) -> bool:
+def _luhn(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):
         d = ord(ch) - 48
@@ -73,20 +37,92 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _card_sub(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
-    if 13 <= len(digits) <= 19 and _luhn_ok(digits):
-        return "[REDACTED:card]"
-    return match.group(0)
+def _card(text: str) -> bool:
+    digits = re.sub(r"[^0-9]", "", text)
+    return 13 <= len(digits) <= 19 and _luhn(digits)
+
+
+def _iban(text: str) -> bool:
+    compact = text.replace(" ", "")
+    moved = compact[4:] + compact[:4]
+    number = "".join(str(int(c, 36)) for c in moved)
+    return 15 <= len(compact) <= 34 and int(number) % 97 == 1
+
+
+def _nir(text: str) -> bool:
+    compact = text.replace(" ", "")
+    body = compact[:13].replace("2A", "19").replace("2B", "18")
+    return compact[13:].isdigit() and 97 - int(body) % 97 == int(compact[13:])
+
+
+def _dni(text: str) -> bool:
+    compact = text.replace("-", "")
+    return "TRWAGMYFPDXBNJZSQVHLCKE"[int(compact[:8]) % 23] == compact[8]
+
+
+# The library tells real values from look-alikes where a checksum exists; the collector,
+# which cannot, masks every match of the same pattern.
+_CHECKS: dict[str, Callable[[str], bool]] = {"luhn": _card, "iban": _iban, "nir": _nir,
+                                             "dni": _dni}
+
+
+def _replacer(pattern: sensitive.ValuePattern) -> Callable[[re.Match[str]], str] | str:
+    label = f"[REDACTED:{pattern.kind}]"
+    if pattern.check is None:
+        return label
+    check = _CHECKS[pattern.check]
+    return lambda m: label if check(m.group(0)) else m.group(0)
+
+
+_VALUE_PATTERNS = tuple((re.compile(p.regex, re.ASCII), _replacer(p))
+                        for p in sensitive.VALUE_PATTERNS)
+_CHECKED = tuple((re.compile(p.regex, re.ASCII), p.kind, _CHECKS.get(p.check or ""))
+                 for p in sensitive.VALUE_PATTERNS)
+
+
+def _redact_once(text: str) -> str:
+    for pattern, replacement in _VALUE_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _spans(text: str) -> list[tuple[int, int, str]]:
+    return [(m.start(), m.end(), kind) for pattern, kind, check in _CHECKED
+            for m in pattern.finditer(text) if check is None or check(m.group(0))]
+
+
+def _redact_encoded(text: str) -> str:
+    """A URL or query string (no whitespace, but % or +): read both ways a `+` can be meant
+    (a space in form encoding, a plus sign otherwise: "+14155550123") and redact what either
+    reading shows. Both decodings have the same length, so their matches line up."""
+    as_space, as_plus = unquote_plus(text), unquote(text)
+    spans = sorted(_spans(as_space) + _spans(as_plus))
+    if not spans:
+        return text
+    out, at = [], 0
+    for start, end, kind in spans:
+        if start < at:  # overlaps the redaction just written
+            if end > at:
+                at = end
+            continue
+        out += [as_space[at:start], f"[REDACTED:{kind}]"]
+        at = end
+    return "".join(out) + as_space[at:]
 
 
 def redact_text(text: str) -> str:
-    """Replace secret/PII shapes inside free text."""
-    if not text or not _MAYBE_SENSITIVE.search(text):
+    """Replace secret/PII shapes inside free text, percent- or form-encoded text included."""
+    if not text:
         return text
-    for label, pattern in _VALUE_PATTERNS:
-        text = pattern.sub(f"[REDACTED:{label}]", text)
-    return _CARD.sub(_card_sub, text) if any(c.isdigit() for c in text) else text
+    if ("%" in text or "+" in text) and not any(c.isspace() for c in text):
+        return _redact_encoded(text)
+    text = _redact_once(text)
+    if "%" in text:  # percent-encoded pieces inside ordinary text
+        decoded = unquote(text)
+        redacted = _redact_once(decoded)
+        if redacted != decoded:
+            return redacted
+    return text
 
 
 class TextRedactor:

@@ -16,6 +16,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExporte
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.trace import Status
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.sdk.version import __version__ as sdk_version
 
@@ -34,12 +35,14 @@ SCOPE = InstrumentationScope(catalogue.INSTRUMENTATION_SCOPE, "0.1.0")
 
 
 def build_resource(settings: Settings) -> Resource:
-    # Built explicitly (not Resource.create) so that `env=` overrides fully decide it.
+    # Built explicitly (not Resource.create) so that `env=` overrides fully decide it. Resource
+    # attributes (OTEL_RESOURCE_ATTRIBUTES) are redacted like any other: Prometheus shows them
+    # on target_info and Jaeger on every span.
     return Resource({
         "telemetry.sdk.language": "python",
         "telemetry.sdk.name": "opentelemetry",
         "telemetry.sdk.version": sdk_version,
-        **settings.resource_attributes,
+        **privacy.redact_attributes(settings.resource_attributes),
     })
 
 
@@ -48,9 +51,16 @@ def _redact_foreign_span(span: ReadableSpan) -> ReadableSpan:
     attrs = privacy.redact_attributes(span.attributes)
     events = [type(e)(e.name, privacy.redact_attributes(e.attributes), e.timestamp)
               for e in span.events]
+    status = span.status
+    if status.description:
+        status = Status(status.status_code, privacy.redact_text(status.description))
     return ReadableSpan(
-        span.name, span.context, span.parent, span.resource, attrs, events, span.links,
-        span.kind, None, span.status, span.start_time, span.end_time, span.instrumentation_scope)
+        privacy.redact_text(span.name), span.context, span.parent, span.resource, attrs,
+        [type(e)(privacy.redact_text(e.name), e.attributes, e.timestamp) for e in events],
+        [type(link)(link.context, privacy.redact_attributes(link.attributes))
+         for link in span.links],
+        span.kind, None, status, span.start_time, span.end_time,
+        span.instrumentation_scope)
 
 
 class Telemetry:

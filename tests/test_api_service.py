@@ -62,6 +62,7 @@ def test_dashboard_is_503_saying_prometheus_is_unreachable() -> None:
     ("window=5m&end=2026-01-05T12:00:00", "time zone"),
     ("window=5m&end=nan", "finite unix timestamp"),
     ("window=5m&end=-1", "finite unix timestamp"),
+    ("window=5m&end=378282246310005", "finite unix timestamp"),  # past year 9999: was a 500
 ])
 def test_bad_window_or_end_is_422_with_a_clear_message(query: str, fragment: str) -> None:
     with api_client() as c:
@@ -74,6 +75,16 @@ def test_bad_format_is_422() -> None:
     with api_client() as c:
         r = c.get("/dashboard?format=xml")
     assert r.status_code == 422
+
+
+@pytest.mark.parametrize("query", ["window=canary.person@example.com",
+                                   "end=canary.person@example.com",
+                                   "format=canary.person@example.com"])
+def test_error_bodies_quote_the_request_redacted(query: str) -> None:
+    with api_client() as c:
+        r = c.get(f"/dashboard?{query}")
+    assert r.status_code == 422
+    assert "canary.person" not in r.text and "[REDACTED:email]" in r.text
 
 
 def test_browsers_get_the_live_page_api_clients_get_json() -> None:

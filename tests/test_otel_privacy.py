@@ -73,6 +73,16 @@ def test_nested_structures_and_truncation():
     assert long.startswith("a" * 100) and "truncated 4900 chars" in long
 
 
+def test_resource_attributes_are_redacted():
+    tel, spans, _ = in_memory_telemetry(env={
+        "OTEL_RESOURCE_ATTRIBUTES": "owner.email=canary.person%40example.com,"
+                                    "deploy.token=hunter2-canary,host.ip=203.0.113.42"})
+    attrs = dict(tel.resource.attributes)
+    tel.shutdown()
+    assert attrs["owner.email"] == "[REDACTED:email]" and attrs["deploy.token"] == "[REDACTED]"
+    assert attrs["host.ip"] == "[REDACTED:ipv4]"
+
+
 def exported_bytes(spans, metrics) -> bytes:
     data = encode_spans(spans.get_finished_spans()).SerializeToString()
     for batch in metrics.exports:

@@ -15,7 +15,7 @@ from otel import catalogue
 from services.monitoring import __main__ as generate
 from services.monitoring import queries, tunables
 from services.stack import components
-from services.stack.collector import COLLECTOR_SELF_METRICS
+from services.stack.collector import COLLECTOR_SELF_METRICS, GUARD_SELF_METRICS
 from services.stack.components import PROMETHEUS_DIR
 from services.stack.pipeline import ALERTMANAGER_CONFIG, render_alertmanager_config
 from tests.support import require, runbook_anchors
@@ -36,7 +36,7 @@ SEED_ALERTS = {
     "NoRecentExecutions": ("info", "30m"), "DomainErrors": ("warning", None),
 }
 PIPELINE_ALERTS = {"CollectorRefusingData", "CollectorExportFailing",
-                   "CollectorExporterQueueFull", "ScrapeTargetDown"}
+                   "CollectorExporterQueueFull", "ScrapeTargetDown", "CollectorCardinalityOverflow"}
 # A promtool whose `test rules` evaluates with a parser that does not know `anchored`
 # (Prometheus before 3.16) fails every case with this message.
 ANCHORED_UNSUPPORTED = "anchored modifier is experimental and not enabled"
@@ -214,7 +214,8 @@ def test_every_series_in_rules_exists() -> None:
     """No rule reads a series nobody exports (the earlier system's bug)."""
     rules = _rules()
     recorded = {r["record"] for r in rules if "record" in r}
-    known = catalogue.all_series_names() | recorded | COLLECTOR_SELF_METRICS | {queries.UP}
+    known = (catalogue.all_series_names() | recorded | COLLECTOR_SELF_METRICS | GUARD_SELF_METRICS
+             | {queries.UP})
     referenced: dict[str, set[str]] = {}
     for rule in rules:
         for name in series_names(rule["expr"]):

@@ -22,6 +22,8 @@ from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from otel import privacy
+
 from .auth import require_api_key
 
 log = logging.getLogger(__name__)
@@ -142,6 +144,8 @@ class _ClearValidationErrors(APIRoute):
 
 
 def _quote(value: str) -> str:
+    """A log field: redacted (a notification or path may carry anything), quoted unless bare."""
+    value = privacy.redact_text(value)
     return value if _BARE.fullmatch(value) else json.dumps(value)
 
 

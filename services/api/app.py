@@ -15,8 +15,14 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from otel import privacy
 
 from . import alerts, docs_ui, runbooks
 from .auth import key_matches, require_api_key
@@ -33,6 +39,7 @@ log = logging.getLogger(__name__)
 # the standard OTEL_PYTHON_FASTAPI_EXCLUDED_URLS replaces this list when set.
 EXCLUDED_URLS = "/health,/metrics"
 DEFAULT_WINDOW = "5m"
+_LAST_END = 253402300799.0  # 9999-12-31T23:59:59Z, the last time a datetime can show
 
 Protected = Depends(require_api_key)
 
@@ -57,10 +64,11 @@ def _parse_end(text: str | None) -> float:
     except ValueError:
         pass
     else:
-        if math.isfinite(seconds) and seconds >= 0:
+        if math.isfinite(seconds) and 0 <= seconds <= _LAST_END:
             return seconds
-        raise HTTPException(status_code=422,
-                            detail=f"end must be a finite unix timestamp >= 0; got {text!r}")
+        raise HTTPException(status_code=422, detail=(
+            f"end must be a finite unix timestamp from 0 to {_LAST_END:.0f} (year 9999); "
+            f"got {text!r}"))
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
@@ -155,6 +163,19 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
     )
     app.state.settings = settings
     app.state.metrics = metrics
+
+    # Error bodies quote what the client sent (a bad window, an unknown severity): the quote is
+    # redacted like telemetry, so a secret or e-mail address in a request never comes back.
+    @app.exception_handler(StarletteHTTPException)
+    async def redacted_http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        if isinstance(exc.detail, str):
+            exc.detail = privacy.redact_text(exc.detail)
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def redacted_validation_error(request: Request, exc: RequestValidationError) -> Any:
+        errors = privacy.redact_structure(jsonable_encoder(exc.errors()))
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.get("/", dependencies=[Protected], summary="Service index")
     async def index() -> dict:

@@ -1,5 +1,6 @@
 """Write (or, with --check, verify) every generated monitoring file: the recording and alert
-rules, the rules of the promtool counting test, and the Grafana dashboards."""
+rules, the rules of the promtool counting test, the Grafana dashboards, and the collector's
+cardinality_guard block in otel-collector-config.yaml."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import yaml
 
 from services.stack.components import PROMETHEUS_DIR, REPO_ROOT
 
-from . import rules
+from . import collector_guard, rules
 
 RULES_DIR = PROMETHEUS_DIR / "rules"
 RECORDING_FILE = RULES_DIR / "cugar_recording.yml"
@@ -21,6 +22,8 @@ AGENT_ALERTS_FILE = RULES_DIR / "cugar_alerts.yml"
 PIPELINE_ALERTS_FILE = RULES_DIR / "pipeline_alerts.yml"
 COUNTING_TEST_RULES_FILE = PROMETHEUS_DIR / "tests" / "rules" / "counting.yml"
 DASHBOARDS_DIR = REPO_ROOT / "monitoring" / "grafana" / "dashboards"
+# Only its cardinality_guard block is generated (between the markers); the rest is hand-written.
+COLLECTOR_CONFIG = REPO_ROOT / "otel-collector-config.yaml"
 
 COMMAND = "python -m services.monitoring"
 
@@ -61,7 +64,8 @@ def _rules_files() -> dict[Path, Callable[[], str]]:
         PIPELINE_ALERTS_FILE: lambda: _dump_rules(
             [{"name": "cugar-pipeline-alerts", "rules": alerts["cugar-pipeline-alerts"]}],
             "Health of the telemetry pipeline itself: the collector refusing or failing to send\n"
-            "data, its exporter queues filling up, and any scrape target being down. Collector\n"
+            "data, its exporter queues filling up, any scrape target being down, and its\n"
+            "cardinality guard folding a sender's label values into `other`. Collector\n"
             "self-metrics come from its telemetry endpoint (scrape job otel-collector-telemetry);\n"
             "their names carry no _total suffix."),
         COUNTING_TEST_RULES_FILE: lambda: _dump_rules(
@@ -79,9 +83,14 @@ def _dashboard_files() -> dict[Path, Callable[[], str]]:
             for uid, build in dashboards.DASHBOARDS.items()}
 
 
+def _collector_files() -> dict[Path, Callable[[], str]]:
+    return {COLLECTOR_CONFIG: lambda: collector_guard.render(COLLECTOR_CONFIG.read_text())}
+
+
 def rendered() -> dict[Path, str]:
     """Every generated file and its current text."""
-    return {path: render() for path, render in {**_rules_files(), **_dashboard_files()}.items()}
+    files = {**_rules_files(), **_collector_files(), **_dashboard_files()}
+    return {path: render() for path, render in files.items()}
 
 
 def stale() -> list[Path]:

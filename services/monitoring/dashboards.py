@@ -21,6 +21,7 @@ from otel.catalogue import (
     EXECUTIONS, LATENCY_PERCENTILES, OUTCOME, TOOL_CALLS,
 )
 
+from . import collector_guard
 from . import queries as q
 from . import tunables as t
 from .rules import MS_PER_S
@@ -306,6 +307,22 @@ def pipeline_health() -> d.Dashboard:
         (8, _series("Scrape duration", "How long Prometheus takes to scrape each job.",
                     _targets((f"max by (job) ({q.select_name(q.SCRAPE_DURATION, t.SCRAPE_SELECTOR)})",
                               "{{job}}")), "s")),
+    ])
+    by_label = ("service", "metric", "attribute")
+    guard = collector_guard.NAME
+    layout.row("Cardinality guard", 8, [
+        (24, _series("Label values folded into other per second",
+                     "Points of catalogue metrics whose label value the collector's cardinality "
+                     "guard replaced with other (outside its set, or beyond the per-service "
+                     "bound) or removed (not in the catalogue), by sending service. Totals stay "
+                     "exact; the breakdown by that label is partial.",
+                     _targets((q.rate(q.CARDINALITY_OVERFLOW, RATE, by_label, t.COLLECTOR_SELECTOR)
+                               # 0 while the guard sees points and has folded none (its counter
+                               # exists only once it has counted something).
+                               + "\nor\n" + q.rate(q.PROCESSOR_INCOMING, RATE, (),
+                                                    f'{t.COLLECTOR_SELECTOR}, processor="{guard}"')
+                               + " * 0", "{{service}} {{metric}} {{attribute}}")),
+                     "short", "CollectorCardinalityOverflow", alert_line=True)),
     ])
     return board
 

@@ -152,6 +152,9 @@ EXPORTER_QUEUE_SIZE = "otelcol_exporter_queue_size"
 EXPORTER_QUEUE_CAPACITY = "otelcol_exporter_queue_capacity"
 PROCESSOR_INCOMING = "otelcol_processor_incoming_items"
 PROCESSOR_OUTGOING = "otelcol_processor_outgoing_items"
+# collector/cardinalityguard: points whose label value became `other` (or lost an attribute the
+# catalogue does not list), by metric, attribute and sending service.
+CARDINALITY_OVERFLOW = "otelcol_cardinality_guard_overflow_points"
 UP = "up"
 SCRAPE_DURATION = "scrape_duration_seconds"
 

@@ -217,6 +217,7 @@ def _signal_rates(names: dict[str, str], by: tuple[str, ...], window: str) -> st
 def pipeline_alert_rules() -> list[dict]:
     refusing, failing = ALERTS["CollectorRefusingData"], ALERTS["CollectorExportFailing"]
     queue, down = ALERTS["CollectorExporterQueueFull"], ALERTS["ScrapeTargetDown"]
+    overflow = ALERTS["CollectorCardinalityOverflow"]
     inst = "{{ $labels.instance }}"
     return [
         _alert(refusing,
@@ -244,6 +245,17 @@ def pipeline_alert_rules() -> list[dict]:
                f"Prometheus cannot scrape {{{{ $labels.job }}}} at {inst}",
                f"Scrape target {inst} of job {{{{ $labels.job }}}} has been down for "
                f"{human(down.for_)}; its metrics (and the golden signals fed by it) are missing."),
+        _alert(overflow,
+               q.keep(("job", "instance", "service", "metric", "attribute"),
+                      f"rate({q.collector(q.CARDINALITY_OVERFLOW)}[{overflow.window}])")
+               + f" > {_g(overflow.threshold)}",
+               "Service {{ $labels.service }} overflows {{ $labels.metric }} "
+               "label {{ $labels.attribute }}",
+               "The collector's cardinality guard on " + inst + " has been replacing "
+               "{{ $labels.attribute }} values of {{ $labels.metric }} from service "
+               "{{ $labels.service }} with \"other\" (" + NUM + " points/s) for "
+               f"{human(overflow.for_)}: values outside the catalogue's set, or more distinct "
+               "values than its bound per service. Totals stay exact; the breakdown is partial."),
     ]
 
 

@@ -70,6 +70,8 @@ PIPELINE_ALERTS: tuple[Alert, ...] = (
     Alert("CollectorExporterQueueFull", "warning", "collector_export", threshold=0.8,
           for_="2m"),
     Alert("ScrapeTargetDown", "critical", "scrape", for_="2m"),
+    Alert("CollectorCardinalityOverflow", "warning", "collector_cardinality", threshold=0,
+          for_="5m", window=RATE_WINDOW),
 )
 
 ALERTS: dict[str, Alert] = {a.name: a for a in AGENT_ALERTS + PIPELINE_ALERTS}

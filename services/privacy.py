@@ -1,0 +1,122 @@
+"""Write (or, with --check, verify) the collector's redaction settings from otel/sensitive.py.
+
+    python -m services.privacy          # rewrite the generated block of otel-collector-config.yaml
+    python -m services.privacy --check  # exit 1 if the block is stale
+
+The block between the BEGIN/END markers holds the processors that carry the patterns: the
+redaction processors of both pipelines (`blocked_values`, `blocked_key_patterns`: span, span
+event, scope, resource and data point attributes) and two transform processors for what the
+redaction processor does not read (span names, span status messages, span event names,
+instrumentation scope names and versions, metric descriptions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from otel import sensitive
+from services.stack.collector import COLLECTOR_CONFIG
+from services.stack.components import REPO_ROOT
+
+COMMAND = "python -m services.privacy"
+BEGIN = "  # BEGIN GENERATED redaction"
+END = "  # END GENERATED redaction"
+
+# What the redaction processor leaves alone, per OTTL path, for each pipeline's transform.
+TRACE_FIELDS = ("span.name", "span.status.message", "spanevent.name", "scope.name",
+                "scope.version")
+METRIC_FIELDS = ("metric.description", "scope.name", "scope.version")
+
+
+def _collector_string(text: str) -> str:
+    """A YAML single-quoted scalar; `$` doubled (the collector expands ${...} in strings)."""
+    return "'" + text.replace("'", "''").replace("$", "$$") + "'"
+
+
+def _ottl_string(text: str) -> str:
+    return json.dumps(text)  # OTTL strings unquote Go-style: \\ and \" escaped, ASCII only
+
+
+def _statements(fields: tuple[str, ...]) -> list[str]:
+    pattern = _ottl_string(sensitive.combined_value_regex())
+    mask = _ottl_string(sensitive.MASK)
+    return [f"replace_pattern({field}, {pattern}, {mask})" for field in fields]
+
+
+def _list(key: str, items: list[str], indent: str = "    ") -> list[str]:
+    return [f"{indent}{key}:"] + [f"{indent}  - {_collector_string(i)}" for i in items]
+
+
+def block() -> str:
+    values = [p.regex for p in sensitive.VALUE_PATTERNS]
+    keys = list(sensitive.SECRET_KEY_PATTERNS)
+    lines = [
+        BEGIN + f" by `{COMMAND}` from otel/sensitive.py; do not edit by hand",
+        "  # (tests/test_sensitive_patterns.py fails when it is stale). The same patterns the SDK",
+        "  # applies (otel/privacy.py): the second line of defence, and the first for any other",
+        "  # OTLP sender. Matches are masked with ****; keys naming a secret lose their whole value;",
+        "  # redact_all_types also reads numbers and arrays (a card number sent as an int).",
+        "  redaction/traces:",
+        "    allow_all_keys: true",
+        "    redact_all_types: true",
+        *_list("blocked_key_patterns", keys),
+        *_list("blocked_values", values),
+        "    summary: info",
+        "",
+        "  # Metrics: the same patterns; no audit attributes (they would become labels).",
+        "  redaction/metrics:",
+        "    allow_all_keys: true",
+        "    redact_all_types: true",
+        *_list("blocked_key_patterns", keys),
+        *_list("blocked_values", values),
+        "    summary: silent",
+        "",
+        "  # What the redaction processor does not read: names, status messages, scope and",
+        "  # metric descriptions (one pass of all value patterns per field).",
+        "  transform/redact_traces:",
+        "    error_mode: ignore",
+        *_list("trace_statements", _statements(TRACE_FIELDS)),
+        "",
+        "  transform/redact_metrics:",
+        "    error_mode: ignore",
+        *_list("metric_statements", _statements(METRIC_FIELDS)),
+        END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def rendered(text: str) -> str:
+    """`text` (the collector config) with its generated block replaced."""
+    try:
+        start = text.index(BEGIN)
+        end = text.index(END, start)
+    except ValueError:
+        raise SystemExit(f"{COLLECTOR_CONFIG.name} has no '{BEGIN.strip()}' ... "
+                         f"'{END.strip()}' block") from None
+    end = text.index("\n", end) + 1
+    return text[:start] + block() + text[end:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if the generated block is stale")
+    args = parser.parse_args(argv)
+    text = COLLECTOR_CONFIG.read_text()
+    new = rendered(text)
+    path = COLLECTOR_CONFIG.relative_to(REPO_ROOT)
+    if args.check:
+        if new != text:
+            print(f"{path} is stale; run `{COMMAND}`", file=sys.stderr)
+            return 1
+        return 0
+    if new != text:
+        COLLECTOR_CONFIG.write_text(new)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
