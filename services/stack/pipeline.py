@@ -25,7 +25,7 @@ import yaml
 from services.stack import components
 from services.stack.collector import TRACES_TO_FILE, Collector
 from services.stack.components import PROMETHEUS_DIR, REPO_ROOT
-from services.monitoring.tunables import COLLECTOR_TELEMETRY_JOB
+from services.monitoring.tunables import ALERTMANAGER_JOB, COLLECTOR_TELEMETRY_JOB, PROMETHEUS_JOB
 from services.stack.jaeger import Jaeger
 from services.stack.probe import read_spans
 from services.stack.process import ManagedProcess, ProcessFailed, free_port, wait_until
@@ -34,7 +34,6 @@ from services.stack.prometheus_api import PrometheusClient, QueryError, Result, 
 ALERTMANAGER_CONFIG = REPO_ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
 
 JAEGER_JOB = "jaeger"
-PROMETHEUS_JOB = "prometheus"
 API_JOB = "cugar-api"
 # The alternative metrics path (collector/backends/prometheus-scrape.yaml): Prometheus scrapes
 # the collector's prometheus exporter under this job instead of receiving OTLP pushes.
@@ -49,6 +48,9 @@ PROMETHEUS_FLAGS = (
     "--web.enable-otlp-receiver",
     "--enable-feature=created-timestamp-zero-ingestion,promql-extended-range-selectors",
 )
+# And Alertmanager: its notification counters carry the receiver's name (receiver_name), so
+# the alert-delivery alerts say which receiver fails.
+ALERTMANAGER_FLAGS = ("--enable-feature=receiver-name-in-metrics",)
 
 
 class PipelineError(RuntimeError):
@@ -299,7 +301,7 @@ class Pipeline:
             "alertmanager",
             [binary, f"--config.file={path}", f"--storage.path={self.workdir / 'alertmanager-data'}",
              f"--web.listen-address=127.0.0.1:{self.ports['alertmanager']}",
-             "--cluster.listen-address="],
+             "--cluster.listen-address=", *ALERTMANAGER_FLAGS],
             self.workdir / "alertmanager.log", ready_url=f"{self.alertmanager_url}/-/ready",
             cwd=self.workdir))
 
@@ -311,6 +313,8 @@ class Pipeline:
             targets={COLLECTOR_TELEMETRY_JOB: self.collector.telemetry_address,
                      JAEGER_JOB: self.jaeger.telemetry_address if self.jaeger else None,
                      PROMETHEUS_JOB: f"127.0.0.1:{p['prometheus']}",
+                     ALERTMANAGER_JOB: (f"127.0.0.1:{p['alertmanager']}"
+                                        if self.with_alertmanager else None),
                      API_JOB: self.api_target},
             alertmanager=(f"127.0.0.1:{p['alertmanager']}" if self.with_alertmanager else None),
             rules_glob=write_rules(self.workdir / "rules", self.rule_for_override),
@@ -328,9 +332,11 @@ class Pipeline:
             f"--rules.alert.resend-delay={self.evaluation_interval}"))
 
     def _wait_for_scrapes(self) -> None:
-        """Prometheus has scraped the collector's telemetry, Jaeger's and, on the scrape path,
-        the collector's exporter successfully: the pipeline alerts and dashboards rely on it."""
+        """Prometheus has scraped the collector's telemetry, Jaeger's, Alertmanager's and, on the
+        scrape path, the collector's exporter successfully: the pipeline and alert-delivery
+        alerts and the dashboards rely on it."""
         jobs = ((COLLECTOR_TELEMETRY_JOB,) + ((JAEGER_JOB,) if self.jaeger else ())
+                + ((ALERTMANAGER_JOB,) if self.with_alertmanager else ())
                 + ((COLLECTOR_SCRAPE_JOB,) if self.metrics_path == "scrape" else ()))
 
         def scraped() -> bool:
