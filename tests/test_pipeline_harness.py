@@ -50,7 +50,8 @@ def test_agent_env_points_at_this_collector(pipeline: Pipeline) -> None:
 
 def test_all_targets_are_scraped_and_alertmanager_is_connected(pipeline: Pipeline) -> None:
     up = {r["metric"]["job"]: r["value"][1] for r in pipeline.query("up")}
-    assert up == {"otel-collector-telemetry": "1", "jaeger": "1", "prometheus": "1"}
+    assert up == {"otel-collector-telemetry": "1", "jaeger": "1", "prometheus": "1",
+                  "alertmanager": "1"}
     rendered = yaml.safe_load((pipeline.workdir / "prometheus.yml").read_text())
     assert rendered["global"]["scrape_interval"] == "1s"
     assert rendered["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
@@ -103,7 +104,7 @@ def test_rule_for_override_rewrites_only_alert_durations() -> None:
 def test_prometheus_config_rendering() -> None:
     base = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     targets = {"jaeger": None, "otel-collector-telemetry": "127.0.0.1:2",
-               "prometheus": "127.0.0.1:3", API_JOB: None}
+               "prometheus": "127.0.0.1:3", "alertmanager": None, API_JOB: None}
     config = render_prometheus_config(base, scrape_interval="2s", evaluation_interval="3s",
                                       targets=targets, alertmanager=None, rules_glob="/r/*.yml",
                                       metrics_targets=["127.0.0.1:1"])

@@ -200,12 +200,14 @@ class Pipeline:
                  alert_group_wait: str | None = None, api_key: str | None = None,
                  webhook_base_url: str | None = None,
                  collector_env: Mapping[str, str] | None = None,
+                 collector_overrides: Sequence[str | Path] = (),
                  jaeger: bool = True, ports: Mapping[str, int] | None = None,
                  metrics_path: str = "push", start_timeout: float = 60.0) -> None:
         """`ports` fixes listen ports by name (otlp_grpc, otlp_http, prometheus, alertmanager,
         jaeger_ui, and the collector's exporter/telemetry/health); the rest are free ports.
         `metrics_path` is "push" (the collector pushes OTLP into Prometheus, the default) or
-        "scrape" (Prometheus scrapes the collector's prometheus exporter)."""
+        "scrape" (Prometheus scrapes the collector's prometheus exporter).
+        `collector_overrides` are collector config files merged over the others, last."""
         if metrics_path not in METRICS_PATHS:
             raise PipelineError(f"metrics_path must be one of {METRICS_PATHS}, not {metrics_path!r}")
         ports = dict(ports or {})
@@ -229,6 +231,7 @@ class Pipeline:
         overrides = [] if self.jaeger else [TRACES_TO_FILE]
         if metrics_path == "scrape":
             overrides.append(PROMETHEUS_SCRAPE_BACKEND)
+        overrides.extend(collector_overrides)
         self.collector = Collector(self.workdir, overrides=overrides, ports=ports, env={
             "CUGAR_COLLECTOR_PROMETHEUS_OTLP_URL": f"{self.prometheus_url}/api/v1/otlp/v1/metrics",
             **({"CUGAR_COLLECTOR_TRACES_OTLP_ENDPOINT": self.jaeger.otlp_grpc_endpoint}
