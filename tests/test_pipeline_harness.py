@@ -97,6 +97,11 @@ def test_rule_for_override_rewrites_only_alert_durations() -> None:
     only_one = yaml.safe_load(render_rules(text, {"HighErrorRate": "2s"}))
     durations = {r["alert"]: r.get("for") for g in only_one["groups"] for r in g["rules"]}
     assert durations["HighErrorRate"] == "2s" and durations["LowSuccessRate"] == "5m"
+    delivery = yaml.safe_load(render_rules(
+        (PROMETHEUS_DIR / "rules" / "alert_delivery_alerts.yml").read_text(), "1s"))
+    durations = {r["alert"]: r.get("for") for g in delivery["groups"] for r in g["rules"]}
+    assert durations.pop("PrometheusNotConnectedToAlertmanagers") == "10m"  # a startup alert
+    assert set(durations.values()) == {"1s"}
     recording = (PROMETHEUS_DIR / "rules" / "cugar_recording.yml").read_text()
     assert yaml.safe_load(render_rules(recording, "1s")) == yaml.safe_load(recording)
 

@@ -57,8 +57,15 @@ class PipelineError(RuntimeError):
     """The pipeline could not be brought up or queried; the message names the component."""
 
 
+# Alerts whose condition holds for a moment at every start: Prometheus discovers its
+# Alertmanager up to 5 s after it starts (its discovery manager's update tick), so a shortened
+# `for:` would page at each start. A string override leaves them alone; name them to shorten.
+STARTUP_ALERTS = frozenset({"PrometheusNotConnectedToAlertmanagers"})
+
+
 def render_rules(text: str, for_override: str | Mapping[str, str] | None) -> str:
-    """A rules file with alert `for:` durations replaced (all alerts, or those named)."""
+    """A rules file with alert `for:` durations replaced (all alerts but STARTUP_ALERTS, or
+    those named)."""
     if for_override is None:
         return text
     doc = yaml.safe_load(text)
@@ -68,7 +75,8 @@ def render_rules(text: str, for_override: str | Mapping[str, str] | None) -> str
             if name is None:
                 continue
             if isinstance(for_override, str):
-                rule["for"] = for_override
+                if name not in STARTUP_ALERTS:
+                    rule["for"] = for_override
             elif name in for_override:
                 rule["for"] = for_override[name]
     return yaml.safe_dump(doc, sort_keys=False)
