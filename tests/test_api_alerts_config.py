@@ -17,6 +17,8 @@ from services.stack import components
 from services.stack.pipeline import ALERTMANAGER_CONFIG, render_alertmanager_config
 from tests.support import require
 
+DELIVERY_RECEIVER = "alert-delivery-webhook"
+
 
 def config() -> dict:
     return yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
@@ -36,7 +38,9 @@ def webhook_urls(config: dict) -> dict[str, list[str]]:
 def test_every_receiver_posts_to_a_severity_the_api_serves() -> None:
     urls = webhook_urls(config())
     paths = {name: [urlsplit(u).path for u in hooks] for name, hooks in urls.items()}
-    assert paths == {f"{s}-webhook": [f"/alerts/{s}"] for s in SEVERITIES}
+    # One receiver per severity, and the alert-delivery alerts' own (critical) receiver.
+    assert paths == {**{f"{s}-webhook": [f"/alerts/{s}"] for s in SEVERITIES},
+                     DELIVERY_RECEIVER: ["/alerts/critical"]}
     assert {urlsplit(u).netloc for hooks in urls.values() for u in hooks} == {"api:8000"}
 
 
@@ -65,8 +69,9 @@ def test_harness_rendering_keeps_paths_and_adds_the_key_file(tmp_path: Path) -> 
     rendered = render_alertmanager_config(config(), webhook_url=None, group_wait="1s",
                                           webhook_base_url="http://127.0.0.1:18000",
                                           credentials_file=key_file)
-    assert webhook_urls(rendered) == {f"{s}-webhook": [f"http://127.0.0.1:18000/alerts/{s}"]
-                                      for s in SEVERITIES}
+    assert webhook_urls(rendered) == {
+        **{f"{s}-webhook": [f"http://127.0.0.1:18000/alerts/{s}"] for s in SEVERITIES},
+        DELIVERY_RECEIVER: ["http://127.0.0.1:18000/alerts/critical"]}
     for receiver in rendered["receivers"]:
         for hook in receiver["webhook_configs"]:
             assert hook["http_config"] == {"authorization": {

@@ -55,6 +55,11 @@ def test_compose_starts_prometheus_with_the_flags_the_tests_use(resolved: dict) 
     assert set(pipeline.PROMETHEUS_FLAGS) <= set(command)
 
 
+def test_compose_starts_alertmanager_with_the_flags_the_tests_use(resolved: dict) -> None:
+    command = resolved["services"]["alertmanager"]["command"]
+    assert set(pipeline.ALERTMANAGER_FLAGS) <= set(command)
+
+
 def test_all_services_present(resolved: dict) -> None:
     assert set(resolved["services"]) == EXPECTED_SERVICES
 

@@ -7,10 +7,7 @@ HighErrorRate reach the receiver, and the critical success-rate alert inhibits t
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,52 +17,12 @@ from services.stack.pipeline import Pipeline
 from services.stack.prometheus_api import value
 from services.stack.process import wait_until
 from tests.conftest import require_pipeline_components
+from tests.support.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 
 PAGES = {"LowSuccessRate", "CriticalSuccessRate", "HighErrorRate", "HighToolErrorRate",
          "DomainErrors", "HighLatencyP95", "HighLatencyP99"}
-
-
-class WebhookReceiver:
-    """Collects Alertmanager webhook notifications (JSON bodies) on a loopback port."""
-
-    def __init__(self) -> None:
-        self.notifications: list[dict] = []
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server API)
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with receiver._lock:
-                    receiver.notifications.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def alerts(self, status: str | None = None) -> list[tuple[str, dict]]:
-        """(receiver, alert) pairs delivered so far."""
-        with self._lock:
-            return [(n["receiver"], a) for n in self.notifications for a in n["alerts"]
-                    if status is None or a["status"] == status]
-
-    def firing(self, name: str) -> list[tuple[str, dict]]:
-        return [(r, a) for r, a in self.alerts("firing") if a["labels"]["alertname"] == name]
-
-    def __enter__(self) -> "WebhookReceiver":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")

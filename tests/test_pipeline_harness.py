@@ -50,7 +50,8 @@ def test_agent_env_points_at_this_collector(pipeline: Pipeline) -> None:
 
 def test_all_targets_are_scraped_and_alertmanager_is_connected(pipeline: Pipeline) -> None:
     up = {r["metric"]["job"]: r["value"][1] for r in pipeline.query("up")}
-    assert up == {"otel-collector-telemetry": "1", "jaeger": "1", "prometheus": "1"}
+    assert up == {"otel-collector-telemetry": "1", "jaeger": "1", "prometheus": "1",
+                  "alertmanager": "1"}
     rendered = yaml.safe_load((pipeline.workdir / "prometheus.yml").read_text())
     assert rendered["global"]["scrape_interval"] == "1s"
     assert rendered["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
@@ -96,6 +97,11 @@ def test_rule_for_override_rewrites_only_alert_durations() -> None:
     only_one = yaml.safe_load(render_rules(text, {"HighErrorRate": "2s"}))
     durations = {r["alert"]: r.get("for") for g in only_one["groups"] for r in g["rules"]}
     assert durations["HighErrorRate"] == "2s" and durations["LowSuccessRate"] == "5m"
+    delivery = yaml.safe_load(render_rules(
+        (PROMETHEUS_DIR / "rules" / "alert_delivery_alerts.yml").read_text(), "1s"))
+    durations = {r["alert"]: r.get("for") for g in delivery["groups"] for r in g["rules"]}
+    assert durations.pop("PrometheusNotConnectedToAlertmanagers") == "10m"  # a startup alert
+    assert set(durations.values()) == {"1s"}
     recording = (PROMETHEUS_DIR / "rules" / "cugar_recording.yml").read_text()
     assert yaml.safe_load(render_rules(recording, "1s")) == yaml.safe_load(recording)
 
@@ -103,7 +109,7 @@ def test_rule_for_override_rewrites_only_alert_durations() -> None:
 def test_prometheus_config_rendering() -> None:
     base = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     targets = {"jaeger": None, "otel-collector-telemetry": "127.0.0.1:2",
-               "prometheus": "127.0.0.1:3", API_JOB: None}
+               "prometheus": "127.0.0.1:3", "alertmanager": None, API_JOB: None}
     config = render_prometheus_config(base, scrape_interval="2s", evaluation_interval="3s",
                                       targets=targets, alertmanager=None, rules_glob="/r/*.yml",
                                       metrics_targets=["127.0.0.1:1"])

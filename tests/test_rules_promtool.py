@@ -37,6 +37,9 @@ SEED_ALERTS = {
 }
 PIPELINE_ALERTS = {"CollectorRefusingData", "CollectorExportFailing",
                    "CollectorExporterQueueFull", "ScrapeTargetDown", "CollectorCardinalityOverflow"}
+ALERT_DELIVERY_ALERTS = {"AlertmanagerFailedToSendNotifications",
+                         "PrometheusErrorSendingAlertsToAnyAlertmanager",
+                         "PrometheusNotConnectedToAlertmanagers"}
 # A promtool whose `test rules` evaluates with a parser that does not know `anchored`
 # (Prometheus before 3.16) fails every case with this message.
 ANCHORED_UNSUPPORTED = "anchored modifier is experimental and not enabled"
@@ -67,8 +70,8 @@ def test_series_name_extraction_sees_through_promql() -> None:
 
 def test_generated_files_are_current() -> None:
     assert generate.COUNTING_TEST_RULES_FILE in TEST_RULE_FILES
-    assert {generate.RECORDING_FILE, generate.AGENT_ALERTS_FILE,
-            generate.PIPELINE_ALERTS_FILE} == set(RULE_FILES)
+    assert {generate.RECORDING_FILE, generate.AGENT_ALERTS_FILE, generate.PIPELINE_ALERTS_FILE,
+            generate.ALERT_DELIVERY_ALERTS_FILE} == set(RULE_FILES)
     stale = generate.stale()
     assert not stale, f"stale generated files {stale}: run `{generate.COMMAND}`"
 
@@ -166,6 +169,13 @@ MUTATIONS = {
                                   r"or on\(\) vector\(0\)\)",
                                   "sum(outcome:cugar_executions_total:increase5m)",
                                   "cugar_alerts_test.yml"),
+    # One Alertmanager failing while another delivers is not "any".
+    "delivery: some instead of every Alertmanager": (
+        "rules/alert_delivery_alerts.yml", r"min without \(alertmanager\)",
+        "max without (alertmanager)", "alert_delivery_alerts_test.yml"),
+    # One failed notification among hundreds must not page.
+    "delivery: any failure pages": ("rules/alert_delivery_alerts.yml", r"\) > 0\.01\n", ") > 0\n",
+                                    "alert_delivery_alerts_test.yml"),
 }
 
 
@@ -200,8 +210,13 @@ def test_amtool_checks_alertmanager_config(tmp_path: Path) -> None:
 
 def test_alertmanager_routes_by_severity_and_inhibits_warning_by_critical() -> None:
     config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
-    routed = {m for route in config["route"]["routes"] for m in route["matchers"]}
+    first, *by_severity = config["route"]["routes"]
+    routed = {m for route in by_severity for m in route["matchers"]}
     assert routed == {'severity="critical"', 'severity="warning"', 'severity="info"'}
+    # Alerts about delivery first, to a receiver of their own (not the one that fails).
+    assert first["matchers"] == [f'family="{tunables.ALERT_DELIVERY_FAMILY}"']
+    assert first["receiver"] not in {route["receiver"] for route in by_severity}
+    assert {a.family for a in tunables.ALERT_DELIVERY_ALERTS} == {tunables.ALERT_DELIVERY_FAMILY}
     receivers = {r["name"]: r for r in config["receivers"]}
     for route in [config["route"], *config["route"]["routes"]]:
         assert receivers[route["receiver"]]["webhook_configs"], route
@@ -214,8 +229,9 @@ def test_every_series_in_rules_exists() -> None:
     """No rule reads a series nobody exports (the earlier system's bug)."""
     rules = _rules()
     recorded = {r["record"] for r in rules if "record" in r}
+    delivery = frozenset().union(*queries.ALERT_DELIVERY_METRICS.values())
     known = (catalogue.all_series_names() | recorded | COLLECTOR_SELF_METRICS | GUARD_SELF_METRICS
-             | {queries.UP})
+             | {queries.UP} | delivery)
     referenced: dict[str, set[str]] = {}
     for rule in rules:
         for name in series_names(rule["expr"]):
@@ -241,7 +257,8 @@ def test_every_golden_signal_is_recorded_with_its_labels() -> None:
 
 def test_seed_alerts_and_pipeline_alerts_are_defined() -> None:
     alerts = _alerts()
-    assert set(SEED_ALERTS) | PIPELINE_ALERTS == set(alerts) == set(tunables.ALERTS)
+    assert (set(SEED_ALERTS) | PIPELINE_ALERTS | ALERT_DELIVERY_ALERTS == set(alerts)
+            == set(tunables.ALERTS))
     for name, (severity, duration) in SEED_ALERTS.items():
         assert alerts[name]["labels"]["severity"] == severity, name
         assert alerts[name].get("for") == duration, name

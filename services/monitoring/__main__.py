@@ -20,6 +20,7 @@ RULES_DIR = PROMETHEUS_DIR / "rules"
 RECORDING_FILE = RULES_DIR / "cugar_recording.yml"
 AGENT_ALERTS_FILE = RULES_DIR / "cugar_alerts.yml"
 PIPELINE_ALERTS_FILE = RULES_DIR / "pipeline_alerts.yml"
+ALERT_DELIVERY_ALERTS_FILE = RULES_DIR / "alert_delivery_alerts.yml"
 COUNTING_TEST_RULES_FILE = PROMETHEUS_DIR / "tests" / "rules" / "counting.yml"
 DASHBOARDS_DIR = REPO_ROOT / "monitoring" / "grafana" / "dashboards"
 # Only its cardinality_guard block is generated (between the markers); the rest is hand-written.
@@ -68,6 +69,13 @@ def _rules_files() -> dict[Path, Callable[[], str]]:
             "cardinality guard folding a sender's label values into `other`. Collector\n"
             "self-metrics come from its telemetry endpoint (scrape job otel-collector-telemetry);\n"
             "their names carry no _total suffix."),
+        ALERT_DELIVERY_ALERTS_FILE: lambda: _dump_rules(
+            [{"name": "cugar-alert-delivery-alerts",
+              "rules": alerts["cugar-alert-delivery-alerts"]}],
+            "Alerts about alerts (after the upstream alertmanager and prometheus mixins): a\n"
+            "receiver that keeps failing, Prometheus failing to reach every Alertmanager, or\n"
+            "knowing none. Alertmanager routes them to a receiver of their own; /dashboard lists\n"
+            "them from Prometheus whether or not a notification got out."),
         COUNTING_TEST_RULES_FILE: lambda: _dump_rules(
             rules.counting_test_groups(),
             f"Counting over {rules.TEST_WINDOW}, per series and fleet-wide, for\n"

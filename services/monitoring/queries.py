@@ -158,9 +158,37 @@ CARDINALITY_OVERFLOW = "otelcol_cardinality_guard_overflow_points"
 UP = "up"
 SCRAPE_DURATION = "scrape_duration_seconds"
 
+# Alert delivery. Alertmanager (scrape job alertmanager; labels integration, receiver_name with
+# --enable-feature=receiver-name-in-metrics, and `reason` on the failures) counts every
+# notification it attempts and every one that failed after its retries. Prometheus' notifier
+# (job prometheus; label `alertmanager`, its URL; one send loop per Alertmanager, no retry: a
+# failed batch is dropped and the alerts go again at the next resend) counts the alerts sent
+# successfully (in 3.13 `sent` counts successes only), those whose send failed, those dropped,
+# and the Alertmanagers it currently knows.
+AM_NOTIFICATIONS = "alertmanager_notifications_total"
+AM_NOTIFICATIONS_FAILED = "alertmanager_notifications_failed_total"
+AM_REQUESTS_FAILED = "alertmanager_notification_requests_failed_total"
+PROM_NOTIFICATIONS_SENT = "prometheus_notifications_sent_total"
+PROM_NOTIFICATIONS_ERRORS = "prometheus_notifications_errors_total"
+PROM_NOTIFICATIONS_DROPPED = "prometheus_notifications_dropped_total"
+PROM_ALERTMANAGERS_DISCOVERED = "prometheus_notifications_alertmanagers_discovered"
+ALERT_DELIVERY_METRICS = {
+    "alertmanager": frozenset({AM_NOTIFICATIONS, AM_NOTIFICATIONS_FAILED, AM_REQUESTS_FAILED}),
+    "prometheus": frozenset({PROM_NOTIFICATIONS_SENT, PROM_NOTIFICATIONS_ERRORS,
+                             PROM_NOTIFICATIONS_DROPPED, PROM_ALERTMANAGERS_DISCOVERED}),
+}
+
 
 def collector(name: str) -> str:
     return select_name(name, tunables.COLLECTOR_SELECTOR)
+
+
+def alertmanager(name: str) -> str:
+    return select_name(name, tunables.ALERTMANAGER_SELECTOR)
+
+
+def prometheus(name: str) -> str:
+    return select_name(name, tunables.PROMETHEUS_SELECTOR)
 
 
 def queue_fill(by: Sequence[str]) -> str:

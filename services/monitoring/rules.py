@@ -259,9 +259,56 @@ def pipeline_alert_rules() -> list[dict]:
     ]
 
 
+def alert_delivery_rules() -> list[dict]:
+    """Alerts about alerts, after the upstream alertmanager and prometheus mixins."""
+    failing, erroring, alone = (ALERTS["AlertmanagerFailedToSendNotifications"],
+                                ALERTS["PrometheusErrorSendingAlertsToAnyAlertmanager"],
+                                ALERTS["PrometheusNotConnectedToAlertmanagers"])
+    inst = "{{ $labels.instance }}"
+
+    def rate_of(name: str, window: str) -> str:
+        return f"rate({name}[{window}])"
+
+    w = failing.window
+    failed = rate_of(q.alertmanager(q.AM_NOTIFICATIONS_FAILED), w)
+    attempted = rate_of(q.alertmanager(q.AM_NOTIFICATIONS), w)
+    w = erroring.window
+    errors = rate_of(q.prometheus(q.PROM_NOTIFICATIONS_ERRORS), w)
+    sent = rate_of(q.prometheus(q.PROM_NOTIFICATIONS_SENT), w)
+    return [
+        _alert(failing,
+               _comment("Share of notifications that failed after Alertmanager's retries, per "
+                        "receiver, integration and reason.",
+                        f"(\n  {failed}\n/ ignoring (reason) group_left\n  {attempted}\n)"
+                        f" > {_g(failing.threshold)}"),
+               "Alertmanager cannot deliver to receiver {{ $labels.receiver_name }} "
+               f"({{{{ $labels.integration }}}}, {PCT} failing)",
+               f"Alertmanager {inst} failed to send {PCT} of its {{{{ $labels.integration }}}} "
+               "notifications to receiver {{ $labels.receiver_name }} "
+               f"({{{{ $labels.reason }}}}) over the last {w}, for {human(failing.for_)}; the "
+               "pages routed there are not reaching anyone."),
+        _alert(erroring,
+               _comment("`sent` counts only successful sends: the failed share is errors / "
+                        "(errors + sent). `min` over Alertmanagers: every one of them fails.",
+                        f"min without (alertmanager) (\n  {errors}\n/\n  ({errors} + {sent})\n)"
+                        f" > {_g(erroring.threshold)}"),
+               f"Prometheus {inst} cannot send alerts to any Alertmanager ({PCT} failing)",
+               f"{PCT} of the alerts Prometheus {inst} sent over the last {w} failed at every "
+               f"Alertmanager, for {human(erroring.for_)}; no notification goes out while it "
+               "lasts (Prometheus re-sends firing alerts once one answers again)."),
+        _alert(alone,
+               f"max_over_time({q.prometheus(q.PROM_ALERTMANAGERS_DISCOVERED)}[{alone.window}])"
+               f" < {_g(alone.threshold)}",
+               f"Prometheus {inst} has no Alertmanager to send alerts to",
+               f"Prometheus {inst} has discovered no Alertmanager for {human(alone.for_)}; its "
+               "alerts fire on its own pages and /dashboard only, nobody is notified."),
+    ]
+
+
 def alert_groups() -> dict[str, list[dict]]:
     return {"cugar-agent-alerts": agent_alert_rules(),
-            "cugar-pipeline-alerts": pipeline_alert_rules()}
+            "cugar-pipeline-alerts": pipeline_alert_rules(),
+            "cugar-alert-delivery-alerts": alert_delivery_rules()}
 
 
 # --- the promtool counting test's rules ---------------------------------------------------------

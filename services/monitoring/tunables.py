@@ -25,6 +25,12 @@ COLLECTOR_TELEMETRY_JOB = "otel-collector-telemetry"
 COLLECTOR_SELECTOR = f'job="{COLLECTOR_TELEMETRY_JOB}"'
 # Every scrape target (`up` exists only for scraped jobs).
 SCRAPE_SELECTOR = ""
+# Alert delivery: Alertmanager's own metrics and Prometheus' notifier metrics, scraped under
+# these jobs (monitoring/prometheus/prometheus.yml).
+ALERTMANAGER_JOB = "alertmanager"
+ALERTMANAGER_SELECTOR = f'job="{ALERTMANAGER_JOB}"'
+PROMETHEUS_JOB = "prometheus"
+PROMETHEUS_SELECTOR = f'job="{PROMETHEUS_JOB}"'
 
 # Where an alert's runbook lives: the anchor is the alert name in lower case.
 RUNBOOK_URL = "docs/runbooks.md#{anchor}"
@@ -74,7 +80,21 @@ PIPELINE_ALERTS: tuple[Alert, ...] = (
           for_="5m", window=RATE_WINDOW),
 )
 
-ALERTS: dict[str, Alert] = {a.name: a for a in AGENT_ALERTS + PIPELINE_ALERTS}
+# Alerts about alerts (after the upstream alertmanager and prometheus mixins): a page that
+# cannot be delivered. All critical, as every one means pages may reach no one; Alertmanager
+# routes family "alert_delivery" to a receiver of its own (monitoring/alertmanager).
+ALERT_DELIVERY_FAMILY = "alert_delivery"
+ALERT_DELIVERY_ALERTS: tuple[Alert, ...] = (
+    Alert("AlertmanagerFailedToSendNotifications", "critical", ALERT_DELIVERY_FAMILY,
+          threshold=0.01, for_="5m", window=RATE_WINDOW),
+    Alert("PrometheusErrorSendingAlertsToAnyAlertmanager", "critical", ALERT_DELIVERY_FAMILY,
+          threshold=0.03, for_="5m", window=RATE_WINDOW),
+    Alert("PrometheusNotConnectedToAlertmanagers", "critical", ALERT_DELIVERY_FAMILY,
+          threshold=1, for_="10m", window=RATE_WINDOW),
+)
+
+ALERTS: dict[str, Alert] = {a.name: a for a in AGENT_ALERTS + PIPELINE_ALERTS
+                            + ALERT_DELIVERY_ALERTS}
 
 # Dashboard colours that are not alert thresholds (green -> yellow -> red).
 LATENCY_P95_WARN_MS = 3000

@@ -25,7 +25,7 @@ import yaml
 from services.stack import components
 from services.stack.collector import TRACES_TO_FILE, Collector
 from services.stack.components import PROMETHEUS_DIR, REPO_ROOT
-from services.monitoring.tunables import COLLECTOR_TELEMETRY_JOB
+from services.monitoring.tunables import ALERTMANAGER_JOB, COLLECTOR_TELEMETRY_JOB, PROMETHEUS_JOB
 from services.stack.jaeger import Jaeger
 from services.stack.probe import read_spans
 from services.stack.process import ManagedProcess, ProcessFailed, free_port, wait_until
@@ -34,7 +34,6 @@ from services.stack.prometheus_api import PrometheusClient, QueryError, Result, 
 ALERTMANAGER_CONFIG = REPO_ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
 
 JAEGER_JOB = "jaeger"
-PROMETHEUS_JOB = "prometheus"
 API_JOB = "cugar-api"
 # The alternative metrics path (collector/backends/prometheus-scrape.yaml): Prometheus scrapes
 # the collector's prometheus exporter under this job instead of receiving OTLP pushes.
@@ -49,14 +48,24 @@ PROMETHEUS_FLAGS = (
     "--web.enable-otlp-receiver",
     "--enable-feature=created-timestamp-zero-ingestion,promql-extended-range-selectors",
 )
+# And Alertmanager: its notification counters carry the receiver's name (receiver_name), so
+# the alert-delivery alerts say which receiver fails.
+ALERTMANAGER_FLAGS = ("--enable-feature=receiver-name-in-metrics",)
 
 
 class PipelineError(RuntimeError):
     """The pipeline could not be brought up or queried; the message names the component."""
 
 
+# Alerts whose condition holds for a moment at every start: Prometheus discovers its
+# Alertmanager up to 5 s after it starts (its discovery manager's update tick), so a shortened
+# `for:` would page at each start. A string override leaves them alone; name them to shorten.
+STARTUP_ALERTS = frozenset({"PrometheusNotConnectedToAlertmanagers"})
+
+
 def render_rules(text: str, for_override: str | Mapping[str, str] | None) -> str:
-    """A rules file with alert `for:` durations replaced (all alerts, or those named)."""
+    """A rules file with alert `for:` durations replaced (all alerts but STARTUP_ALERTS, or
+    those named)."""
     if for_override is None:
         return text
     doc = yaml.safe_load(text)
@@ -66,7 +75,8 @@ def render_rules(text: str, for_override: str | Mapping[str, str] | None) -> str
             if name is None:
                 continue
             if isinstance(for_override, str):
-                rule["for"] = for_override
+                if name not in STARTUP_ALERTS:
+                    rule["for"] = for_override
             elif name in for_override:
                 rule["for"] = for_override[name]
     return yaml.safe_dump(doc, sort_keys=False)
@@ -198,12 +208,14 @@ class Pipeline:
                  alert_group_wait: str | None = None, api_key: str | None = None,
                  webhook_base_url: str | None = None,
                  collector_env: Mapping[str, str] | None = None,
+                 collector_overrides: Sequence[str | Path] = (),
                  jaeger: bool = True, ports: Mapping[str, int] | None = None,
                  metrics_path: str = "push", start_timeout: float = 60.0) -> None:
         """`ports` fixes listen ports by name (otlp_grpc, otlp_http, prometheus, alertmanager,
         jaeger_ui, and the collector's exporter/telemetry/health); the rest are free ports.
         `metrics_path` is "push" (the collector pushes OTLP into Prometheus, the default) or
-        "scrape" (Prometheus scrapes the collector's prometheus exporter)."""
+        "scrape" (Prometheus scrapes the collector's prometheus exporter).
+        `collector_overrides` are collector config files merged over the others, last."""
         if metrics_path not in METRICS_PATHS:
             raise PipelineError(f"metrics_path must be one of {METRICS_PATHS}, not {metrics_path!r}")
         ports = dict(ports or {})
@@ -227,6 +239,7 @@ class Pipeline:
         overrides = [] if self.jaeger else [TRACES_TO_FILE]
         if metrics_path == "scrape":
             overrides.append(PROMETHEUS_SCRAPE_BACKEND)
+        overrides.extend(collector_overrides)
         self.collector = Collector(self.workdir, overrides=overrides, ports=ports, env={
             "CUGAR_COLLECTOR_PROMETHEUS_OTLP_URL": f"{self.prometheus_url}/api/v1/otlp/v1/metrics",
             **({"CUGAR_COLLECTOR_TRACES_OTLP_ENDPOINT": self.jaeger.otlp_grpc_endpoint}
@@ -299,7 +312,7 @@ class Pipeline:
             "alertmanager",
             [binary, f"--config.file={path}", f"--storage.path={self.workdir / 'alertmanager-data'}",
              f"--web.listen-address=127.0.0.1:{self.ports['alertmanager']}",
-             "--cluster.listen-address="],
+             "--cluster.listen-address=", *ALERTMANAGER_FLAGS],
             self.workdir / "alertmanager.log", ready_url=f"{self.alertmanager_url}/-/ready",
             cwd=self.workdir))
 
@@ -311,6 +324,8 @@ class Pipeline:
             targets={COLLECTOR_TELEMETRY_JOB: self.collector.telemetry_address,
                      JAEGER_JOB: self.jaeger.telemetry_address if self.jaeger else None,
                      PROMETHEUS_JOB: f"127.0.0.1:{p['prometheus']}",
+                     ALERTMANAGER_JOB: (f"127.0.0.1:{p['alertmanager']}"
+                                        if self.with_alertmanager else None),
                      API_JOB: self.api_target},
             alertmanager=(f"127.0.0.1:{p['alertmanager']}" if self.with_alertmanager else None),
             rules_glob=write_rules(self.workdir / "rules", self.rule_for_override),
@@ -328,9 +343,11 @@ class Pipeline:
             f"--rules.alert.resend-delay={self.evaluation_interval}"))
 
     def _wait_for_scrapes(self) -> None:
-        """Prometheus has scraped the collector's telemetry, Jaeger's and, on the scrape path,
-        the collector's exporter successfully: the pipeline alerts and dashboards rely on it."""
+        """Prometheus has scraped the collector's telemetry, Jaeger's, Alertmanager's and, on the
+        scrape path, the collector's exporter successfully: the pipeline and alert-delivery
+        alerts and the dashboards rely on it."""
         jobs = ((COLLECTOR_TELEMETRY_JOB,) + ((JAEGER_JOB,) if self.jaeger else ())
+                + ((ALERTMANAGER_JOB,) if self.with_alertmanager else ())
                 + ((COLLECTOR_SCRAPE_JOB,) if self.metrics_path == "scrape" else ()))
 
         def scraped() -> bool:

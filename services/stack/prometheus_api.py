@@ -46,6 +46,20 @@ class PrometheusClient:
             return [{"metric": {}, "value": data["result"]}]
         return data["result"]
 
+    def query_range(self, promql: str, start: float, end: float, step: float) -> Result:
+        """Range query; the result matrix (list of {"metric": {...}, "values": [[t, "v"]...]})."""
+        body = get_json(f"{self.url}/api/v1/query_range",
+                        {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}",
+                         "step": f"{step:g}"})
+        if body.get("status") != "success":
+            raise QueryError(f"range query {promql!r} failed: {body}")
+        return body["data"]["result"]
+
+    def alerting_rules(self) -> list[dict]:
+        """The alerting rules Prometheus has loaded (/api/v1/rules?type=alert)."""
+        groups = get_json(f"{self.url}/api/v1/rules", {"type": "alert"})["data"]["groups"]
+        return [rule for group in groups for rule in group["rules"]]
+
     def try_query(self, promql: str) -> Result | None:
         try:
             return self.query(promql)

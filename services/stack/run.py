@@ -46,7 +46,7 @@ from services.api.settings import DEFAULT_SERVICE_NAME as API_SERVICE_NAME
 from services.stack import components
 from services.stack.agent_metrics import AgentMetrics, format_totals
 from services.stack.components import BUILD_HINT, REPO_ROOT, MissingComponent
-from services.stack.pipeline import (API_JOB, COLLECTOR_TELEMETRY_JOB, JAEGER_JOB,
+from services.stack.pipeline import (ALERTMANAGER_JOB, API_JOB, COLLECTOR_TELEMETRY_JOB, JAEGER_JOB,
                                      PROMETHEUS_DIR, PROMETHEUS_JOB, Pipeline, PipelineError,
                                      prometheus_process, render_prometheus_config, write_api_key,
                                      write_rules)
@@ -176,7 +176,7 @@ def embedded_prometheus(workdir: Path, targets: list[str], api_target: str | Non
     config = render_prometheus_config(
         yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text()),
         scrape_interval=scrape_interval, evaluation_interval=evaluation_interval,
-        targets={COLLECTOR_TELEMETRY_JOB: None, JAEGER_JOB: None,
+        targets={COLLECTOR_TELEMETRY_JOB: None, JAEGER_JOB: None, ALERTMANAGER_JOB: None,
                  PROMETHEUS_JOB: f"127.0.0.1:{port}", API_JOB: api_target},
         alertmanager=None, rules_glob=write_rules(workdir / "rules"),
         api_key_file=write_api_key(workdir, api_key), metrics_targets=targets)
