@@ -113,15 +113,18 @@ class TcpProxy:
 
 @dataclass
 class Throttle:
-    """What the throttling proxy answers: `script` is consumed one status per request."""
+    """What the throttling proxy answers: per path, the scripted (status, Retry-After) answers
+    are used one per request, in order; then requests are forwarded. `seen` records each
+    request as (monotonic time, path, status answered or 0 for forwarded)."""
 
-    script: list[tuple[int, str]]
+    script: dict[str, list[tuple[int, str]]]
     seen: list[tuple[float, str, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next(self, path: str) -> tuple[int, str] | None:
         with self.lock:
-            answer = self.script.pop(0) if self.script else None
+            answers = self.script.get(path) or []
+            answer = answers.pop(0) if answers else None
             self.seen.append((time.monotonic(), path, answer[0] if answer else 0))
             return answer
 
@@ -129,8 +132,8 @@ class Throttle:
 class ThrottlingHttpProxy:
     """OTLP/HTTP in front of `upstream` (http://host:port): scripted refusals, then forwarding."""
 
-    def __init__(self, upstream: str, script: list[tuple[int, str]]) -> None:
-        self.throttle = Throttle(list(script))
+    def __init__(self, upstream: str, script: dict[str, list[tuple[int, str]]]) -> None:
+        self.throttle = Throttle({path: list(answers) for path, answers in script.items()})
         throttle = self.throttle
 
         class Handler(http.server.BaseHTTPRequestHandler):
