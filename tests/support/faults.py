@@ -79,6 +79,13 @@ class Agents:
         wait_until(lambda: self.played() >= n, timeout, interval=0.05,
                    what=f"{self.service} agents to play {n} executions")
 
+    def wait_delivered_again(self, more: int = 2, timeout: float = 60) -> None:
+        """Until every agent has exported metrics `more` more times than now."""
+        before = [p["stats"]["metric_exports"] for p in self.progress()]
+        wait_until(lambda: all(p["stats"]["metric_exports"] >= b + more
+                               for p, b in zip(self.progress(), before)), timeout,
+                   interval=0.1, what=f"{self.service} agents to deliver metrics again")
+
     def wait_stats(self, what: str, predicate, timeout: float = 60) -> None:
         """Until `predicate(stats)` holds for every agent's latest tel.stats()."""
         wait_until(lambda: all(predicate(p.get("stats") or {}) for p in self.progress()),
@@ -108,6 +115,12 @@ class Agents:
                 proc.kill()
                 proc.wait()
 
+    def __enter__(self) -> "Agents":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()  # only those a failed test left running
+
 
 def truth(results: list[dict]) -> dict:
     """The agents' merged ground truth."""
@@ -122,12 +135,28 @@ def truth(results: list[dict]) -> dict:
     }
 
 
-def check_agents_unaffected(t: dict, results: list[dict]) -> None:
+def unaffected(results: list[dict]) -> dict:
+    """The merged ground truth, once checked that telemetry cost the agents nothing: every call
+    returned within CALL_BOUND_MS and every span is accounted for on the agent's side."""
+    t = truth(results)
     assert t["slowest_ms"] < CALL_BOUND_MS, t
-    for r in results:  # every span is accounted for on the agent's side
+    for r in results:
         s = r["stats"]
         assert s["spans_exported"] + s["spans_dropped"] + s["spans_export_failed"] == r["spans"], r
         assert s["internal_errors"] == 0, s
+    return t
+
+
+@contextmanager
+def restored(*procs: ManagedProcess) -> Iterator[None]:
+    """At the end of the block, starts again (in this order) whichever of `procs` it left
+    stopped, so that the next test finds the whole pipeline up."""
+    try:
+        yield
+    finally:
+        for proc in procs:
+            if not proc.running():
+                proc.start(timeout=60)
 
 
 def sigkill(proc: ManagedProcess) -> None:
@@ -156,6 +185,18 @@ def expect_totals(pipeline: Pipeline, service: str, t: dict) -> None:
 
 def jaeger_span_ids(pipeline: Pipeline, service: str) -> list[str]:
     return [s["spanId"] for s in pipeline.spans(service)]
+
+
+def expect_spans(pipeline: Pipeline, service: str, t: dict, exact: bool = True) -> None:
+    """Every span the agents did not count as lost is in Jaeger. `exact`: and no other, once
+    each. Otherwise (a collector killed with a batch in flight sends it again; an export that
+    missed its deadline may still have arrived) at most every span produced, each at least
+    once: a counted loss can over-state, never hide one."""
+    ids = wait_spans(pipeline, service, t["spans"] - t["lost"])
+    if exact:
+        assert len(ids) == len(set(ids)) == t["spans"] - t["lost"], (len(ids), t)
+    else:
+        assert len(set(ids)) <= t["spans"], (len(set(ids)), t)
 
 
 def wait_spans(pipeline: Pipeline, service: str, expected: int) -> list[str]:

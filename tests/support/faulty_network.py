@@ -110,6 +110,12 @@ class TcpProxy:
         self._server.close()
         self.drop_connections()
 
+    def __enter__(self) -> "TcpProxy":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 @dataclass
 class Throttle:
@@ -178,3 +184,9 @@ class ThrottlingHttpProxy:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def __enter__(self) -> "ThrottlingHttpProxy":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
