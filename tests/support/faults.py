@@ -25,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # An execution call (with its tool call) never waits for the network: the agent's own work is
 # empty, so this bounds what telemetry adds, with room for a loaded 2-core machine. An export
 # that hangs takes seconds (OTEL_EXPORTER_OTLP_TIMEOUT), far above it.
-CALL_BOUND_MS = 250
+CALL_BOUND_MS = 500
 SETTLE_S = 45
 AGENT_EXIT_S = 60
 
