@@ -165,7 +165,9 @@ def sigkill(proc: ManagedProcess) -> None:
 
 
 def expect_totals(pipeline: Pipeline, service: str, t: dict) -> None:
-    """Prometheus' counts of `service` equal the ground truth exactly (and settle there)."""
+    """Prometheus' counts of `service` equal the ground truth exactly (and settle there).
+    Prints the ground truth as one JSON line (`pytest -s` shows the measured numbers)."""
+    print(json.dumps({"service": service, **t}))
     sel = f'{{job="{service}"}}'
     queries = {
         f'sum(cugar_executions_total{{job="{service}", outcome="success"}})': t["success"],
