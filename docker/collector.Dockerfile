@@ -14,7 +14,8 @@ RUN builder --config manifest.yaml && test -x _build/cugar-otelcol
 
 FROM alpine:3.22
 # busybox wget is what the compose health check uses.
-RUN adduser -D -H -u 10001 otelcol
+RUN adduser -D -H -u 10001 otelcol \
+ && mkdir -p /var/lib/otelcol/file_storage && chown 10001 /var/lib/otelcol/file_storage
 COPY --from=build /build/_build/cugar-otelcol /usr/local/bin/cugar-otelcol
 COPY otel-collector-config.yaml /etc/cugar/otel-collector-config.yaml
 USER 10001

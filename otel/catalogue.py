@@ -27,6 +27,14 @@ EXECUTION_OUTCOMES: tuple[str, ...] = ("success", "failure")
 TOOL_OUTCOMES: tuple[str, ...] = ("success", "error")
 SIDE_EFFECTS: tuple[str, ...] = ("read-only", "propose", "execute")
 APPROVAL_DECISIONS: tuple[str, ...] = ("approved", "rejected", "timeout")
+# The SDK's own losses (cugar.telemetry.dropped): which signal, and why it was discarded. Only
+# spans are ever discarded: metrics are cumulative, so the next export after a failed one
+# carries every count again.
+TELEMETRY_SIGNALS: tuple[str, ...] = ("traces",)
+DROP_QUEUE_FULL = "queue_full"        # the bounded export queue was full (collector down/slow)
+DROP_EXPORT_FAILED = "export_failed"  # the exporter gave up on a batch (after its retries)
+DROP_SHUTDOWN = "shutdown"            # ended after shutdown began, or left at its deadline
+DROP_REASONS: tuple[str, ...] = (DROP_QUEUE_FULL, DROP_EXPORT_FAILED, DROP_SHUTDOWN)
 
 # -- Traces: span event names and our span attribute keys ------------------------------------
 # The gen_ai.* and error.type keys are OpenTelemetry's: code takes them from
@@ -138,6 +146,8 @@ DOMAIN = "domain"
 SIDE_EFFECT = "side_effect"
 ERROR_TYPE = _ERROR_TYPE  # error.type, as on spans; Prometheus label `error_type`
 DECISION = "decision"
+SIGNAL = "signal"
+REASON = "reason"
 
 DURATION_BUCKETS_S = (
     0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60, 120,
@@ -195,11 +205,18 @@ BUDGET_UTILIZATION = MetricSpec(
     "cugar.budget.utilization.ratio", H, "1",
     "Budget used divided by the profile's ceiling, per execution.", (PROFILE,),
     UTILIZATION_BUCKETS)
+# Pipeline health from the sender's side: what the process discarded before the collector had
+# it (tel.stats() counts the same). Every process reports 0 per reason from its start.
+TELEMETRY_DROPPED = MetricSpec(
+    "cugar.telemetry.dropped", C, "{item}",
+    "Telemetry items this process discarded before the collector accepted them, by signal "
+    "(traces) and reason (queue_full, export_failed, shutdown).", (SIGNAL, REASON))
 
 METRICS: tuple[MetricSpec, ...] = (
     EXECUTIONS, TOOL_CALLS, TOOL_ERRORS, BUDGET_USED, BUDGET_WARNINGS, BUDGET_EXCEEDED,
     APPROVALS, APPROVAL_TIMEOUTS, DOMAIN_USAGE, DOMAIN_ERRORS,
     EXECUTION_DURATION, TOOL_CALL_DURATION, APPROVAL_WAIT, EXECUTION_STEPS, BUDGET_UTILIZATION,
+    TELEMETRY_DROPPED,
 )
 
 METRICS_BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
@@ -213,6 +230,7 @@ METRICS_BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
 # (collector/cardinalityguard, configured from here by `python -m services.monitoring`).
 CLOSED_VALUES: dict[str, tuple[str, ...]] = {
     DOMAIN: DOMAINS, SIDE_EFFECT: SIDE_EFFECTS, DECISION: APPROVAL_DECISIONS,
+    SIGNAL: TELEMETRY_SIGNALS, REASON: DROP_REASONS,
 }
 OPEN_SET_LIMITS: dict[str, int] = {TOOL: 256, ERROR_TYPE: 128, PROFILE: 64}
 # Services the guard tracks; the open attributes of any further service all become `other`.

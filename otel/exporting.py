@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from otel.catalogue import DROP_EXPORT_FAILED, DROP_QUEUE_FULL, DROP_SHUTDOWN
 from otel.config import Settings
 from otel.stats import Stats
 
@@ -244,8 +245,11 @@ class SpanShipper(_Shipper, SpanProcessor):
     def ship(self, span: ReadableSpan) -> None:
         """Queue a finished span; O(1), never blocks, drops (counted) when full."""
         queue = self._queue
-        if self._closed or len(queue) >= self._max_queue:
-            self._stats.loss("spans_dropped", 1, "span export queue full or shut down")
+        if self._closed:
+            self._stats.loss("spans_dropped", 1, "span ended after shutdown", DROP_SHUTDOWN)
+            return
+        if len(queue) >= self._max_queue:
+            self._stats.loss("spans_dropped", 1, "span export queue full", DROP_QUEUE_FULL)
             return
         queue.append(span)
         if len(queue) >= self._batch_size:
@@ -263,13 +267,14 @@ class SpanShipper(_Shipper, SpanProcessor):
 
     def _on_export_failed(self, size: int, why: str) -> None:
         self._stats.add("span_exports_failed")
-        self._stats.loss("spans_export_failed", size, why)
+        self._stats.loss("spans_export_failed", size, why, DROP_EXPORT_FAILED)
 
     def _on_shutdown_timeout(self) -> None:
         left = len(self._queue)
         self._queue.clear()
         if left:
-            self._stats.loss("spans_dropped", left, "shutdown deadline reached before export")
+            self._stats.loss("spans_dropped", left, "shutdown deadline reached before export",
+                             DROP_SHUTDOWN)
 
     def queued(self) -> int:
         return len(self._queue)

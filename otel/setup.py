@@ -96,6 +96,7 @@ class Telemetry:
         _abandon_in_forked_child(self)
         tracer = None
         self.tracer_provider = TracerProvider(resource=self.resource, sampler=settings.sampler)
+        self._count_span_drops()
         if settings.traces_enabled:
             self._span_shipper = SpanShipper(
                 span_exporter or build_span_exporter(settings), self._stats,
@@ -126,6 +127,15 @@ class Telemetry:
                 log.warning("embedded Prometheus endpoint on %s:%s unavailable: %s",
                             settings.embedded_prometheus_host,
                             settings.embedded_prometheus_port, exc)
+
+    def _count_span_drops(self) -> None:
+        """Discarded spans (tel.stats()) also count in cugar.telemetry.dropped, from 0 (also
+        with traces off: such a process truthfully reports that it dropped nothing)."""
+        metrics, signal = self.metrics, catalogue.TELEMETRY_SIGNALS[0]
+        for reason in catalogue.DROP_REASONS:
+            metrics.add(catalogue.TELEMETRY_DROPPED, (signal, reason), 0)
+        self._stats.on_drop = lambda reason, n: metrics.add(
+            catalogue.TELEMETRY_DROPPED, (signal, reason), n)
 
     def _abandon(self) -> None:
         """In a forked child: the export threads are gone and the data is the parent's."""

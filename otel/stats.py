@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Callable
 
 log = logging.getLogger("otel")
 
@@ -21,9 +22,16 @@ COUNTERS = (
 
 
 class Stats:
-    """Thread-safe loss counters plus a rate-limited WARNING log per kind of loss."""
+    """Thread-safe loss counters plus a rate-limited WARNING log per kind of loss.
 
-    def __init__(self, warn_interval_s: float = 30.0) -> None:
+    `on_drop(reason, n)` is told of every discarded span (`loss(..., reason=...)`): the
+    telemetry handle counts them in the catalogue's `cugar.telemetry.dropped`, so that what
+    `snapshot()` shows reaches Prometheus too.
+    """
+
+    def __init__(self, warn_interval_s: float = 30.0,
+                 on_drop: Callable[[str, int], None] | None = None) -> None:
+        self.on_drop = on_drop
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._warn_interval_s = warn_interval_s
@@ -33,8 +41,11 @@ class Stats:
         with self._lock:
             self._counts[name] = self._counts.get(name, 0) + n
 
-    def loss(self, name: str, n: int, why: str) -> None:
-        """Count a loss and log it, at most once per interval per kind."""
+    def loss(self, name: str, n: int, why: str, reason: str | None = None) -> None:
+        """Count a loss and log it, at most once per interval per kind; a `reason`
+        (catalogue.DROP_REASONS) marks discarded spans, also reported to `on_drop`."""
+        if reason is not None and self.on_drop is not None:
+            self.on_drop(reason, n)
         now = time.monotonic()
         with self._lock:
             self._counts[name] = self._counts.get(name, 0) + n

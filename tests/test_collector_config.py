@@ -4,9 +4,12 @@ Prometheus, traces to Jaeger, bounded queues, every endpoint overridable."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,9 @@ from services.stack.collector import COLLECTOR_CONFIG
 from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[1]
+# A started collector opens its persistent queue (file_storage); never the machine-wide default.
+QUEUE_DIR = Path(tempfile.gettempdir()) / f"cugar-collector-config-test-{os.getpid()}"
+atexit.register(shutil.rmtree, QUEUE_DIR, True)
 OVERRIDES = sorted(p for p in (ROOT / "collector").rglob("*.yaml")
                    if p.name != "manifest.yaml" and "_build" not in p.parts)
 
@@ -29,6 +35,7 @@ def _run(command: list[str], *configs: Path, env: dict[str, str] | None = None,
     full_env = None
     if env is not None:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("CUGAR_COLLECTOR_")}
+        full_env["CUGAR_COLLECTOR_QUEUE_DIR"] = str(QUEUE_DIR)
         full_env.update(env)
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           env=full_env)
@@ -157,6 +164,8 @@ BAD_AT_VALIDATE = [
     ("CUGAR_COLLECTOR_LOG_LEVEL", "loud", None, "'level' unrecognized level: \"loud\""),
     ("CUGAR_COLLECTOR_TELEMETRY_PORT", "http", None, "prometheus.port' expected type 'int'"),
     ("CUGAR_COLLECTOR_METRIC_EXPIRATION", "soon", SCRAPE, "'metric_expiration' time: invalid"),
+    ("CUGAR_COLLECTOR_QUEUE_DIR", "/etc/hostname", None,
+     "extensions::file_storage: /etc/hostname is not a directory"),
 ]
 # Listen addresses and files are only checked when the collector starts.
 BAD_AT_START = [

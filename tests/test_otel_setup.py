@@ -18,11 +18,17 @@ import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
 from opentelemetry.sdk.trace import sampling
+from opentelemetry.sdk.trace.export import SpanExportResult
 
-from otel.catalogue import APPROVAL_WAIT, APPROVALS, BUDGET_USED, EXECUTIONS, TOOL_CALLS
+from otel.catalogue import (
+    APPROVAL_WAIT, APPROVALS, BUDGET_USED, DROP_REASONS, EXECUTIONS, TELEMETRY_DROPPED, TOOL_CALLS,
+)
 from otel.config import ConfigError, load_settings
 from otel.setup import create_telemetry
-from otel.testing import InMemoryMetricExporter, OtlpReceiver, in_memory_telemetry, last_points, total
+from otel.testing import (
+    QUIET_EXPORT_ENV, CountingSpanExporter, InMemoryMetricExporter, OtlpReceiver,
+    in_memory_telemetry, last_points, total,
+)
 from services.stack.process import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -444,3 +450,39 @@ def test_tls_certificate_and_bearer_header_come_from_the_settings_env(protocol, 
     if protocol == "grpc":  # plain http:// endpoints keep insecure channels, no credentials
         plain = load_settings({"OTEL_EXPORTER_OTLP_CERTIFICATE": str(ca)})
         assert exporting._grpc_credentials(plain, plain.traces_certificate) is None
+
+
+class _RefusingSpanExporter(CountingSpanExporter):
+    """Fails every export (a collector that gave up on each batch)."""
+
+    def export(self, spans):  # noqa: ANN001
+        super().export(spans)
+        return SpanExportResult.FAILURE
+
+
+def test_discarded_spans_are_the_dropped_metric_by_reason():
+    """Every span tel.stats() counts as lost is in cugar.telemetry.dropped, under its reason;
+    the three reasons start at 0 (the metric exists before anything is lost)."""
+    metrics = InMemoryMetricExporter()
+    tel = create_telemetry(env={**QUIET_EXPORT_ENV, "OTEL_BSP_MAX_QUEUE_SIZE": "10",
+                                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "10"},
+                           span_exporter=_RefusingSpanExporter(), metric_exporter=metrics)
+    assert tel.force_flush()
+    assert last_points(metrics)[TELEMETRY_DROPPED.name] == {
+        frozenset({"signal": "traces", "reason": r}.items()): 0 for r in DROP_REASONS}
+    for _ in range(20):  # 40 spans into a queue of 10 whose every export fails
+        with tel.agent.execution(profile="smb", agent_name="a") as ex:
+            with ex.tool_call("t", domain="knowledge"):
+                pass
+    tel.force_flush()
+    s = tel.stats()
+    by_reason = {dict(k)["reason"]: v for k, v in last_points(metrics)[TELEMETRY_DROPPED.name].items()}
+    assert by_reason == {"queue_full": s["spans_dropped"], "export_failed": s["spans_export_failed"],
+                         "shutdown": 0}, (by_reason, s)
+    assert by_reason["queue_full"] > 0 and by_reason["export_failed"] >= 10
+    assert sum(by_reason.values()) == 40
+    tel.shutdown()
+    with tel.agent.execution(profile="smb", agent_name="a"):  # 1 span, after shutdown
+        pass
+    assert tel.stats()["spans_dropped"] == s["spans_dropped"] + 1
+    assert tel.metrics.counters[TELEMETRY_DROPPED.name][("traces", "shutdown")] == 1

@@ -18,7 +18,7 @@ from grafana_foundation_sdk.models.prometheus import QueryEditorMode
 
 from otel.catalogue import (
     APPROVAL_WAIT, BUDGET_UTILIZATION, BUDGET_WARNING_RATIO, DOMAIN_USAGE, EXECUTION_DURATION,
-    EXECUTIONS, LATENCY_PERCENTILES, OUTCOME, TOOL_CALLS,
+    EXECUTIONS, LATENCY_PERCENTILES, OUTCOME, TELEMETRY_DROPPED, TOOL_CALLS,
 )
 
 from . import collector_guard
@@ -262,11 +262,25 @@ def _or_zero_while_sending(failed: tuple[str, str], sent: tuple[str, str]) -> tu
 def pipeline_health() -> d.Dashboard:
     board = _board(
         "cugar-pipeline-health", "CUGAr pipeline health",
-        "Health of the telemetry pipeline: collector intake and export, processor drops, queue "
-        "fill, scrape health.", ["cugar", "cugar-pipeline"],
+        "Health of the telemetry pipeline: what senders dropped, collector intake and export, "
+        "processor drops, queue fill, scrape health.", ["cugar", "cugar-pipeline"],
         [_dashboard_link("Golden signals", "cugar-golden-signals"), _runbooks_link()])
     by_exporter = ("exporter",)
+    by_reason = ("signal", "reason")
     layout = _Layout(board)
+    dropped = q.select(TELEMETRY_DROPPED)
+    layout.row("Senders (agents' own export queues)", 8, [
+        (16, _series("Dropped by senders per second",
+                     "Items our library discarded before the collector had them (tel.stats()): "
+                     "export queue full while the collector was down or slow, batches the "
+                     "exporter gave up on, spans left at shutdown. 0 while nothing is lost.",
+                     _targets((f"sum by ({', '.join(by_reason)}) (rate({dropped}[{RATE}]))",
+                               "{{signal}} {{reason}}")), "short", alert_line=True)),
+        (8, _stat("Dropped by senders in range",
+                  "Items discarded by senders in the dashboard's time range (any reason).",
+                  [_target(q.or_zero(q.count(TELEMETRY_DROPPED, RANGE)), "dropped",
+                           instant=True)], "short", [("green", None), ("red", 1)])),
+    ])
     layout.row("Collector intake", 8, [
         (12, _series("Received (accepted) per second",
                      "Data points and spans the collector's receivers accepted.",

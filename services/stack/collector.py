@@ -78,6 +78,8 @@ class Collector(ProcessOwner):
         self.telemetry_url = f"http://{self.telemetry_address}/metrics"
         self.health_url = f"http://127.0.0.1:{self.ports['health']}/"
         self.traces_file = self.workdir / "traces.jsonl"
+        # The exporters' persistent sending queues: a restart in the same workdir resumes them.
+        self.queue_dir = self.workdir / f"{name}-queue"
         self.extra_env = dict(env or {})
         self.process = ManagedProcess(
             name, [components.COLLECTOR.require(), *self.config_args()],
@@ -101,5 +103,6 @@ class Collector(ProcessOwner):
             "CUGAR_COLLECTOR_TELEMETRY_HOST": "127.0.0.1",
             "CUGAR_COLLECTOR_TELEMETRY_PORT": str(p["telemetry"]),
             "CUGAR_COLLECTOR_TRACES_FILE": str(self.traces_file),
+            "CUGAR_COLLECTOR_QUEUE_DIR": str(self.queue_dir),
             **self.extra_env,
         }
