@@ -31,6 +31,7 @@ from services.stack.pipeline import Pipeline
 from services.stack.probe import scrape
 from tests.support import otlp_raw as raw
 from tests.support import require
+from tests.support.promql import alert_expr
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -258,5 +259,7 @@ def test_invalid_points_are_dropped_and_counted(bad_run) -> None:
     filtered = {s.labels.get("filter"): s.value for s in telemetry
                 if s.name == "otelcol_processor_filter_datapoints_filtered"}
     assert filtered == {"filter/invalid": len(INVALID_POINTS)}
+    dropping = p.wait_for(alert_expr("CollectorDroppingInvalidPoints"), bool, timeout=60)
+    assert {x["metric"]["filter"] for x in dropping} == {"filter/invalid"}
     assert not [s for s in telemetry if s.name == "otelcol_exporter_send_failed_metric_points"
                 and s.value > 0]

@@ -28,6 +28,7 @@ import pytest
 
 from services.stack.pipeline import Pipeline
 from services.stack.process import wait_until
+from tests.support.promql import alert_expr
 from tests.support.faults import (
     SETTLE_S, Agents, expect_spans, expect_totals, fault_pipeline, queue_sizes, restored,
     sigkill, unaffected,
@@ -115,3 +116,6 @@ def test_agents_started_before_the_collector_count_what_their_queue_dropped(
     assert sum(r["stats"]["spans_dropped"] for r in results) > 0, t  # the queues overflowed
     expect_totals(pipeline, service, t)  # includes cugar_telemetry_dropped_total == t["lost"]
     expect_spans(pipeline, service, t)  # produced = in Jaeger + counted, exactly
+    dropping = pipeline.wait_for(alert_expr("SendersDroppingTelemetry"), bool, timeout=30)
+    assert {x["metric"]["job"] for x in dropping} == {service}
+    assert {x["metric"]["reason"] for x in dropping} >= {"queue_full"}

@@ -30,12 +30,12 @@ import yaml
 
 from services.stack import components
 from services.stack.collector import MEMORY_LIMIT_VAR, go_memory_limit
-from services.stack.components import PROMETHEUS_DIR
 from services.stack.pipeline import Pipeline
 from services.stack.probe import scrape
 from services.stack.process import wait_until
 from services.stack.run import parse_args as run_defaults
 from tests.support import require
+from tests.support.promql import alert_expr
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,15 +70,6 @@ AGENT_RSS_BOUND_MIB = 80
 AGENT_EXPORT_TIMEOUT_MS = 2000
 
 COLLECTOR_ENV = {MEMORY_LIMIT_VAR: str(LIMIT_MIB), "CUGAR_COLLECTOR_MEMORY_SPIKE_MIB": str(SPIKE_MIB)}
-
-
-def alert_expr(name: str) -> str:
-    for rules in (PROMETHEUS_DIR / "rules").glob("*.yml"):
-        for group in yaml.safe_load(rules.read_text())["groups"]:
-            for rule in group["rules"]:
-                if rule.get("alert") == name:
-                    return rule["expr"]
-    raise AssertionError(f"no alert {name} in {PROMETHEUS_DIR / 'rules'}")
 
 
 def status_kib(pid: int, field: str) -> int | None:

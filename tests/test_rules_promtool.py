@@ -15,7 +15,7 @@ from otel import catalogue
 from services.monitoring import __main__ as generate
 from services.monitoring import queries, tunables
 from services.stack import components
-from services.stack.collector import COLLECTOR_SELF_METRICS, GUARD_SELF_METRICS
+from services.stack.collector import COLLECTOR_SELF_METRICS, LAZY_SELF_METRICS
 from services.stack.components import PROMETHEUS_DIR
 from services.stack.pipeline import ALERTMANAGER_CONFIG, render_alertmanager_config
 from tests.support import require, runbook_anchors
@@ -36,7 +36,8 @@ SEED_ALERTS = {
     "NoRecentExecutions": ("info", "30m"), "DomainErrors": ("warning", None),
 }
 PIPELINE_ALERTS = {"CollectorRefusingData", "CollectorExportFailing",
-                   "CollectorExporterQueueFull", "ScrapeTargetDown", "CollectorCardinalityOverflow"}
+                   "CollectorExporterQueueFull", "ScrapeTargetDown", "CollectorCardinalityOverflow",
+                   "CollectorDroppingInvalidPoints", "SendersDroppingTelemetry"}
 ALERT_DELIVERY_ALERTS = {"AlertmanagerFailedToSendNotifications",
                          "PrometheusErrorSendingAlertsToAnyAlertmanager",
                          "PrometheusNotConnectedToAlertmanagers"}
@@ -230,7 +231,7 @@ def test_every_series_in_rules_exists() -> None:
     rules = _rules()
     recorded = {r["record"] for r in rules if "record" in r}
     delivery = frozenset().union(*queries.ALERT_DELIVERY_METRICS.values())
-    known = (catalogue.all_series_names() | recorded | COLLECTOR_SELF_METRICS | GUARD_SELF_METRICS
+    known = (catalogue.all_series_names() | recorded | COLLECTOR_SELF_METRICS | LAZY_SELF_METRICS
              | {queries.UP} | delivery)
     referenced: dict[str, set[str]] = {}
     for rule in rules:

@@ -155,6 +155,9 @@ PROCESSOR_OUTGOING = "otelcol_processor_outgoing_items"
 # collector/cardinalityguard: points whose label value became `other` (or lost an attribute the
 # catalogue does not list), by metric, attribute and sending service.
 CARDINALITY_OVERFLOW = "otelcol_cardinality_guard_overflow_points"
+# The filter/invalid processor: points dropped as invalid (NaN/Inf, negative counters, delta
+# temporality, malformed histograms), label `filter` = the processor's id.
+FILTERED_POINTS = "otelcol_processor_filter_datapoints_filtered"
 UP = "up"
 SCRAPE_DURATION = "scrape_duration_seconds"
 

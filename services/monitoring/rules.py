@@ -218,6 +218,7 @@ def pipeline_alert_rules() -> list[dict]:
     refusing, failing = ALERTS["CollectorRefusingData"], ALERTS["CollectorExportFailing"]
     queue, down = ALERTS["CollectorExporterQueueFull"], ALERTS["ScrapeTargetDown"]
     overflow = ALERTS["CollectorCardinalityOverflow"]
+    invalid, dropped = ALERTS["CollectorDroppingInvalidPoints"], ALERTS["SendersDroppingTelemetry"]
     inst = "{{ $labels.instance }}"
     return [
         _alert(refusing,
@@ -256,6 +257,26 @@ def pipeline_alert_rules() -> list[dict]:
                "{{ $labels.service }} with \"other\" (" + NUM + " points/s) for "
                f"{human(overflow.for_)}: values outside the catalogue's set, or more distinct "
                "values than its bound per service. Totals stay exact; the breakdown is partial."),
+        _alert(invalid,
+               q.keep(("job", "instance", "filter"),
+                      f"rate({q.collector(q.FILTERED_POINTS)}[{invalid.window}])")
+               + f" > {_g(invalid.threshold)}",
+               f"Collector {inst} drops invalid metric points ({NUM}/s)",
+               f"{{{{ $labels.filter }}}} on {inst} has been dropping metric points for "
+               f"{human(invalid.for_)} ({NUM}/s): NaN or infinite values, decreasing or "
+               "negative counters, delta temporality or malformed histograms from some sender. "
+               "Those points never reach Prometheus; the sender's counts there are incomplete."),
+        _alert(dropped,
+               q.keep(("job", "instance", "signal", "reason"),
+                      q.increase(q.select(catalogue.TELEMETRY_DROPPED), dropped.window))
+               + f" > {_g(dropped.threshold)}",
+               "{{ $labels.job }} " + inst + " dropped " + NUM + " {{ $labels.signal }} items "
+               "({{ $labels.reason }})",
+               f"{{{{ $labels.job }}}} ({inst}) discarded {NUM} {{{{ $labels.signal }}}} items "
+               f"before the collector accepted them in the last {dropped.window} (reason "
+               "{{ $labels.reason }}: queue_full = collector down or slow, export_failed = the "
+               "exporter gave up after its retries, shutdown = left at exit). Those items are "
+               "gone; the process's counts say how many."),
     ]
 
 

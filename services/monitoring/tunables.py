@@ -68,6 +68,8 @@ AGENT_ALERTS: tuple[Alert, ...] = (
     Alert("DomainErrors", "warning", "domain_errors", threshold=5),
 )
 
+SENDER_DROPS_WINDOW = "10m"
+
 PIPELINE_ALERTS: tuple[Alert, ...] = (
     Alert("CollectorRefusingData", "critical", "collector_intake", threshold=0, for_="2m",
           window=RATE_WINDOW),
@@ -78,6 +80,11 @@ PIPELINE_ALERTS: tuple[Alert, ...] = (
     Alert("ScrapeTargetDown", "critical", "scrape", for_="2m"),
     Alert("CollectorCardinalityOverflow", "warning", "collector_cardinality", threshold=0,
           for_="5m", window=RATE_WINDOW),
+    Alert("CollectorDroppingInvalidPoints", "warning", "collector_intake", threshold=0,
+          for_="5m", window=RATE_WINDOW),
+    # Any discarded span pages once per incident and resolves when the window has passed it.
+    Alert("SendersDroppingTelemetry", "warning", "sender_drops", threshold=0,
+          window=SENDER_DROPS_WINDOW),
 )
 
 # Alerts about alerts (after the upstream alertmanager and prometheus mixins): a page that

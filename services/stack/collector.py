@@ -53,9 +53,12 @@ COLLECTOR_SELF_METRICS = frozenset({
     "otelcol_exporter_send_failed_spans", "otelcol_exporter_send_failed_metric_points",
     "otelcol_exporter_queue_size", "otelcol_exporter_queue_capacity",
 })
-# The cardinality guard's counter (collector/cardinalityguard) is exposed only once it has
-# counted something; tests/test_collector_cardinality.py proves its name, as Prometheus stores it.
-GUARD_SELF_METRICS = frozenset({"otelcol_cardinality_guard_overflow_points"})
+# Counters exposed only once they have counted something, each proven by name (as Prometheus
+# stores it) where it is made to count: the cardinality guard's overflow
+# (tests/test_collector_cardinality.py) and filter/invalid's dropped points
+# (tests/test_bad_otlp.py).
+LAZY_SELF_METRICS = frozenset({"otelcol_cardinality_guard_overflow_points",
+                               "otelcol_processor_filter_datapoints_filtered"})
 
 
 class Collector(ProcessOwner):

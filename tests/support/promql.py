@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+import yaml
+
+from services.stack.components import PROMETHEUS_DIR
 from services.stack.prometheus_api import Result, get_json
 
 # Aggregations, modifiers and literals that look like series names.
@@ -46,3 +49,14 @@ def query_range(prometheus_url: str, expr: str, start: float, end: float,
 def label_values(prometheus_url: str, metric: str, label: str) -> list[str]:
     """Values of `label` on the series of `metric` (Grafana's label_values(metric, label))."""
     return get_json(f"{prometheus_url}/api/v1/label/{label}/values", {"match[]": metric})["data"]
+
+
+def alert_expr(name: str) -> str:
+    """The expression of a shipped alert rule (monitoring/prometheus/rules), to evaluate it
+    against the real Prometheus of a test."""
+    for rules in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")):
+        for group in yaml.safe_load(rules.read_text())["groups"]:
+            for rule in group["rules"]:
+                if rule.get("alert") == name:
+                    return rule["expr"]
+    raise AssertionError(f"no alert {name} in {PROMETHEUS_DIR / 'rules'}")
