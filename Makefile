@@ -1,4 +1,4 @@
-.PHONY: run test deps collector bench monitoring privacy clean
+.PHONY: run test deps collector bench monitoring clean
 
 run:        ## bring the whole pipeline up with a simulated agent workload (Ctrl-C stops it)
 	bash scripts/run.sh $(ARGS)
@@ -15,11 +15,9 @@ collector:  ## build (or reuse the cached) collector distribution
 bench:      ## overhead benchmark (see docs/benchmarks.md)
 	.venv/bin/python -m bench.overhead
 
-monitoring: ## regenerate Prometheus rules and Grafana dashboards (ARGS=--check: fail if stale)
+monitoring: ## regenerate rules, dashboards and the collector config's generated blocks (ARGS=--check: fail if stale)
 	.venv/bin/python -m services.monitoring $(ARGS)
 
-privacy:    ## regenerate the collector's redaction block from otel/sensitive.py (ARGS=--check: fail if stale)
-	.venv/bin/python -m services.privacy $(ARGS)
 
 clean:
 	rm -rf .venv collector/_build .pytest_cache

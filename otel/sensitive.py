@@ -1,6 +1,6 @@
 """The sensitive-value and secret-key patterns: one table for the library and the collector.
 
-`otel/privacy.py` compiles these for the SDK-side redaction; `python -m services.privacy`
+`otel/privacy.py` compiles these for the SDK-side redaction; `python -m services.monitoring`
 writes the same regular expressions into otel-collector-config.yaml (the redaction processors'
 `blocked_values` / `blocked_key_patterns` and the transform statements that cover span names,
 status messages, event names and scope names). Every pattern is valid in both Python `re`

@@ -1,6 +1,7 @@
 """Write (or, with --check, verify) every generated monitoring file: the recording and alert
 rules, the rules of the promtool counting test, the Grafana dashboards, and the collector's
-cardinality_guard block in otel-collector-config.yaml."""
+generated blocks in otel-collector-config.yaml (redaction from otel/sensitive.py,
+cardinality_guard from otel/catalogue.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import yaml
 
 from services.stack.components import PROMETHEUS_DIR, REPO_ROOT
 
-from . import collector_guard, rules
+from . import collector_guard, collector_redaction, rules
 
 RULES_DIR = PROMETHEUS_DIR / "rules"
 RECORDING_FILE = RULES_DIR / "cugar_recording.yml"
@@ -92,7 +93,8 @@ def _dashboard_files() -> dict[Path, Callable[[], str]]:
 
 
 def _collector_files() -> dict[Path, Callable[[], str]]:
-    return {COLLECTOR_CONFIG: lambda: collector_guard.render(COLLECTOR_CONFIG.read_text())}
+    return {COLLECTOR_CONFIG: lambda: collector_guard.render(
+        collector_redaction.rendered(COLLECTOR_CONFIG.read_text()))}
 
 
 def rendered() -> dict[Path, str]:

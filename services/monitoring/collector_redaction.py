@@ -1,9 +1,7 @@
-"""Write (or, with --check, verify) the collector's redaction settings from otel/sensitive.py.
+"""The collector's redaction settings, generated from otel/sensitive.py.
 
-    python -m services.privacy          # rewrite the generated block of otel-collector-config.yaml
-    python -m services.privacy --check  # exit 1 if the block is stale
-
-The block between the BEGIN/END markers holds the processors that carry the patterns: the
+`python -m services.monitoring` writes them into otel-collector-config.yaml between the
+BEGIN/END markers (`--check`: stale is an error). The block between the BEGIN/END markers holds the processors that carry the patterns: the
 redaction processors of both pipelines (`blocked_values`, `blocked_key_patterns`: span, span
 event, scope, resource and data point attributes) and two transform processors for what the
 redaction processor does not read (span names, span status messages, span event names,
@@ -12,15 +10,11 @@ instrumentation scope names and versions, metric descriptions).
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 
 from otel import sensitive
-from services.stack.collector import COLLECTOR_CONFIG
-from services.stack.components import REPO_ROOT
 
-COMMAND = "python -m services.privacy"
+COMMAND = "python -m services.monitoring"
 BEGIN = "  # BEGIN GENERATED redaction"
 END = "  # END GENERATED redaction"
 
@@ -93,30 +87,7 @@ def rendered(text: str) -> str:
         start = text.index(BEGIN)
         end = text.index(END, start)
     except ValueError:
-        raise SystemExit(f"{COLLECTOR_CONFIG.name} has no '{BEGIN.strip()}' ... "
+        raise SystemExit(f"the collector config has no '{BEGIN.strip()}' ... "
                          f"'{END.strip()}' block") from None
     end = text.index("\n", end) + 1
     return text[:start] + block() + text[end:]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if the generated block is stale")
-    args = parser.parse_args(argv)
-    text = COLLECTOR_CONFIG.read_text()
-    new = rendered(text)
-    path = COLLECTOR_CONFIG.relative_to(REPO_ROOT)
-    if args.check:
-        if new != text:
-            print(f"{path} is stale; run `{COMMAND}`", file=sys.stderr)
-            return 1
-        return 0
-    if new != text:
-        COLLECTOR_CONFIG.write_text(new)
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
