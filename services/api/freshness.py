@@ -1,0 +1,258 @@
+"""Is the pipeline delivering, and since when not: the /dashboard `status`, `degraded` and
+`freshness` sections and the `partial` flag of its numbers, all read from Prometheus.
+
+Three kinds of evidence, each evaluated at the response's instant (`end`):
+
+- scrape targets whose last scrape failed (`up == 0`: the collector's telemetry, Jaeger, the
+  API, Prometheus itself), down since the first failed scrape after the last good one;
+- the collector's own counters and gauges: receivers refusing data, exporters giving up, an
+  exporter's sending queue holding data for a while (it cannot deliver);
+- the age of each agent process's newest sample of `cugar_executions_total` (per `job` =
+  service.name and `instance` = service.instance.id) against its own export interval, which is
+  measured from its samples (exports in the last 10 minutes over the time they span).
+
+A source whose data stopped while the pipeline was healthy stopped sending (a finished workload):
+its numbers are complete and it is listed as stale but not missing. A source whose data stopped
+while, or after which, the collector was down or failing has data that has not arrived: the
+numbers of the window are partial until it catches up (the agents export cumulative values, so
+their next export after recovery restores exact counts).
+
+Nothing is kept in the API process: the answer is the same from every worker and replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+
+from otel.catalogue import EXECUTIONS
+from services.monitoring import queries as q
+from services.monitoring.tunables import COLLECTOR_SELECTOR, COLLECTOR_TELEMETRY_JOB
+
+from .prometheus import PrometheusClient, Sample
+from .window import Window, iso
+
+# What a failed scrape job means for the reader, and which numbers it puts at risk.
+COMPONENTS = {COLLECTOR_TELEMETRY_JOB: "collector", "jaeger": "jaeger", "cugar-api": "api",
+              "prometheus": "prometheus"}
+AFFECTS = {"collector": ["metrics", "traces"], "jaeger": ["traces"]}
+METRICS_PATH = "collector"  # a problem here can hold back the golden signals' data
+
+INTERVAL_WINDOW_S = 600  # the export interval is measured over this much recent data
+INTERVAL_STEP_S = 2
+STALE_EXPORTS = 3  # a source is stale after missing this many exports ...
+STALE_SLACK_S = 2.0  # ... plus the time a point takes from the agent into Prometheus
+UNKNOWN_INTERVAL_S = 60.0  # a source with one sample: OpenTelemetry's default export interval
+HISTORY_S = 3600  # how far back "since" is looked for
+RECENT = "1m"  # collector counters that grew this recently are a current problem
+BACKLOG = "15s"  # an exporter queue non-empty for this long cannot deliver
+MAX_SOURCES = 50  # stale sources listed (the rest are counted)
+
+
+@dataclass
+class Freshness:
+    degraded: list[dict] = field(default_factory=list)
+    missing: list[dict] = field(default_factory=list)  # sources whose data has not arrived
+    stale: list[dict] = field(default_factory=list)
+    sources: int = 0
+    newest_sample: float | None = None
+
+    @property
+    def status(self) -> str:
+        return "degraded" if self.degraded else "ok"
+
+    @property
+    def partial(self) -> bool:
+        """The window's numbers lack data: a source's data is held up, or the metrics path is
+        broken right now (the next exports will not arrive)."""
+        return bool(self.missing) or any(d["component"] == METRICS_PATH for d in self.degraded)
+
+    def partial_reason(self) -> str | None:
+        if not self.partial:
+            return None
+        parts = [f"{d['component']}: {d['reason']}" for d in self.degraded
+                 if d["component"] in (METRICS_PATH, "agent metrics")]
+        return "; ".join(parts) or "data from some sources has not arrived"
+
+    def body(self) -> dict:
+        return {"newest_sample": None if self.newest_sample is None else iso(self.newest_sample),
+                "sources": self.sources, "stale": self.stale[:MAX_SOURCES],
+                "stale_count": len(self.stale)}
+
+
+def _first_bad(points: list[tuple[float, float | None]], bad) -> float | None:
+    """The time of the first sample of the run of bad samples that ends the series (None when
+    the newest sample is good); the oldest sample when no good one is in the range."""
+    since = None
+    for t, v in reversed(points):
+        if not bad(v, t):
+            break
+        since = t
+    return since
+
+
+def _rising_since(points: list[tuple[float, float | None]], gap_s: float = 60.0) -> float | None:
+    """When a counter started its current stretch of growth (growth with no pause longer than
+    `gap_s`): the sample before the first increase of that stretch."""
+    since = None
+    quiet_until = None
+    for (t0, v0), (t1, v1) in zip(reversed(points[:-1]), reversed(points[1:])):
+        if v0 is None or v1 is None:
+            continue
+        if v1 > v0 or v1 < v0:  # growth (a reset is a restarted collector: growth too)
+            since, quiet_until = t0, None
+        else:
+            quiet_until = quiet_until or t1
+            if since is not None and quiet_until - t0 > gap_s:
+                break
+    return since
+
+
+def _selector(labels: dict[str, str]) -> str:
+    inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
+    return f"{labels.get('__name__', '')}{{{inner}}}"
+
+
+def _value_of(samples: list[Sample]) -> dict[tuple[str, str], float]:
+    return {(s.labels.get("job", ""), s.labels.get("instance", "")): s.value
+            for s in samples if s.value is not None}
+
+
+def _hms(ts: float) -> str:
+    return iso(ts)[11:19]
+
+
+async def _since(prom: PrometheusClient, name: str, labels: dict[str, str], at: float,
+                 how) -> float | None:
+    """`how` applied to the raw samples of the series `name{labels}` of the last HISTORY_S."""
+    series = await prom.samples(_selector({**labels, "__name__": name}), HISTORY_S, at)
+    return how(series[0].points) if series else None
+
+
+def _is_down(points: list[tuple[float, float | None]]) -> float | None:
+    return _first_bad(points, lambda v, _t: v == 0)
+
+
+def _is_backlogged(points: list[tuple[float, float | None]]) -> float | None:
+    return _first_bad(points, lambda v, _t: (v or 0) > 0)
+
+
+async def _targets_down(prom: PrometheusClient, at: float) -> list[dict]:
+    async def one(s: Sample) -> dict:
+        job, instance = s.labels.get("job", ""), s.labels.get("instance", "")
+        since = await _since(prom, q.UP, s.labels, at, _is_down)
+        component = COMPONENTS.get(job, job)
+        return {"component": component,
+                "reason": f"scrape target {job} ({instance}) is down: Prometheus cannot scrape it",
+                "since": since, "affects": AFFECTS.get(component, [])}
+
+    return list(await asyncio.gather(*(one(s) for s in await prom.query(q.down(), at))))
+
+
+def _collector_checks() -> list[tuple[str, str, object, str]]:
+    """(series, PromQL selecting the series in trouble, how to find since when, reason)."""
+    checks = []
+    for what, signal in (("spans", "traces"), ("metric points", "metrics")):
+        name = q.RECEIVER_REFUSED[signal]
+        checks.append((name, q.grew(name, RECENT, COLLECTOR_SELECTOR), _rising_since,
+                       f"a receiver refused {what} in the last {RECENT} (memory_limiter "
+                       f"back-pressure)"))
+        name = q.EXPORTER_SEND_FAILED[signal]
+        checks.append((name, q.grew(name, RECENT, COLLECTOR_SELECTOR), _rising_since,
+                       f"an exporter gave up sending {what} in the last {RECENT}"))
+    name = q.EXPORTER_QUEUE_SIZE
+    checks.append((name, f"min_over_time({q.collector(name)}[{BACKLOG}]) > 0", _is_backlogged,
+                   f"an exporter's sending queue has held data for {BACKLOG} or more (it "
+                   f"cannot deliver)"))
+    return checks
+
+
+async def _collector_trouble(prom: PrometheusClient, at: float) -> list[dict]:
+    checks = _collector_checks()
+    results = await asyncio.gather(*(prom.query(expr, at) for _, expr, _, _ in checks))
+
+    async def one(name: str, s: Sample, how, reason: str) -> dict:
+        since = await _since(prom, name, s.labels, at, how)
+        who = s.labels.get("exporter") or s.labels.get("receiver") or ""
+        return {"component": METRICS_PATH, "reason": reason + (f" ({who})" if who else ""),
+                "since": since, "affects": AFFECTS[METRICS_PATH]}
+
+    return list(await asyncio.gather(*(one(name, s, how, reason)
+                                       for (name, _, how, reason), samples in zip(checks, results)
+                                       for s in samples)))
+
+
+def _step(window: Window) -> int:
+    return max(1, min(60, window.seconds // 300))
+
+
+async def _sources(prom: PrometheusClient, window: Window, at: float) -> tuple[dict, dict, dict]:
+    """Per source: its newest sample time, its samples in the last INTERVAL_WINDOW_S and the
+    first of them."""
+    recent = f"{INTERVAL_WINDOW_S}s"
+    newest, older, counts, first = await asyncio.gather(
+        prom.query(q.last_sample(EXECUTIONS), at),
+        prom.query(q.last_sample_within(EXECUTIONS, window.promql, f"{_step(window)}s"), at),
+        prom.query(q.samples_in(EXECUTIONS, recent), at),
+        prom.query(q.first_sample_within(EXECUTIONS, recent, f"{INTERVAL_STEP_S}s"), at))
+    # The instant query is exact for sources heard from within the lookback delta; the
+    # subquery finds the ones silent longer (its last step may precede the newest sample).
+    last = {**_value_of(older), **_value_of(newest)}
+    return last, _value_of(counts), _value_of(first)
+
+
+def _interval(last: float, first: float | None, count: float | None) -> float:
+    if first is None or not count or count < 2 or last <= first:
+        return UNKNOWN_INTERVAL_S
+    return (last - first) / (count - 1)
+
+
+async def _pipeline_broke_since(prom: PrometheusClient, t_last: float, at: float) -> bool:
+    """Was the collector down, refusing or failing at some point after `t_last`?"""
+    seconds = max(1, math.ceil(at - t_last) + 1)
+    w = f"{seconds}s"
+    expr = " or ".join([
+        f"(min_over_time({q.collector(q.UP)}[{w}]) == 0)",
+        *(f"({q.grew(name, w, COLLECTOR_SELECTOR)})"
+          for name in (q.RECEIVER_REFUSED["metrics"], q.EXPORTER_SEND_FAILED["metrics"])),
+    ])
+    return bool(await prom.query(expr, at))
+
+
+async def assess(prom: PrometheusClient, window: Window, at: float) -> Freshness:
+    down, trouble, (last, counts, first) = await asyncio.gather(
+        _targets_down(prom, at), _collector_trouble(prom, at), _sources(prom, window, at))
+    f = Freshness(degraded=down + trouble, sources=len(last),
+                  newest_sample=max(last.values()) if last else None)
+    metrics_path_down = any(d["component"] == METRICS_PATH for d in f.degraded)
+    stale = []
+    for (job, instance), t_last in sorted(last.items()):
+        interval = _interval(t_last, first.get((job, instance)), counts.get((job, instance)))
+        stale_after = STALE_EXPORTS * interval + STALE_SLACK_S
+        if at - t_last > stale_after:
+            stale.append((job, instance, t_last, interval))
+    broke = await asyncio.gather(*(
+        _pipeline_broke_since(prom, t_last, at) for _, _, t_last, _ in stale)) \
+        if stale and not metrics_path_down else [True] * len(stale)
+    for (job, instance, t_last, interval), held_up in zip(stale, broke):
+        entry = {"job": job, "instance": instance, "last_sample": iso(t_last),
+                 "age_s": round(at - t_last, 3), "export_interval_s": round(interval, 3),
+                 "missing": held_up}
+        f.stale.append(entry)
+        if held_up:
+            f.missing.append({"job": job, "instance": instance, "from": iso(t_last),
+                              "to": iso(at)})
+    if f.missing:
+        since = min(t for _, _, t, _ in stale)
+        jobs = sorted({m["job"] for m in f.missing})
+        f.degraded.append({
+            "component": "agent metrics",
+            "reason": (f"no samples from {len(f.missing)} of {f.sources} agent process(es) "
+                       f"({', '.join(jobs)}) since {_hms(since)} while the collector was down "
+                       f"or failing; their numbers are missing until they catch up"),
+            "since": since, "affects": ["metrics"]})
+    for d in f.degraded:
+        d["since"] = None if d["since"] is None else iso(d["since"])
+    f.degraded.sort(key=lambda d: (d["since"] or "", d["component"]))
+    return f
