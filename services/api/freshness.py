@@ -44,6 +44,7 @@ INTERVAL_STEP_S = 2
 STALE_EXPORTS = 3  # a source is stale after missing this many exports ...
 STALE_SLACK_S = 2.0  # ... plus the time a point takes from the agent into Prometheus
 UNKNOWN_INTERVAL_S = 60.0  # a source with one sample: OpenTelemetry's default export interval
+DEFAULT_SCRAPE_INTERVAL_S = 15.0  # Prometheus' (and prometheus.yml's) default
 HISTORY_S = 3600  # how far back "since" is looked for
 RECENT = "1m"  # collector counters that grew this recently are a current problem
 BACKLOG = "15s"  # an exporter queue non-empty for this long cannot deliver
@@ -208,16 +209,26 @@ def _interval(last: float, first: float | None, count: float | None) -> float:
     return (last - first) / (count - 1)
 
 
-async def _pipeline_broke_since(prom: PrometheusClient, t_last: float, at: float) -> bool:
-    """Was the collector down, refusing or failing at some point after `t_last`?"""
-    seconds = max(1, math.ceil(at - t_last) + 1)
-    w = f"{seconds}s"
+async def _scrape_interval(prom: PrometheusClient, at: float) -> float:
+    """The collector telemetry's scrape interval, from its recent `up` samples."""
+    series = await prom.samples(q.collector(q.UP), 120, at)
+    gaps = sorted(b - a for s in series for (a, _), (b, _) in zip(s.points, s.points[1:]))
+    return gaps[len(gaps) // 2] if gaps else DEFAULT_SCRAPE_INTERVAL_S
+
+
+async def _pipeline_broke(prom: PrometheusClient, t_last: float, stale_after: float,
+                          scrape_s: float, at: float) -> bool:
+    """Did the collector go down, refuse or fail before the source's next export after `t_last`
+    was due (and Prometheus' next scrape could see it)? Then that export is held up. A source
+    that stopped while the pipeline was healthy, and stayed stopped, just stopped sending."""
+    until = min(at, t_last + stale_after + 2 * scrape_s)
+    w = f"{max(1, math.ceil(until - t_last) + 1)}s"
     expr = " or ".join([
         f"(min_over_time({q.collector(q.UP)}[{w}]) == 0)",
         *(f"({q.grew(name, w, COLLECTOR_SELECTOR)})"
           for name in (q.RECEIVER_REFUSED["metrics"], q.EXPORTER_SEND_FAILED["metrics"])),
     ])
-    return bool(await prom.query(expr, at))
+    return bool(await prom.query(expr, until))
 
 
 async def assess(prom: PrometheusClient, window: Window, at: float) -> Freshness:
@@ -232,9 +243,13 @@ async def assess(prom: PrometheusClient, window: Window, at: float) -> Freshness
         stale_after = STALE_EXPORTS * interval + STALE_SLACK_S
         if at - t_last > stale_after:
             stale.append((job, instance, t_last, interval))
-    broke = await asyncio.gather(*(
-        _pipeline_broke_since(prom, t_last, at) for _, _, t_last, _ in stale)) \
-        if stale and not metrics_path_down else [True] * len(stale)
+    if stale and not metrics_path_down:
+        scrape_s = await _scrape_interval(prom, at)
+        broke = await asyncio.gather(*(
+            _pipeline_broke(prom, t_last, STALE_EXPORTS * interval + STALE_SLACK_S, scrape_s, at)
+            for _, _, t_last, interval in stale))
+    else:
+        broke = [True] * len(stale)
     for (job, instance, t_last, interval), held_up in zip(stale, broke):
         entry = {"job": job, "instance": instance, "last_sample": iso(t_last),
                  "age_s": round(at - t_last, 3), "export_interval_s": round(interval, 3),
@@ -249,8 +264,9 @@ async def assess(prom: PrometheusClient, window: Window, at: float) -> Freshness
         f.degraded.append({
             "component": "agent metrics",
             "reason": (f"no samples from {len(f.missing)} of {f.sources} agent process(es) "
-                       f"({', '.join(jobs)}) since {_hms(since)} while the collector was down "
-                       f"or failing; their numbers are missing until they catch up"),
+                       f"({', '.join(jobs)}) since {_hms(since)}: the collector was down or "
+                       f"failing when they exported; their numbers are missing until they "
+                       f"catch up"),
             "since": since, "affects": ["metrics"]})
     for d in f.degraded:
         d["since"] = None if d["since"] is None else iso(d["since"])
