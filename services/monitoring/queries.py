@@ -214,11 +214,16 @@ def down(selector: str = "") -> str:
     return f"{select_name(UP, selector)} == 0"
 
 
-def down_for(selector: str = "") -> str:
-    """For each target down now: seconds since its last successful scrape (within an hour;
-    `up` is 1 at each good scrape), the target's down time to the scrape interval."""
-    last_good = f"max_over_time(timestamp({select_name(UP, selector)} == 1)[1h:])"
-    return f"(time() - {last_good}) and on(job, instance) ({down(selector)})"
+def last_good_scrape(selector: str = "") -> str:
+    """When each target was last scraped successfully (within an hour), to the subquery's step:
+    for a target that is down, since when (the API's /dashboard reads the raw samples)."""
+    return f"max_over_time(timestamp({select_name(UP, selector)} == 1)[1h:])"
+
+
+def down_seconds(selector: str = "") -> str:
+    """Per target: 0 while its last scrape succeeded, else the seconds since the last good one."""
+    return (f"({age(last_good_scrape(selector))}) and on(job, instance) ({down(selector)})"
+            f"\nor on(job, instance)\n{select_name(UP, selector)} * 0")
 
 
 def grew(name: str, window: str, selector: str = "") -> str:
