@@ -86,8 +86,9 @@ def test_a_collector_outage_is_named_since_it_began_and_the_numbers_flagged_unti
 
                 def says_collector_down() -> bool:
                     seen.append(dashboard())
-                    return {"collector", "agent metrics"} <= {
+                    return ({"collector", "agent metrics"} <= {
                         d["component"] for d in seen[-1]["degraded"]}
+                        and len(seen[-1]["golden_signals"]["missing"]) == PROCESSES)
 
                 wait_until(says_collector_down, 20, interval=0.5,
                            what="/dashboard to name the stopped collector and the held-up data")
@@ -104,7 +105,7 @@ def test_a_collector_outage_is_named_since_it_began_and_the_numbers_flagged_unti
                 # No golden signal is presented as complete.
                 g = d["golden_signals"]
                 assert g["partial"] is True and d["executions"]["partial"] is True
-                assert {m["instance"] for m in g["missing"]} and len(g["missing"]) == PROCESSES
+                assert len({m["instance"] for m in g["missing"]}) == PROCESSES
                 assert g["success_rate"] is None and g["error_rate"] is None
                 assert all(v is None for v in g["latency_ms"].values())
                 assert d["tools"]["success_rate"] is None
@@ -148,6 +149,18 @@ def test_a_collector_outage_is_named_since_it_began_and_the_numbers_flagged_unti
                        what=f"/dashboard to count the agents' {want}")
             g = last["golden_signals"]
             assert g["success_rate"] == truth["successful"] / truth["executions"]
+
+            # The agents have exited: their data ages, but they stopped sending while the
+            # pipeline was healthy, so nothing is missing and nothing is degraded.
+            def both_stale() -> bool:
+                last.clear()
+                last.update(dashboard("10m"))
+                return len(last["freshness"]["stale"]) == PROCESSES
+
+            wait_until(both_stale, 30, interval=0.5, what="the exited agents listed as stale")
+            assert not any(s["missing"] for s in last["freshness"]["stale"])
+            assert last["status"] == "ok" and last["partial"] is None
+            assert last["golden_signals"]["success_rate"] == g["success_rate"]
             print(f"\noutage {OUTAGE_S:g}s: /dashboard counted {counted_while_down} executions "
                   f"while about {ran_by_then:.0f} had run (flagged partial, rates null); ok again "
                   f"{recovered_after:.1f}s after the stop; afterwards {truth['executions']} = "

@@ -11,11 +11,13 @@ Three kinds of evidence, each evaluated at the response's instant (`end`):
   service.name and `instance` = service.instance.id) against its own export interval, which is
   measured from its samples (exports in the last 10 minutes over the time they span).
 
-A source whose data stopped while the pipeline was healthy stopped sending (a finished workload):
-its numbers are complete and it is listed as stale but not missing. A source whose data stopped
-while, or after which, the collector was down or failing has data that has not arrived: the
-numbers of the window are partial until it catches up (the agents export cumulative values, so
-their next export after recovery restores exact counts).
+A source is stale once its newest sample is older than STALE_EXPORTS of its export intervals
+plus STALE_SLACK_S (services/monitoring/tunables.py). One whose data stopped while the pipeline
+was healthy stopped sending (a finished workload): its numbers are complete and it is listed as
+stale but not missing. One whose next export was due while the collector was down, refusing or
+failing has data that has not arrived: the window's numbers are partial until it catches up
+(the agents export cumulative values, so their first export after recovery restores exact
+counts).
 
 Nothing is kept in the API process: the answer is the same from every worker and replica.
 """
@@ -28,7 +30,8 @@ from dataclasses import dataclass, field
 
 from otel.catalogue import EXECUTIONS
 from services.monitoring import queries as q
-from services.monitoring.tunables import COLLECTOR_SELECTOR, COLLECTOR_TELEMETRY_JOB
+from services.monitoring.tunables import (COLLECTOR_SELECTOR, COLLECTOR_TELEMETRY_JOB,
+                                          STALE_EXPORTS, STALE_SLACK_S)
 
 from .prometheus import PrometheusClient, Sample
 from .window import Window, iso
@@ -41,8 +44,6 @@ METRICS_PATH = "collector"  # a problem here can hold back the golden signals' d
 
 INTERVAL_WINDOW_S = 600  # the export interval is measured over this much recent data
 INTERVAL_STEP_S = 2
-STALE_EXPORTS = 3  # a source is stale after missing this many exports ...
-STALE_SLACK_S = 2.0  # ... plus the time a point takes from the agent into Prometheus
 UNKNOWN_INTERVAL_S = 60.0  # a source with one sample: OpenTelemetry's default export interval
 DEFAULT_SCRAPE_INTERVAL_S = 15.0  # Prometheus' (and prometheus.yml's) default
 HISTORY_S = 3600  # how far back "since" is looked for
