@@ -15,7 +15,8 @@ A source is stale once its newest sample is older than STALE_EXPORTS of its expo
 plus STALE_SLACK_S (services/monitoring/tunables.py). One whose data stopped while the pipeline
 was healthy stopped sending (a finished workload): its numbers are complete and it is listed as
 stale but not missing. One whose next export was due while the collector was down, refusing or
-failing has data that has not arrived: the window's numbers are partial until it catches up
+failing, or while Prometheus was not scraping (a gap in the collector's `up` samples: Prometheus
+restarted, the collector still retries), has data that has not arrived: the window's numbers are partial until it catches up
 (the agents export cumulative values, so their first export after recovery restores exact
 counts).
 
@@ -136,8 +137,22 @@ def _is_down(points: list[tuple[float, float | None]]) -> float | None:
     return _first_bad(points, lambda v, _t: v == 0)
 
 
-def _is_backlogged(points: list[tuple[float, float | None]]) -> float | None:
-    return _first_bad(points, lambda v, _t: (v or 0) > 0)
+def _last_growth(points: list[tuple[float, float | None]]) -> float | None:
+    """When a counter last grew (the oldest sample when it did not grow in the range)."""
+    for (_, v0), (t1, v1) in zip(reversed(points[:-1]), reversed(points[1:])):
+        if v0 is not None and v1 is not None and v1 != v0:
+            return t1
+    return points[0][0] if points else None
+
+
+async def _stalled_since(prom: PrometheusClient, labels: dict[str, str], at: float) -> float | None:
+    """When the exporter of a backlogged queue last delivered anything."""
+    sent = "|".join(q.EXPORTER_SENT.values())
+    inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())
+                      if k in ("job", "instance", "exporter"))
+    series = await prom.samples(f'{{__name__=~"{sent}", {inner}}}', HISTORY_S, at)
+    times = [t for t in (_last_growth(s.points) for s in series) if t is not None]
+    return max(times) if times else None
 
 
 async def _targets_down(prom: PrometheusClient, at: float) -> list[dict]:
@@ -163,10 +178,15 @@ def _collector_checks() -> list[tuple[str, str, object, str]]:
         name = q.EXPORTER_SEND_FAILED[signal]
         checks.append((name, q.grew(name, RECENT, COLLECTOR_SELECTOR), _rising_since,
                        f"an exporter gave up sending {what} in the last {RECENT}"))
-    name = q.EXPORTER_QUEUE_SIZE
-    checks.append((name, f"min_over_time({q.collector(name)}[{BACKLOG}]) > 0", _is_backlogged,
-                   f"an exporter's sending queue has held data for {BACKLOG} or more (it "
-                   f"cannot deliver)"))
+    # A queue that holds data is normal while its exporter batches or sends; one that held data
+    # for BACKLOG while its exporter delivered nothing is stuck.
+    sent = " or ".join(q.grew(name, BACKLOG, COLLECTOR_SELECTOR)
+                       for name in q.EXPORTER_SENT.values())
+    checks.append((q.EXPORTER_QUEUE_SIZE,
+                   f"(min_over_time({q.collector(q.EXPORTER_QUEUE_SIZE)}[{BACKLOG}]) > 0)\n"
+                   f"unless on(exporter) ({sent})", None,
+                   f"an exporter's sending queue has held data for {BACKLOG} while the exporter "
+                   f"delivered nothing (it cannot deliver)"))
     return checks
 
 
@@ -175,7 +195,8 @@ async def _collector_trouble(prom: PrometheusClient, at: float) -> list[dict]:
     results = await asyncio.gather(*(prom.query(expr, at) for _, expr, _, _ in checks))
 
     async def one(name: str, s: Sample, how, reason: str) -> dict:
-        since = await _since(prom, name, s.labels, at, how)
+        since = (await _since(prom, name, s.labels, at, how) if how is not None
+                 else await _stalled_since(prom, s.labels, at))
         who = s.labels.get("exporter") or s.labels.get("receiver") or ""
         return {"component": METRICS_PATH, "reason": reason + (f" ({who})" if who else ""),
                 "since": since, "affects": AFFECTS[METRICS_PATH]}
@@ -210,26 +231,44 @@ def _interval(last: float, first: float | None, count: float | None) -> float:
     return (last - first) / (count - 1)
 
 
-async def _scrape_interval(prom: PrometheusClient, at: float) -> float:
-    """The collector telemetry's scrape interval, from its recent `up` samples."""
-    series = await prom.samples(q.collector(q.UP), 120, at)
+async def _scrape_interval(prom: PrometheusClient, at: float) -> tuple[float, bool]:
+    """The collector telemetry's scrape interval, from its recent `up` samples, and whether it
+    is scraped at all."""
+    series = await prom.samples(q.collector(q.UP), 300, at)
     gaps = sorted(b - a for s in series for (a, _), (b, _) in zip(s.points, s.points[1:]))
-    return gaps[len(gaps) // 2] if gaps else DEFAULT_SCRAPE_INTERVAL_S
+    return (gaps[len(gaps) // 2] if gaps else DEFAULT_SCRAPE_INTERVAL_S), bool(series)
+
+
+def _gap_or_down(points: list[tuple[float, float | None]], start: float, until: float,
+                 scrape_s: float) -> bool:
+    """Scrape samples of one target in [start, until] show it down, or a hole in which nobody
+    scraped it (Prometheus itself was not running: what was sent then is still in flight)."""
+    if any(v == 0 for _, v in points):
+        return True
+    limit = 2 * scrape_s + 1
+    times = [start, *(t for t, _ in points), until]
+    return any(b - a > limit for a, b in zip(times, times[1:]))
 
 
 async def _pipeline_broke(prom: PrometheusClient, t_last: float, stale_after: float,
-                          scrape_s: float, at: float) -> bool:
-    """Did the collector go down, refuse or fail before the source's next export after `t_last`
-    was due (and Prometheus' next scrape could see it)? Then that export is held up. A source
-    that stopped while the pipeline was healthy, and stayed stopped, just stopped sending."""
+                          scrape_s: float, at: float, watched: bool) -> bool:
+    """Did the collector go down, refuse or fail, or Prometheus stop scraping it, before the
+    source's next export after `t_last` was due (and the next scrape could see it)? Then that
+    export is held up. A source that stopped while the pipeline was seen healthy, and stayed
+    stopped, just stopped sending. `watched`: the collector's telemetry is scraped at all (not
+    in embedded mode)."""
     until = min(at, t_last + stale_after + 2 * scrape_s)
     w = f"{max(1, math.ceil(until - t_last) + 1)}s"
-    expr = " or ".join([
-        f"(min_over_time({q.collector(q.UP)}[{w}]) == 0)",
-        *(f"({q.grew(name, w, COLLECTOR_SELECTOR)})"
-          for name in (q.RECEIVER_REFUSED["metrics"], q.EXPORTER_SEND_FAILED["metrics"])),
-    ])
-    return bool(await prom.query(expr, until))
+    counters = " or ".join(f"({q.grew(name, w, COLLECTOR_SELECTOR)})" for name in
+                           (q.RECEIVER_REFUSED["metrics"], q.EXPORTER_SEND_FAILED["metrics"]))
+    failed, up = await asyncio.gather(
+        prom.query(counters, until),
+        prom.samples(q.collector(q.UP), max(1, math.ceil(until - t_last)), until))
+    if failed:
+        return True
+    if not watched:
+        return False
+    return not up or any(_gap_or_down(s.points, t_last, until, scrape_s) for s in up)
 
 
 async def assess(prom: PrometheusClient, window: Window, at: float) -> Freshness:
@@ -245,9 +284,10 @@ async def assess(prom: PrometheusClient, window: Window, at: float) -> Freshness
         if at - t_last > stale_after:
             stale.append((job, instance, t_last, interval))
     if stale and not metrics_path_down:
-        scrape_s = await _scrape_interval(prom, at)
+        scrape_s, watched = await _scrape_interval(prom, at)
         broke = await asyncio.gather(*(
-            _pipeline_broke(prom, t_last, STALE_EXPORTS * interval + STALE_SLACK_S, scrape_s, at)
+            _pipeline_broke(prom, t_last, STALE_EXPORTS * interval + STALE_SLACK_S, scrape_s, at,
+                            watched)
             for _, _, t_last, interval in stale))
     else:
         broke = [True] * len(stale)
@@ -266,8 +306,8 @@ async def assess(prom: PrometheusClient, window: Window, at: float) -> Freshness
             "component": "agent metrics",
             "reason": (f"no samples from {len(f.missing)} of {f.sources} agent process(es) "
                        f"({', '.join(jobs)}) since {_hms(since)}: the collector was down or "
-                       f"failing when they exported; their numbers are missing until they "
-                       f"catch up"),
+                       f"failing, or Prometheus was not running, when they exported; their "
+                       f"numbers are missing until they catch up"),
             "since": since, "affects": ["metrics"]})
     for d in f.degraded:
         d["since"] = None if d["since"] is None else iso(d["since"])
