@@ -342,3 +342,8 @@ def test_the_line_leads_with_the_pipelines_status_and_marks_a_partial_window() -
     assert degraded.startswith(f"pipeline DEGRADED: collector since {local:%H:%M:%S} | "
                                f"PARTIAL window 5m ")
     assert "executions>=10 " in degraded and "success=- " in degraded
+    twice = _body("degraded", partial=True)
+    twice["degraded"].append({**twice["degraded"][0], "since": "2026-01-05T11:59:00Z"})
+    earlier = datetime.fromisoformat("2026-01-05T11:59:00+00:00").astimezone()
+    assert format_summary(twice).startswith(f"pipeline DEGRADED: collector since "
+                                            f"{earlier:%H:%M:%S} | ")

@@ -274,6 +274,8 @@ async def _pipeline_broke(prom: PrometheusClient, t_last: float, stale_after: fl
 async def assess(prom: PrometheusClient, window: Window, at: float) -> Freshness:
     down, trouble, (last, counts, first) = await asyncio.gather(
         _targets_down(prom, at), _collector_trouble(prom, at), _sources(prom, window, at))
+    if any(d["component"] == METRICS_PATH for d in down):
+        trouble = []  # its self-metrics stopped with it: their last values tell nothing new
     f = Freshness(degraded=down + trouble, sources=len(last),
                   newest_sample=max(last.values()) if last else None)
     metrics_path_down = any(d["component"] == METRICS_PATH for d in f.degraded)

@@ -110,8 +110,13 @@ def format_status(d: dict) -> str:
     items = d.get("degraded") or []
     if d.get("status", "ok") == "ok" or not items:
         return ""
+    since: dict[str, str | None] = {}  # one entry per component: its earliest trouble
+    for item in items:
+        name, when = item["component"], item.get("since")
+        if name not in since or (when and (since[name] is None or when < since[name])):
+            since[name] = when
     return "pipeline DEGRADED: " + ", ".join(
-        f"{item['component']} since {_local_time(item.get('since'))}" for item in items)
+        f"{name} since {_local_time(when)}" for name, when in since.items())
 
 
 def format_summary(d: dict) -> str:
