@@ -40,3 +40,15 @@ def test_the_export_interval_is_measured_from_the_samples() -> None:
     assert f._interval(last=110.0, first=100.0, count=21) == 0.5
     assert f._interval(last=110.0, first=None, count=None) == f.UNKNOWN_INTERVAL_S
     assert f._interval(last=110.0, first=110.0, count=1) == f.UNKNOWN_INTERVAL_S
+
+
+def test_a_hole_across_the_window_start_makes_the_counts_inexact() -> None:
+    start = 1000.0
+    key, other, gone = ("cugar-sales", "a"), ("cugar-sales", "b"), ("cugar-sales", "c")
+    at_start = {key: 984.0, other: 999.6, gone: 900.0}  # a: last sample 16 s before the start
+    last = {key: 1100.0, other: 1100.0, gone: 900.0}  # c stopped before the window
+    intervals = {key: 0.5, other: 0.5, gone: 0.5}
+    assert f.start_gaps(at_start, last, intervals, start) == [
+        {"job": "cugar-sales", "instance": "a", "from": "1970-01-01T00:16:24Z",
+         "to": "1970-01-01T00:16:40Z", "edge": "start"}]
+    assert f.start_gaps({key: 999.0}, last, intervals, start) == []

@@ -57,6 +57,7 @@ MAX_SOURCES = 50  # stale sources listed (the rest are counted)
 class Freshness:
     degraded: list[dict] = field(default_factory=list)
     missing: list[dict] = field(default_factory=list)  # sources whose data has not arrived
+    inexact_start: list[dict] = field(default_factory=list)  # holes across the window start
     stale: list[dict] = field(default_factory=list)
     sources: int = 0
     newest_sample: float | None = None
@@ -69,13 +70,18 @@ class Freshness:
     def partial(self) -> bool:
         """The window's numbers lack data: a source's data is held up, or the metrics path is
         broken right now (the next exports will not arrive)."""
-        return bool(self.missing) or any(d["component"] == METRICS_PATH for d in self.degraded)
+        return (bool(self.missing or self.inexact_start)
+                or any(d["component"] == METRICS_PATH for d in self.degraded))
 
     def partial_reason(self) -> str | None:
         if not self.partial:
             return None
         parts = [f"{d['component']}: {d['reason']}" for d in self.degraded
                  if d["component"] in (METRICS_PATH, "agent metrics")]
+        if self.inexact_start:
+            parts.append(f"the window starts inside a hole in the data of "
+                         f"{len(self.inexact_start)} agent process(es): their counts include "
+                         f"executions from before the window start")
         return "; ".join(parts) or "data from some sources has not arrived"
 
     def body(self) -> dict:
@@ -210,19 +216,35 @@ def _step(window: Window) -> int:
     return max(1, min(60, window.seconds // 300))
 
 
-async def _sources(prom: PrometheusClient, window: Window, at: float) -> tuple[dict, dict, dict]:
+async def _sources(prom: PrometheusClient, window: Window,
+                   at: float) -> tuple[dict, dict, dict, dict]:
     """Per source: its newest sample time, its samples in the last INTERVAL_WINDOW_S and the
-    first of them."""
+    first of them, and its newest sample time at the window's start."""
     recent = f"{INTERVAL_WINDOW_S}s"
-    newest, older, counts, first = await asyncio.gather(
+    newest, older, counts, first, at_start = await asyncio.gather(
         prom.query(q.last_sample(EXECUTIONS), at),
         prom.query(q.last_sample_within(EXECUTIONS, window.promql, f"{_step(window)}s"), at),
         prom.query(q.samples_in(EXECUTIONS, recent), at),
-        prom.query(q.first_sample_within(EXECUTIONS, recent, f"{INTERVAL_STEP_S}s"), at))
+        prom.query(q.first_sample_within(EXECUTIONS, recent, f"{INTERVAL_STEP_S}s"), at),
+        prom.query(q.last_sample(EXECUTIONS), at - window.seconds))
     # The instant query is exact for sources heard from within the lookback delta; the
     # subquery finds the ones silent longer (its last step may precede the newest sample).
     last = {**_value_of(older), **_value_of(newest)}
-    return last, _value_of(counts), _value_of(first)
+    return last, _value_of(counts), _value_of(first), _value_of(at_start)
+
+
+def start_gaps(at_start: dict, last: dict, intervals: dict, start: float) -> list[dict]:
+    """Sources whose data has a hole across the window's start: a window count begins at the
+    last sample before the start, so theirs include executions from before the window (from
+    that sample to the start). Sources with no data after the start are not in the window."""
+    gaps = []
+    for key, before in sorted(at_start.items()):
+        if last.get(key, 0) <= start or key not in intervals:
+            continue
+        if start - before > STALE_EXPORTS * intervals[key] + STALE_SLACK_S:
+            gaps.append({"job": key[0], "instance": key[1], "from": iso(before), "to": iso(start),
+                         "edge": "start"})
+    return gaps
 
 
 def _interval(last: float, first: float | None, count: float | None) -> float:
@@ -272,7 +294,7 @@ async def _pipeline_broke(prom: PrometheusClient, t_last: float, stale_after: fl
 
 
 async def assess(prom: PrometheusClient, window: Window, at: float) -> Freshness:
-    down, trouble, (last, counts, first) = await asyncio.gather(
+    down, trouble, (last, counts, first, at_start) = await asyncio.gather(
         _targets_down(prom, at), _collector_trouble(prom, at), _sources(prom, window, at))
     if any(d["component"] == METRICS_PATH for d in down):
         trouble = []  # its self-metrics stopped with it: their last values tell nothing new
@@ -280,8 +302,11 @@ async def assess(prom: PrometheusClient, window: Window, at: float) -> Freshness
                   newest_sample=max(last.values()) if last else None)
     metrics_path_down = any(d["component"] == METRICS_PATH for d in f.degraded)
     stale = []
+    intervals = {key: _interval(t_last, first.get(key), counts.get(key))
+                 for key, t_last in last.items()}
+    f.inexact_start = start_gaps(at_start, last, intervals, at - window.seconds)
     for (job, instance), t_last in sorted(last.items()):
-        interval = _interval(t_last, first.get((job, instance)), counts.get((job, instance)))
+        interval = intervals[(job, instance)]
         stale_after = STALE_EXPORTS * interval + STALE_SLACK_S
         if at - t_last > stale_after:
             stale.append((job, instance, t_last, interval))
@@ -302,7 +327,7 @@ async def assess(prom: PrometheusClient, window: Window, at: float) -> Freshness
             f.missing.append({"job": job, "instance": instance, "from": iso(t_last),
                               "to": iso(at)})
     if f.missing:
-        since = min(t for _, _, t, _ in stale)
+        since = min(t for (_, _, t, _), held_up in zip(stale, broke) if held_up)
         jobs = sorted({m["job"] for m in f.missing})
         f.degraded.append({
             "component": "agent metrics",

@@ -25,9 +25,20 @@ class MissingData(BaseModel):
     to: str = Field(description="the window end")
 
 
+class InexactStart(BaseModel):
+    job: str
+    instance: str
+    from_: str = Field(alias="from", description="the source's last sample before the window "
+                                                 "start: its counts begin there")
+    to: str = Field(description="the window start")
+    edge: Literal["start"]
+
+
 class Partial(BaseModel):
     reason: str
-    missing: list[MissingData]
+    missing: list[MissingData] = Field(description="sources whose newest data has not arrived")
+    inexact_start: list[InexactStart] = Field(
+        description="sources with a hole in their data across the window start")
 
 
 class StaleSource(BaseModel):

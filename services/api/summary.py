@@ -159,7 +159,8 @@ async def dashboard(prom: PrometheusClient, window: Window, at: float) -> dict:
     return {
         "status": fresh.status,
         "degraded": fresh.degraded,
-        "partial": {"reason": fresh.partial_reason(), "missing": fresh.missing} if partial
+        "partial": {"reason": fresh.partial_reason(), "missing": fresh.missing,
+                    "inexact_start": fresh.inexact_start} if partial
         else None,
         "freshness": fresh.body(),
         "time_range": {"window": str(window), "seconds": window.seconds,
