@@ -16,9 +16,10 @@ plus STALE_SLACK_S (services/monitoring/tunables.py). One whose data stopped whi
 was healthy stopped sending (a finished workload): its numbers are complete and it is listed as
 stale but not missing. One whose next export was due while the collector was down, refusing or
 failing, or while Prometheus was not scraping (a gap in the collector's `up` samples: Prometheus
-restarted, the collector still retries), has data that has not arrived: the window's numbers are partial until it catches up
-(the agents export cumulative values, so their first export after recovery restores exact
-counts).
+restarted, the collector still retries), has data that has not arrived: the window's numbers
+are partial until it catches up (the agents export cumulative values, so their first export
+after recovery restores exact counts). A window whose start lies in a hole of a source's data
+is partial too: its count for that source begins at the last sample before the hole.
 
 Nothing is kept in the API process: the answer is the same from every worker and replica.
 """
@@ -95,7 +96,7 @@ def _first_bad(points: list[tuple[float, float | None]], bad) -> float | None:
     the newest sample is good); the oldest sample when no good one is in the range."""
     since = None
     for t, v in reversed(points):
-        if not bad(v, t):
+        if not bad(v):
             break
         since = t
     return since
@@ -118,8 +119,12 @@ def _rising_since(points: list[tuple[float, float | None]], gap_s: float = 60.0)
     return since
 
 
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
 def _selector(labels: dict[str, str]) -> str:
-    inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
+    inner = ", ".join(f"{k}={_quoted(v)}" for k, v in sorted(labels.items()) if k != "__name__")
     return f"{labels.get('__name__', '')}{{{inner}}}"
 
 
@@ -140,7 +145,7 @@ async def _since(prom: PrometheusClient, name: str, labels: dict[str, str], at: 
 
 
 def _is_down(points: list[tuple[float, float | None]]) -> float | None:
-    return _first_bad(points, lambda v, _t: v == 0)
+    return _first_bad(points, lambda v: v == 0)
 
 
 def _last_growth(points: list[tuple[float, float | None]]) -> float | None:
@@ -154,7 +159,7 @@ def _last_growth(points: list[tuple[float, float | None]]) -> float | None:
 async def _stalled_since(prom: PrometheusClient, labels: dict[str, str], at: float) -> float | None:
     """When the exporter of a backlogged queue last delivered anything."""
     sent = "|".join(q.EXPORTER_SENT.values())
-    inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())
+    inner = ", ".join(f"{k}={_quoted(v)}" for k, v in sorted(labels.items())
                       if k in ("job", "instance", "exporter"))
     series = await prom.samples(f'{{__name__=~"{sent}", {inner}}}', HISTORY_S, at)
     times = [t for t in (_last_growth(s.points) for s in series) if t is not None]
