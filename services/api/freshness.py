@@ -45,7 +45,10 @@ AFFECTS = {"collector": ["metrics", "traces"], "jaeger": ["traces"]}
 METRICS_PATH = "collector"  # a problem here can hold back the golden signals' data
 
 INTERVAL_WINDOW_S = 600  # the export interval is measured over this much recent data
-INTERVAL_STEP_S = 2
+INTERVAL_STEP_S = 5  # a young source's first sample is found to this step
+# Sources silent longer than the lookback delta (5m) are found with a subquery at this step: any
+# step below the lookback sees their newest sample, whose own time timestamp() returns.
+SILENT_STEP = "60s"
 UNKNOWN_INTERVAL_S = 60.0  # a source with one sample: OpenTelemetry's default export interval
 DEFAULT_SCRAPE_INTERVAL_S = 15.0  # Prometheus' (and prometheus.yml's) default
 HISTORY_S = 3600  # how far back "since" is looked for
@@ -217,10 +220,6 @@ async def _collector_trouble(prom: PrometheusClient, at: float) -> list[dict]:
                                        for s in samples)))
 
 
-def _step(window: Window) -> int:
-    return max(1, min(60, window.seconds // 300))
-
-
 async def _sources(prom: PrometheusClient, window: Window,
                    at: float) -> tuple[dict, dict, dict, dict]:
     """Per source: its newest sample time, its samples in the last INTERVAL_WINDOW_S and the
@@ -228,7 +227,7 @@ async def _sources(prom: PrometheusClient, window: Window,
     recent = f"{INTERVAL_WINDOW_S}s"
     newest, older, counts, first, at_start = await asyncio.gather(
         prom.query(q.last_sample(EXECUTIONS), at),
-        prom.query(q.last_sample_within(EXECUTIONS, window.promql, f"{_step(window)}s"), at),
+        prom.query(q.last_sample_within(EXECUTIONS, window.promql, SILENT_STEP), at),
         prom.query(q.samples_in(EXECUTIONS, recent), at),
         prom.query(q.first_sample_within(EXECUTIONS, recent, f"{INTERVAL_STEP_S}s"), at),
         prom.query(q.last_sample(EXECUTIONS), at - window.seconds))
