@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+import httpx
 import pytest
 
 from otel import catalogue
 from services.stack.components import CHROMIUM, COLLECTOR, PROMETHEUS
 from services.stack.pipeline import Pipeline
 from services.stack.prometheus_api import value
-from services.stack.process import free_port
+from services.stack.process import free_port, wait_until
 from services.stack.run import AGENT_SERVICE_NAME, agent_argv, api_process
 from tests.support import require
 
@@ -85,6 +86,7 @@ class Values(HTMLParser):
         self.body: dict[str, str] = {}
         self.bar_labels: set[str] = set()
         self.ids: set[str] = set()
+        self.degraded: dict[str, str] = {}  # the banner's components -> since (RFC 3339)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
@@ -96,6 +98,8 @@ class Values(HTMLParser):
             self.values[a["id"]] = a["data-value"]
         if "data-label" in a:
             self.bar_labels.add(a["data-label"])
+        if "data-component" in a:
+            self.degraded[a["data-component"]] = a.get("data-since", "")
 
 
 def render(live: Live) -> Values:
@@ -147,6 +151,34 @@ def test_after_the_workload_the_page_shows_the_ground_truth(live: Live) -> None:
     assert float(page.values["success-rate"]) == truth["successful"] / truth["executions"]
     assert float(page.values["tool-success-rate"]) == pytest.approx(
         1 - truth["tool_errors"] / truth["tool_calls"])
+
+
+def test_a_stopped_collector_is_named_in_a_banner_and_the_numbers_marked_partial(
+        live: Live) -> None:
+    """Runs after the ground-truth test (the workload is over); leaves the collector stopped."""
+    ok = render(live)
+    assert ok.body["data-status"] == "ok" and ok.body["data-partial"] == "false"
+    assert ok.degraded == {}
+    live.pipeline.process("collector").stop()
+    api = live.page_url.split("/dashboard")[0]
+
+    body: dict = {}
+
+    def degraded() -> bool:
+        body.update(httpx.get(f"{api}/dashboard", params={"window": "10m"},
+                              headers={"Accept": "application/json"}, timeout=15).json())
+        return body["status"] == "degraded"
+
+    wait_until(degraded, 60, interval=0.5, what="/dashboard to say degraded")
+    since = {d["component"]: d["since"] for d in body["degraded"]}
+    page = render(live)
+    assert page.body["data-status"] == "degraded" and page.body["data-partial"] == "true"
+    assert page.degraded["collector"] == since["collector"]
+    assert page.values["success-rate"] == "" and page.values["latency-p95"] == ""
+    assert int(page.values["executions-total"]) == int(ok.values["executions-total"])
+    if os.environ.get("CUGAR_DEGRADED_SCREENSHOT"):
+        chromium(live.workdir, "--window-size=1280,1250",
+                 f"--screenshot={os.environ['CUGAR_DEGRADED_SCREENSHOT']}", live.page_url)
 
 
 def test_values_parser() -> None:

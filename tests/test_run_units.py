@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -315,3 +316,34 @@ def test_agent_gates_hold_it_before_the_first_and_after_the_last_execution(
             proc.wait()
     assert proc.returncode == 0
     assert json.loads(out.strip().splitlines()[-1])["executions"] == 5
+
+
+# --- the golden-signals line from /dashboard -------------------------------------------------
+def _body(status: str = "ok", partial: bool = False) -> dict:
+    rate = None if partial else 0.9
+    return {"status": status, "time_range": {"window": "5m"},
+            "degraded": [] if status == "ok" else [
+                {"component": "collector", "reason": "scrape target down",
+                 "since": "2026-01-05T12:00:01Z", "affects": ["metrics", "traces"]}],
+            "executions": {"total": 10, "successful": 9, "failed": 1, "partial": partial},
+            "golden_signals": {"success_rate": rate, "error_rate": rate, "tool_error_rate": rate,
+                               "budget_utilization": rate, "approval_wait_time_ms": rate,
+                               "steps_per_execution": rate, "partial": partial,
+                               "latency_ms": {"p50": rate, "p95": rate, "p99": rate}}}
+
+
+def test_the_line_leads_with_the_pipelines_status_and_marks_a_partial_window() -> None:
+    from services.stack.run import format_summary
+
+    ok = format_summary(_body())
+    assert ok.startswith("window 5m: executions=10 ") and "DEGRADED" not in ok
+    degraded = format_summary(_body("degraded", partial=True))
+    local = datetime.fromisoformat("2026-01-05T12:00:01+00:00").astimezone()
+    assert degraded.startswith(f"pipeline DEGRADED: collector since {local:%H:%M:%S} | "
+                               f"PARTIAL window 5m ")
+    assert "executions>=10 " in degraded and "success=- " in degraded
+    twice = _body("degraded", partial=True)
+    twice["degraded"].append({**twice["degraded"][0], "since": "2026-01-05T11:59:00Z"})
+    earlier = datetime.fromisoformat("2026-01-05T11:59:00+00:00").astimezone()
+    assert format_summary(twice).startswith(f"pipeline DEGRADED: collector since "
+                                            f"{earlier:%H:%M:%S} | ")

@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from otel import privacy
 
 from . import alerts, docs_ui, runbooks
+from .models import DashboardSummary, Unavailable
 from .auth import key_matches, require_api_key
 from .metrics import ApiMetrics
 from .prometheus import PrometheusClient, PrometheusQueryError, PrometheusUnavailable, probe
@@ -87,6 +88,14 @@ def _wants_html(request: Request, fmt: str | None) -> bool:
     accept = request.headers.get("accept", "")
     # Browsers list text/html first; API clients send application/json or */*.
     return accept.split(",")[0].strip().startswith("text/html")
+
+
+def unavailable(reason: str) -> dict:
+    """/dashboard's 503 body: no numbers at all, and why (the API keeps no history, so it
+    cannot say since when Prometheus is gone)."""
+    return {"detail": reason, "status": "unavailable",
+            "degraded": [{"component": "prometheus", "reason": reason, "since": None,
+                          "affects": ["metrics", "alerts"]}]}
 
 
 def _upstream_error(exc: Exception) -> HTTPException:
@@ -246,10 +255,11 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
     @app.get("/dashboard", dependencies=[Protected], summary="Golden signals over a window",
              responses={200: {"description": "the summary (JSON), or the live page (HTML) for "
                                              "browsers and `format=html`",
+                              "model": DashboardSummary,
                               "content": {"text/html": {"schema": {"type": "string"}}}},
                         422: {"description": "invalid window or end"},
                         502: {"description": "Prometheus rejected a query"},
-                        503: {"description": "Prometheus is unreachable"}})
+                        503: {"description": "Prometheus is unreachable", "model": Unavailable}})
     async def get_dashboard(
         request: Request,
         window: Annotated[str, Query(description="1m..24h, e.g. 5m, 90s, 1h")] = DEFAULT_WINDOW,
@@ -264,7 +274,9 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
             return HTMLResponse(_dashboard_page())
         try:
             return await dashboard(request.app.state.prometheus, parsed, at)
-        except (PrometheusUnavailable, PrometheusQueryError) as exc:
+        except PrometheusUnavailable as exc:
+            return JSONResponse(status_code=503, content=unavailable(str(exc)))
+        except PrometheusQueryError as exc:
             raise _upstream_error(exc) from None
 
     @app.get("/metrics", dependencies=[Protected], summary="The API's own metrics (all workers)",

@@ -24,6 +24,13 @@ class Sample:
     value: float | None  # None for NaN/Inf: "no meaningful number", never a fake 0
 
 
+@dataclass(frozen=True)
+class Series:
+    """The raw samples of one series inside a range: (unix seconds, value), oldest first."""
+    labels: dict[str, str]
+    points: list[tuple[float, float | None]]
+
+
 def _number(text: str) -> float | None:
     value = float(text)
     return value if math.isfinite(value) else None
@@ -71,6 +78,28 @@ class PrometheusClient:
             raise PrometheusQueryError(f"query {promql!r} returned {data['resultType']}, "
                                        f"expected an instant vector")
         return [Sample(r["metric"], _number(r["value"][1])) for r in data["result"]]
+
+    async def samples(self, selector: str, seconds: int, at: float,
+                      timeout: float | None = None) -> list[Series]:
+        """The raw samples of `selector` in the `seconds` up to `at` (a range-vector query:
+        each sample with its own timestamp, no evaluation steps)."""
+        promql = f"{selector}[{seconds}s]"
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            data = await self._get_data("/api/v1/query", {"query": promql, "time": f"{at:.3f}"},
+                                        timeout, f"query {promql!r}")
+            outcome = "success"
+        except PrometheusUnavailable:
+            outcome = "unavailable"
+            raise
+        finally:
+            self._observe(outcome, time.monotonic() - started)
+        if data["resultType"] != "matrix":
+            raise PrometheusQueryError(f"query {promql!r} returned {data['resultType']}, "
+                                       f"expected a range vector")
+        return [Series(r["metric"], [(float(t), _number(v)) for t, v in r.get("values", [])])
+                for r in data["result"]]
 
     async def alerting_rules(self) -> list[dict]:
         """The loaded alerting rules (/api/v1/rules?type=alert), each with its active alerts."""

@@ -19,6 +19,7 @@ from otel.catalogue import (
 from services.monitoring.queries import count, quantile
 
 from .active_alerts import active_alerts
+from .freshness import assess
 from .prometheus import PrometheusClient, Sample
 from .window import Window, iso
 
@@ -98,8 +99,12 @@ def _quantile(samples: list[Sample]) -> float | None:
 
 
 async def dashboard(prom: PrometheusClient, window: Window, at: float) -> dict:
-    r, alerts = await asyncio.gather(_run(prom, _queries(window.promql), at),
-                                     active_alerts(prom, at))
+    r, alerts, fresh = await asyncio.gather(_run(prom, _queries(window.promql), at),
+                                            active_alerts(prom, at), assess(prom, window, at))
+    partial = fresh.partial
+    # Ratios, quantiles and means of a window missing part of its data are not a bound of
+    # anything: absent while partial, never a plausible wrong number. Counts stay (lower bounds).
+    ratio = (lambda part, whole: None) if partial else _ratio
 
     by_outcome_profile = _by(r["executions"], "outcome", "profile")
     successful = _count(sum(v for (o, _), v in by_outcome_profile.items() if o == "success"))
@@ -130,30 +135,40 @@ async def dashboard(prom: PrometheusClient, window: Window, at: float) -> dict:
     for (domain,) in sorted(set(usage) | set(domain_errors)):
         d_calls, d_errors = _count(usage.get((domain,))), _count(domain_errors.get((domain,)))
         domains[domain] = {"calls": d_calls, "errors": d_errors,
-                           "error_rate": _ratio(d_errors, d_calls)}
+                           "error_rate": ratio(d_errors, d_calls)}
 
     approvals = {d: _count(v) for (d,), v in _by(r["approvals"], "decision").items()}
     approval_total = sum(approvals.values())
-    approval_wait = _mean(r, APPROVAL_WAIT, MS_PER_S)
-    utilization = _mean(r, BUDGET_UTILIZATION)
+    approval_wait = None if partial else _mean(r, APPROVAL_WAIT, MS_PER_S)
+    utilization = None if partial else _mean(r, BUDGET_UTILIZATION)
     steps_per_execution = _mean(r, EXECUTION_STEPS)
     latency = {name: _quantile(r[f"latency_{name}"]) for name in LATENCY_PERCENTILES}
     latency["mean"] = _mean(r, EXECUTION_DURATION, MS_PER_S)
 
+    golden = {
+        **_outcome_rates(successful, failed, total),
+        "latency_ms": latency,
+        "approval_wait_time_ms": approval_wait,
+        "tool_error_rate": _ratio(errors, calls),
+        "budget_utilization": utilization,
+        "steps_per_execution": steps_per_execution,
+    }
+    if partial:
+        golden = {k: ({p: None for p in v} if isinstance(v, dict) else None)
+                  for k, v in golden.items()}
     return {
+        "status": fresh.status,
+        "degraded": fresh.degraded,
+        "partial": {"reason": fresh.partial_reason(), "missing": fresh.missing,
+                    "inexact_start": fresh.inexact_start} if partial
+        else None,
+        "freshness": fresh.body(),
         "time_range": {"window": str(window), "seconds": window.seconds,
                        "start": iso(at - window.seconds), "end": iso(at)},
-        "golden_signals": {
-            **_outcome_rates(successful, failed, total),
-            "latency_ms": latency,
-            "approval_wait_time_ms": approval_wait,
-            "tool_error_rate": _ratio(errors, calls),
-            "budget_utilization": utilization,
-            "steps_per_execution": steps_per_execution,
-        },
+        "golden_signals": {**golden, "partial": partial, "missing": fresh.missing},
         "executions": {"total": total, "successful": successful, "failed": failed,
                        "steps": _count(_total(r[EXECUTION_STEPS.series("_sum")])),
-                       "by_profile": by_profile},
+                       "by_profile": by_profile, "partial": partial},
         "budget": {"used": _total(r["budget_used"]),
                    "used_by_profile": {p: v for (p,), v in sorted(_by(r["budget_used"],
                                                                       "profile").items())},
@@ -165,7 +180,7 @@ async def dashboard(prom: PrometheusClient, window: Window, at: float) -> dict:
                       "rejected": approvals.get("rejected", 0),
                       "timeout": approvals.get("timeout", 0),
                       "mean_wait_ms": approval_wait},
-        "tools": {"calls": calls, "errors": errors, "success_rate": _ratio(calls - errors, calls),
+        "tools": {"calls": calls, "errors": errors, "success_rate": ratio(calls - errors, calls),
                   "by_tool": by_tool,
                   "errors_by_type": {t: _count(v) for (t,), v in
                                      sorted(_by(r["tool_errors"], "error_type").items())}},

@@ -338,6 +338,32 @@ def pipeline_health() -> d.Dashboard:
                                + " * 0", "{{service}} {{metric}} {{attribute}}")),
                      "short", "CollectorCardinalityOverflow", alert_line=True)),
     ])
+    layout.row("Down or stale", 8, [
+        (6, _stat("Scrape targets down for",
+                  "0 while Prometheus' last scrape of the job succeeded; otherwise the seconds "
+                  "since its last good scrape: down since then.",
+                  [_target(f"max by (job) ({q.down_seconds(t.SCRAPE_SELECTOR)})", "{{job}}",
+                           instant=True)], "s", [("green", None), ("red", 0.5)],
+                  "ScrapeTargetDown", color_mode=common.BigValueColorMode.BACKGROUND)),
+        (6, _stat("Last good scrape (down since)",
+                  "When Prometheus last scraped each job successfully: now for a healthy "
+                  "target, the start of the outage for one that is down (to the evaluation "
+                  "step; /dashboard gives it to the scrape).",
+                  [_target(f"1000 * max by (job) ({q.last_good_scrape(t.SCRAPE_SELECTOR)})",
+                           "{{job}}", instant=True)], "dateTimeAsIso", [("blue", None)])),
+        (6, _bars("Agent data age",
+                  "Seconds since each agent process's newest sample reached Prometheus. A few "
+                  f"export intervals or more ({t.STALE_EXPORTS} is /dashboard's limit): its numbers "
+                  "are held up by the pipeline, or the process stopped sending.",
+                  [_target(q.age(q.last_sample(EXECUTIONS)), "{{job}} {{instance}}",
+                           instant=True)], "s",
+                  steps=(("green", None), ("yellow", 10), ("red", 30)))),
+        (6, _stat("Agent data: newest sample",
+                  "When each agent process's newest sample was taken: for a stale process, "
+                  "since when its data is missing.",
+                  [_target(f"1000 * {q.last_sample(EXECUTIONS)}", "{{job}} {{instance}}",
+                           instant=True)], "dateTimeAsIso", [("blue", None)])),
+    ])
     return board
 
 

@@ -204,3 +204,62 @@ def one_line(expr: str) -> str:
     """`expr` on one line (for JSON models such as Grafana panels); no string literal here
     contains whitespace, so collapsing it is safe."""
     return " ".join(expr.split()).replace("( ", "(").replace(" )", ")")
+
+
+# --- freshness: is the data there, and since when is it not (the API's /dashboard status and
+# the pipeline-health dashboard's "Down or stale" row) ------------------------------------------
+SOURCE_LABELS = ("job", "instance")  # one agent process: service.name, service.instance.id
+
+
+def last_sample(spec: MetricSpec, by: Sequence[str] = SOURCE_LABELS) -> str:
+    """When each source's newest sample of `spec` was taken (unix seconds): `timestamp()` of a
+    plain selector is the sample's own time (pushed points carry the agent's export time), not
+    the evaluation time. Within the lookback delta (5m) only."""
+    return f"max{_by(by)}(timestamp({select(spec)}))"
+
+
+def last_sample_within(spec: MetricSpec, window: str, step: str,
+                       by: Sequence[str] = SOURCE_LABELS) -> str:
+    """`last_sample` for sources silent longer than the lookback delta too: the newest sample
+    time seen at any `step` (< 5m) inside `window`, still the sample's own time."""
+    return f"max_over_time({last_sample(spec, by)}[{window}:{step}])"
+
+
+def samples_in(spec: MetricSpec, window: str, by: Sequence[str] = SOURCE_LABELS) -> str:
+    """How many samples each source's busiest series of `spec` got inside `window` (every
+    series of a source arrives with each export, so this counts the source's exports)."""
+    return f"max{_by(by)}(count_over_time({select(spec)}[{window}]))"
+
+
+def first_sample_within(spec: MetricSpec, window: str, step: str,
+                        by: Sequence[str] = SOURCE_LABELS) -> str:
+    """The oldest of the newest-sample times seen at each `step` inside `window`: a source's
+    first sample there (or its last one before the window)."""
+    return f"min_over_time({last_sample(spec, by)}[{window}:{step}])"
+
+
+def age(expr: str) -> str:
+    """Seconds since the time `expr` gives (a `last_sample`), at the evaluation time."""
+    return f"time() - {expr}"
+
+
+def down(selector: str = "") -> str:
+    """Scrape targets whose last scrape failed."""
+    return f"{select_name(UP, selector)} == 0"
+
+
+def last_good_scrape(selector: str = "") -> str:
+    """When each target was last scraped successfully (within an hour), to the subquery's step:
+    for a target that is down, since when (the API's /dashboard reads the raw samples)."""
+    return f"max_over_time(timestamp({select_name(UP, selector)} == 1)[1h:])"
+
+
+def down_seconds(selector: str = "") -> str:
+    """Per target: 0 while its last scrape succeeded, else the seconds since the last good one."""
+    return (f"({age(last_good_scrape(selector))}) and on(job, instance) ({down(selector)})"
+            f"\nor on(job, instance)\n{select_name(UP, selector)} * 0")
+
+
+def grew(name: str, window: str, selector: str = "") -> str:
+    """Series of a counter outside the catalogue that grew inside `window` (by how much)."""
+    return f"increase({select_name(name, selector)}[{window}]) > 0"

@@ -16,6 +16,12 @@ GOLDEN_WINDOW = "5m"
 BUDGET_WINDOW = "1h"
 RATE_WINDOW = "5m"
 
+# Freshness (the API's /dashboard status): an agent process whose newest sample is older than
+# STALE_EXPORTS of its own export intervals (measured from its samples) plus STALE_SLACK_S is
+# stale; its data is missing when the collector was down or failing when it was due.
+STALE_EXPORTS = 3
+STALE_SLACK_S = 2.0
+
 # Job selectors (PromQL label matchers, without braces; "" selects every job).
 # CUGAr series are pushed by the collector into Prometheus' OTLP receiver: `job` is the
 # sender's service.name, so any sender of the catalogue's metrics counts.

@@ -98,14 +98,44 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f}ms"
 
 
+def _local_time(rfc3339: str | None) -> str:
+    if not rfc3339:
+        return "an unknown time"
+    return f"{datetime.fromisoformat(rfc3339.replace('Z', '+00:00')).astimezone():%H:%M:%S}"
+
+
+def format_status(d: dict) -> str:
+    """"" while /dashboard says the pipeline delivers, else "pipeline DEGRADED: <component>
+    since <local time>, ..." (the API's `degraded` list, derived from Prometheus' samples)."""
+    items = d.get("degraded") or []
+    if d.get("status", "ok") == "ok" or not items:
+        return ""
+    since: dict[str, str | None] = {}  # one entry per component: its earliest trouble
+    for item in items:
+        name, when = item["component"], item.get("since")
+        if name not in since or (when and (since[name] is None or when < since[name])):
+            since[name] = when
+    return "pipeline DEGRADED: " + ", ".join(
+        f"{name} since {_local_time(when)}" for name, when in since.items())
+
+
 def format_summary(d: dict) -> str:
-    """One line of golden signals from a /dashboard body ('-' = no traffic in the window)."""
+    """One line of golden signals from a /dashboard body ('-' = no traffic in the window, or
+    not shown because the window's data is partial), led by the pipeline's status."""
+    status = format_status(d)
+    return f"{status} | {_format_numbers(d)}" if status else _format_numbers(d)
+
+
+def _format_numbers(d: dict) -> str:
     g, e = d["golden_signals"], d["executions"]
     lat = g["latency_ms"]
+    partial = bool(g.get("partial"))
+    window = (f"PARTIAL window {d['time_range']['window']} (rates and latencies not shown, "
+              f"counts are lower bounds)" if partial else f"window {d['time_range']['window']}")
     if not e["total"]:
-        return f"window {d['time_range']['window']}: no executions yet (golden signals absent)"
+        return f"{window}: no executions yet (golden signals absent)"
     steps = "-" if g["steps_per_execution"] is None else f"{g['steps_per_execution']:.2f}"
-    return (f"window {d['time_range']['window']}: executions={e['total']} "
+    return (f"{window}: executions{'>=' if partial else '='}{e['total']} "
             f"(ok {e['successful']} / failed {e['failed']}) success={_pct(g['success_rate'])} "
             f"error={_pct(g['error_rate'])} p50={_ms(lat['p50'])} p95={_ms(lat['p95'])} "
             f"p99={_ms(lat['p99'])} tool_errors={_pct(g['tool_error_rate'])} "
@@ -122,6 +152,10 @@ def fetch_dashboard(api_url: str, api_key: str | None,
                          headers=headers, timeout=10)
     except httpx.HTTPError as exc:
         return f"API unreachable: {type(exc).__name__}: {exc}"
+    if resp.status_code == 503 and resp.headers.get("content-type") == "application/json":
+        body = resp.json()
+        if body.get("status") == "unavailable":
+            return f"UNAVAILABLE (no numbers): {body.get('detail')}"
     if resp.status_code != 200:
         return f"API answered HTTP {resp.status_code}: {resp.text[:200]}"
     return resp.json()
