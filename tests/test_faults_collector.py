@@ -117,5 +117,5 @@ def test_agents_started_before_the_collector_count_what_their_queue_dropped(
     expect_totals(pipeline, service, t)  # includes cugar_telemetry_dropped_total == t["lost"]
     expect_spans(pipeline, service, t)  # produced = in Jaeger + counted, exactly
     dropping = pipeline.wait_for(alert_expr("SendersDroppingTelemetry"), bool, timeout=30)
-    assert {x["metric"]["job"] for x in dropping} == {service}
+    assert service in {x["metric"]["job"] for x in dropping}  # other tests share the pipeline
     assert {x["metric"]["reason"] for x in dropping} >= {"queue_full"}
