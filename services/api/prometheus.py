@@ -79,6 +79,29 @@ class PrometheusClient:
                                        f"expected an instant vector")
         return [Sample(r["metric"], _number(r["value"][1])) for r in data["result"]]
 
+    async def query_range(self, promql: str, start: float, end: float, step: float,
+                          timeout: float | None = None) -> list[Series]:
+        """Range query: `promql` evaluated at start, start + step, ... <= end; per series its
+        (unix seconds, value) points, oldest first (NaN/Inf as None; absent steps missing)."""
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            data = await self._get_data(
+                "/api/v1/query_range",
+                {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"},
+                timeout, f"range query {promql!r}")
+            outcome = "success"
+        except PrometheusUnavailable:
+            outcome = "unavailable"
+            raise
+        finally:
+            self._observe(outcome, time.monotonic() - started)
+        if data["resultType"] != "matrix":
+            raise PrometheusQueryError(f"range query {promql!r} returned {data['resultType']}, "
+                                       f"expected a matrix")
+        return [Series(r["metric"], [(float(t), _number(v)) for t, v in r.get("values", [])])
+                for r in data["result"]]
+
     async def samples(self, selector: str, seconds: int, at: float,
                       timeout: float | None = None) -> list[Series]:
         """The raw samples of `selector` in the `seconds` up to `at` (a range-vector query:
