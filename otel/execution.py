@@ -121,7 +121,7 @@ class Execution(Scope):
         # Recorded with the execution's span (still current here): the duration's exemplar
         # carries its trace id.
         core.metrics.execution(self._profile, success, seconds(self._start_mono, end),
-                               self.steps, utilization, span.context if span else None)
+                               self.steps, utilization, span=span.context if span else None)
         if span is None:
             return
         detach(self._token)

@@ -146,7 +146,7 @@ class MetricStore:
         with self.lock:
             self._add(spec, key, amount)
 
-    def observe(self, spec: MetricSpec, key: tuple, value: float,
+    def observe(self, spec: MetricSpec, key: tuple, value: float, *,
                 span: trace.SpanContext | None = None) -> None:
         """Record `value` (in `spec.unit`) in histogram `spec`'s series `key` (`span`: see
         `_observe`)."""
@@ -213,7 +213,7 @@ class AgentMetrics(MetricStore):
     """
 
     def tool_call(self, tool: str, domain: str, side_effect: str, error_type: str | None,
-                  duration_s: float, span: trace.SpanContext | None = None) -> None:
+                  duration_s: float, *, span: trace.SpanContext | None = None) -> None:
         outcome = _TOOL_SUCCESS if error_type is None else _TOOL_ERROR
         with self.lock:
             self._add(catalogue.TOOL_CALLS, (tool, domain, side_effect, outcome))
@@ -225,7 +225,8 @@ class AgentMetrics(MetricStore):
                           span)
 
     def execution(self, profile: str, success: bool, duration_s: float, steps: int,
-                  utilization: float | None, span: trace.SpanContext | None = None) -> None:
+                  utilization: float | None, *,
+                  span: trace.SpanContext | None = None) -> None:
         key = (_SUCCESS if success else _FAILURE, profile)
         with self.lock:
             self._add(catalogue.EXECUTIONS, key)
@@ -234,7 +235,7 @@ class AgentMetrics(MetricStore):
             if utilization is not None:
                 self._observe(catalogue.BUDGET_UTILIZATION, (profile,), utilization, span)
 
-    def approval(self, decision: str, wait_s: float,
+    def approval(self, decision: str, wait_s: float, *,
                  span: trace.SpanContext | None = None) -> None:
         with self.lock:
             self._add(catalogue.APPROVALS, (decision,))

@@ -110,7 +110,8 @@ class ToolCall(Scope):
         span = self._span
         core.metrics.tool_call(core.tools(self._tool), core.domains(self._domain),
                                core.side_effects(self._side_effect), error_label,
-                               seconds(self._start_mono, end), span.context if span else None)
+                               seconds(self._start_mono, end),
+                               span=span.context if span else None)
         if self._execution is not None:
             self._execution.steps += 1
         if span is None:
@@ -174,7 +175,7 @@ class Approval(Scope):
         decision = self._decision or _TIMEOUT
         wait_s = seconds(self._start_mono, end)
         span = self._span
-        core.metrics.approval(decision, wait_s, span.context if span else None)
+        core.metrics.approval(decision, wait_s, span=span.context if span else None)
         if span is None:
             return
         span.attributes[CUGAR_APPROVAL_DECISION] = decision

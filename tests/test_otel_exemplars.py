@@ -118,7 +118,8 @@ def test_the_current_span_is_the_default_and_unsampled_ones_are_skipped() -> Non
 
 def test_the_filter_setting_is_validated() -> None:
     assert load_settings({}).exemplar_filter == "trace_based"
-    assert load_settings({"OTEL_METRICS_EXEMPLAR_FILTER": "ALWAYS_ON"}).exemplar_filter == "always_on"
+    on = load_settings({"OTEL_METRICS_EXEMPLAR_FILTER": "ALWAYS_ON"})
+    assert on.exemplar_filter == "always_on"
     with pytest.raises(ConfigError, match="OTEL_METRICS_EXEMPLAR_FILTER='sometimes'"):
         load_settings({"OTEL_METRICS_EXEMPLAR_FILTER": "sometimes"})
     with pytest.raises(ValueError):

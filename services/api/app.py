@@ -268,9 +268,9 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
                                                      "default now")] = None,
         format: Annotated[str | None, Query(pattern="^(json|html)$",
                                             description="override content negotiation")] = None,
-        history: Annotated[bool, Query(description="add the `history` section: success rate, "
-                                                   "error rate and latency p95 over the "
-                                                   "window, from Prometheus range queries")] = False,
+        history: Annotated[bool, Query(
+            description="add the `history` section: success rate, error rate and latency p95 "
+                        "over the window, from Prometheus range queries")] = False,
     ) -> Any:
         parsed = _parse_window(window)
         at = _parse_end(end)
