@@ -49,6 +49,7 @@ SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on",
             "parentbased_always_off", "parentbased_traceidratio")
 RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
 EXPORTERS = ("otlp", "none")
+EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")  # the SDK's, trace_based default
 _PROFILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
@@ -190,6 +191,7 @@ class Settings:
     traces_enabled: bool = True  # OTEL_TRACES_EXPORTER=none turns tracing off (metrics-only)
     metrics_enabled: bool = True
     metric_export_interval_s: float = DEFAULT_METRIC_EXPORT_INTERVAL_MS / 1000
+    exemplar_filter: str = "trace_based"  # OTEL_METRICS_EXEMPLAR_FILTER
     span_queue_size: int = DEFAULT_BSP_MAX_QUEUE
     span_batch_size: int = DEFAULT_BSP_BATCH
     span_schedule_delay_s: float = DEFAULT_BSP_DELAY_MS / 1000
@@ -276,6 +278,8 @@ def load_settings(
     s.metrics_enabled = env.choice("OTEL_METRICS_EXPORTER", EXPORTERS, "otlp") != "none"
     s.metric_export_interval_s = env.integer(
         "OTEL_METRIC_EXPORT_INTERVAL", DEFAULT_METRIC_EXPORT_INTERVAL_MS) / 1000
+    s.exemplar_filter = env.choice("OTEL_METRICS_EXEMPLAR_FILTER", EXEMPLAR_FILTERS,
+                                   "trace_based")
     s.span_queue_size = env.integer("OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_BSP_MAX_QUEUE)
     s.span_batch_size = min(
         s.span_queue_size, env.integer("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", DEFAULT_BSP_BATCH))

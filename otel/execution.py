@@ -117,9 +117,11 @@ class Execution(Scope):
             self._error_type = self._error_type or exc_type.__name__
         success = not self._failed
         utilization = self.spent / self._ceiling if self._ceiling else None
-        core.metrics.execution(self._profile, success, seconds(self._start_mono, end),
-                               self.steps, utilization)
         span = self._span
+        # Recorded with the execution's span (still current here): the duration's exemplar
+        # carries its trace id.
+        core.metrics.execution(self._profile, success, seconds(self._start_mono, end),
+                               self.steps, utilization, span=span.context if span else None)
         if span is None:
             return
         detach(self._token)

@@ -8,6 +8,13 @@ and the exporters identical while making recording ~50x cheaper.
 
 This module is the "view" of the catalogue: explicit buckets and attribute allow-lists come
 from `otel.catalogue` and nowhere else. Temporality is cumulative from process start.
+
+Histograms carry exemplars the way the SDK's default reservoir for explicit-bucket histograms
+(AlignedHistogramBucketExemplarReservoir) does: per series and bucket, the last measurement
+since the previous collection, with the trace and span id of the span it was recorded in, as
+`OTEL_METRICS_EXEMPLAR_FILTER` decides (trace_based, the default: only measurements inside a
+sampled span; always_on; always_off). Each collection for export takes them (the SDK resets
+its reservoirs at collection too), so an exemplar is exported once.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import time
 from bisect import bisect_left
 from typing import Iterator
 
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Histogram,
@@ -27,7 +36,7 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 
-from otel import catalogue
+from otel import catalogue, config
 from otel.catalogue import Kind, MetricSpec
 
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
@@ -35,9 +44,13 @@ _SUCCESS, _FAILURE = catalogue.EXECUTION_OUTCOMES
 _TOOL_SUCCESS, _TOOL_ERROR = catalogue.TOOL_OUTCOMES
 _TIMEOUT = catalogue.APPROVAL_DECISIONS[2]  # (approved, rejected, timeout)
 
+# OTEL_METRICS_EXEMPLAR_FILTER values (the SDK's names); trace_based is the SDK's default.
+EXEMPLAR_FILTERS = config.EXEMPLAR_FILTERS  # ("trace_based", "always_on", "always_off")
+_TRACE_BASED, _ALWAYS_ON, _ALWAYS_OFF = EXEMPLAR_FILTERS
+
 
 class _HistogramState:
-    __slots__ = ("counts", "sum", "count", "min", "max")
+    __slots__ = ("counts", "sum", "count", "min", "max", "exemplars")
 
     def __init__(self, n_buckets: int) -> None:
         self.counts = [0] * n_buckets
@@ -45,6 +58,8 @@ class _HistogramState:
         self.count = 0
         self.min = math.inf
         self.max = -math.inf
+        # Per bucket: (value, time_ns, span_id, trace_id) of its last sampled measurement.
+        self.exemplars: list[tuple | None] | None = None
 
     def record(self, index: int, value: float) -> None:
         self.counts[index] += 1
@@ -55,6 +70,21 @@ class _HistogramState:
         if value > self.max:
             self.max = value
 
+    def offer(self, index: int, value: float, span_id: int | None,
+              trace_id: int | None) -> None:
+        exemplars = self.exemplars
+        if exemplars is None:
+            exemplars = self.exemplars = [None] * len(self.counts)
+        exemplars[index] = (value, time.time_ns(), span_id, trace_id)
+
+    def take_exemplars(self) -> list[Exemplar]:
+        exemplars, self.exemplars = self.exemplars, None
+        if exemplars is None:
+            return []
+        # Bucket order is value order: Prometheus attaches each one to the first `le` above it.
+        return [Exemplar(None, value, t, span_id, trace_id)
+                for value, t, span_id, trace_id in filter(None, exemplars)]
+
 
 class MetricStore:
     """Cumulative counters and explicit-bucket histograms for every catalogue metric.
@@ -64,7 +94,13 @@ class MetricStore:
     Metrics are named by their `MetricSpec` (`catalogue.BUDGET_USED`, ...).
     """
 
-    def __init__(self, specs: tuple[MetricSpec, ...] = catalogue.METRICS) -> None:
+    def __init__(self, specs: tuple[MetricSpec, ...] = catalogue.METRICS,
+                 exemplar_filter: str = _TRACE_BASED) -> None:
+        if exemplar_filter not in EXEMPLAR_FILTERS:
+            raise ValueError(f"exemplar_filter must be one of {EXEMPLAR_FILTERS}, "
+                             f"got {exemplar_filter!r}")
+        # The module's own string, so the hot path compares by identity.
+        self.exemplar_filter = EXEMPLAR_FILTERS[EXEMPLAR_FILTERS.index(exemplar_filter)]
         self.lock = threading.Lock()
         self.start_time_ns = time.time_ns()
         self.specs = {s.name: s for s in specs}
@@ -81,24 +117,41 @@ class MetricStore:
         series = self.counters[spec.name]
         series[key] = series.get(key, 0) + amount
 
-    def _observe(self, spec: MetricSpec, key: tuple, value: float) -> None:
+    def _observe(self, spec: MetricSpec, key: tuple, value: float,
+                 span: trace.SpanContext | None = None) -> None:
+        """`span`: the context of the span the measurement belongs to (default: the current
+        span), the exemplar's trace and span id."""
         name = spec.name
         series = self.histograms[name]
         state = series.get(key)
         if state is None:
             state = series[key] = _HistogramState(len(self.bounds[name]) + 1)
         # Bucket i holds (bounds[i-1], bounds[i]]: OpenTelemetry's explicit-bucket rule.
-        state.record(bisect_left(self.bounds[name], value), value)
+        index = bisect_left(self.bounds[name], value)
+        state.record(index, value)
+        mode = self.exemplar_filter
+        if mode is _ALWAYS_OFF:
+            return
+        if span is None:
+            span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            if mode is _TRACE_BASED and not span.trace_flags.sampled:
+                return
+            state.offer(index, value, span.span_id, span.trace_id)
+        elif mode is _ALWAYS_ON:
+            state.offer(index, value, None, None)
 
     def add(self, spec: MetricSpec, key: tuple, amount: float = 1) -> None:
         """Add `amount` to counter `spec`'s series `key` (label values, catalogue order)."""
         with self.lock:
             self._add(spec, key, amount)
 
-    def observe(self, spec: MetricSpec, key: tuple, value: float) -> None:
-        """Record `value` (in `spec.unit`) in histogram `spec`'s series `key`."""
+    def observe(self, spec: MetricSpec, key: tuple, value: float, *,
+                span: trace.SpanContext | None = None) -> None:
+        """Record `value` (in `spec.unit`) in histogram `spec`'s series `key` (`span`: see
+        `_observe`)."""
         with self.lock:
-            self._observe(spec, key, value)
+            self._observe(spec, key, value, span)
 
     # -- reading ----------------------------------------------------------------------------
     def _attributes(self, name: str, key: tuple) -> dict[str, str]:
@@ -112,8 +165,10 @@ class MetricStore:
         with self.lock:
             return sum(map(len, self.counters.values())) + sum(map(len, self.histograms.values()))
 
-    def snapshot(self) -> Iterator[tuple[MetricSpec, list[tuple[dict[str, str], object]]]]:
-        """(spec, [(attributes, value-or-(counts, sum, count, min, max))]) per non-empty metric."""
+    def snapshot(self, exemplars: bool = False
+                 ) -> Iterator[tuple[MetricSpec, list[tuple[dict[str, str], object]]]]:
+        """(spec, [(attributes, value-or-(counts, sum, count, min, max))]) per non-empty metric;
+        with `exemplars`, histogram values also carry the exemplars taken (a 6th item)."""
         with self.lock:
             copied = []
             for name, series in self.counters.items():
@@ -122,7 +177,8 @@ class MetricStore:
             for name, series in self.histograms.items():
                 if series:
                     copied.append((name, [
-                        (k, (list(s.counts), s.sum, s.count, s.min, s.max))
+                        (k, (list(s.counts), s.sum, s.count, s.min, s.max)
+                         + ((s.take_exemplars(),) if exemplars else ()))
                         for k, s in series.items()]))
         for name, points in copied:
             yield self.specs[name], [(self._attributes(name, k), v) for k, v in points]
@@ -132,7 +188,7 @@ class MetricStore:
         now = time.time_ns()
         start = self.start_time_ns
         metrics = []
-        for spec, points in self.snapshot():
+        for spec, points in self.snapshot(exemplars=True):
             if spec.kind is Kind.COUNTER:
                 data = Sum(
                     data_points=[NumberDataPoint(attrs, start, now, value) for attrs, value in points],
@@ -141,8 +197,9 @@ class MetricStore:
                 bounds = self.bounds[spec.name]
                 data = Histogram(
                     data_points=[
-                        HistogramDataPoint(attrs, start, now, count, total, counts, bounds, lo, hi)
-                        for attrs, (counts, total, count, lo, hi) in points],
+                        HistogramDataPoint(attrs, start, now, count, total, counts, bounds, lo, hi,
+                                           exemplars)
+                        for attrs, (counts, total, count, lo, hi, exemplars) in points],
                     aggregation_temporality=_CUMULATIVE)
             metrics.append(Metric(spec.name, spec.description, spec.unit, data))
         return metrics
@@ -151,11 +208,12 @@ class MetricStore:
 class AgentMetrics(MetricStore):
     """One method per agent event: every series that event touches, under one lock.
 
-    Durations are in seconds (the catalogue's unit for every duration).
+    Durations are in seconds (the catalogue's unit for every duration). `span` is the context
+    of the event's own span, its histograms' exemplar (None: the current span's).
     """
 
     def tool_call(self, tool: str, domain: str, side_effect: str, error_type: str | None,
-                  duration_s: float) -> None:
+                  duration_s: float, *, span: trace.SpanContext | None = None) -> None:
         outcome = _TOOL_SUCCESS if error_type is None else _TOOL_ERROR
         with self.lock:
             self._add(catalogue.TOOL_CALLS, (tool, domain, side_effect, outcome))
@@ -163,21 +221,24 @@ class AgentMetrics(MetricStore):
             if error_type is not None:
                 self._add(catalogue.TOOL_ERRORS, (tool, domain, error_type))
                 self._add(catalogue.DOMAIN_ERRORS, (domain,))
-            self._observe(catalogue.TOOL_CALL_DURATION, (tool, domain, outcome), duration_s)
+            self._observe(catalogue.TOOL_CALL_DURATION, (tool, domain, outcome), duration_s,
+                          span)
 
     def execution(self, profile: str, success: bool, duration_s: float, steps: int,
-                  utilization: float | None) -> None:
+                  utilization: float | None, *,
+                  span: trace.SpanContext | None = None) -> None:
         key = (_SUCCESS if success else _FAILURE, profile)
         with self.lock:
             self._add(catalogue.EXECUTIONS, key)
-            self._observe(catalogue.EXECUTION_DURATION, key, duration_s)
-            self._observe(catalogue.EXECUTION_STEPS, key, steps)
+            self._observe(catalogue.EXECUTION_DURATION, key, duration_s, span)
+            self._observe(catalogue.EXECUTION_STEPS, key, steps, span)
             if utilization is not None:
-                self._observe(catalogue.BUDGET_UTILIZATION, (profile,), utilization)
+                self._observe(catalogue.BUDGET_UTILIZATION, (profile,), utilization, span)
 
-    def approval(self, decision: str, wait_s: float) -> None:
+    def approval(self, decision: str, wait_s: float, *,
+                 span: trace.SpanContext | None = None) -> None:
         with self.lock:
             self._add(catalogue.APPROVALS, (decision,))
             if decision == _TIMEOUT:
                 self._add(catalogue.APPROVAL_TIMEOUTS, ())
-            self._observe(catalogue.APPROVAL_WAIT, (decision,), wait_s)
+            self._observe(catalogue.APPROVAL_WAIT, (decision,), wait_s, span)

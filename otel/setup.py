@@ -81,7 +81,7 @@ class Telemetry:
         self._stats = Stats()
         self._closed = False
         self._lock = threading.Lock()
-        self.metrics = AgentMetrics()
+        self.metrics = AgentMetrics(exemplar_filter=settings.exemplar_filter)
         self._span_shipper: SpanShipper | None = None
         self._metric_shipper: MetricShipper | None = None
         self._sdk_reader: InMemoryMetricReader | None = None

@@ -107,12 +107,13 @@ class ToolCall(Scope):
         if exc_type is not None and self._error_type is None:
             self._error_type = exc_type.__name__
         error_label = None if self._error_type is None else core.error_types(self._error_type)
+        span = self._span
         core.metrics.tool_call(core.tools(self._tool), core.domains(self._domain),
                                core.side_effects(self._side_effect), error_label,
-                               seconds(self._start_mono, end))
+                               seconds(self._start_mono, end),
+                               span=span.context if span else None)
         if self._execution is not None:
             self._execution.steps += 1
-        span = self._span
         if span is None:
             return
         detach(self._token)
@@ -173,8 +174,8 @@ class Approval(Scope):
     def _finish(self, core: Core, end: int, exc_type, exc) -> None:
         decision = self._decision or _TIMEOUT
         wait_s = seconds(self._start_mono, end)
-        core.metrics.approval(decision, wait_s)
         span = self._span
+        core.metrics.approval(decision, wait_s, span=span.context if span else None)
         if span is None:
             return
         span.attributes[CUGAR_APPROVAL_DECISION] = decision

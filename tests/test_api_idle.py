@@ -54,6 +54,18 @@ def test_idle_dashboard_has_no_golden_signals_and_zero_counts(empty_prometheus: 
     assert d["budget"]["used"] == 0 and d["budget"]["utilization"] is None
 
 
+def test_idle_history_is_all_gaps(empty_prometheus: str) -> None:
+    with api(empty_prometheus) as c:
+        r = c.get("/dashboard?window=15m&end=1767614400&history=true")
+    assert r.status_code == 200, r.text
+    h = r.json()["history"]
+    assert (h["start"], h["end"], h["step_s"]) == ("2026-01-05T11:45:00Z", "2026-01-05T12:00:00Z",
+                                                   10)
+    assert len(h["points"]) == 90 and h["points"][-1]["time"] == "2026-01-05T12:00:00Z"
+    assert all(p[k] is None for p in h["points"]
+               for k in ("success_rate", "error_rate", "latency_p95_ms"))
+
+
 def test_idle_health_summary_and_readiness(empty_prometheus: str) -> None:
     with api(empty_prometheus) as c:
         health = c.get("/health").json()

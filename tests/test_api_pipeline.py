@@ -105,6 +105,28 @@ def test_dashboard_numbers_equal_the_agents_ground_truth(stack: Stack) -> None:
     assert g["latency_ms"]["p50"] <= g["latency_ms"]["p95"] <= g["latency_ms"]["p99"]
 
 
+def test_history_is_null_while_idle_and_exact_over_the_workload(stack: Stack) -> None:
+    """The workload ran within seconds: a point whose range covers it all has the ground
+    truth's success rate exactly; points before it (the pipeline was not even up) are null,
+    never 0."""
+    t = stack.truth
+    r = get(stack.api_url, "/dashboard", window="10m", history="true")
+    assert r.status_code == 200, r.text
+    h = r.json()["history"]
+    assert (h["step_s"], h["range_s"], len(h["points"]), h["partial"]) == (5, 60, 120, False)
+    points = h["points"]
+    assert points[0]["success_rate"] is None and points[0]["latency_p95_ms"] is None
+    rates = [p["success_rate"] for p in points if p["success_rate"] is not None]
+    assert t["successful"] / t["executions"] in rates
+    for p in points:
+        if p["success_rate"] is None:
+            assert p["error_rate"] is None and p["latency_p95_ms"] is None
+        else:
+            assert p["success_rate"] + p["error_rate"] == pytest.approx(1)
+            assert p["latency_p95_ms"] > 0
+    assert "history" not in get(stack.api_url, "/dashboard", window="10m").json()
+
+
 def test_workers_and_replicas_give_identical_answers(stack: Stack) -> None:
     workers = [cmd for cmd in descendants(stack.api_pid).values() if "spawn_main" in cmd]
     assert len(workers) == 2, f"expected two uvicorn workers, found {workers}"

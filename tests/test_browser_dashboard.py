@@ -87,6 +87,7 @@ class Values(HTMLParser):
         self.bar_labels: set[str] = set()
         self.ids: set[str] = set()
         self.degraded: dict[str, str] = {}  # the banner's components -> since (RFC 3339)
+        self.segments: dict[str, str] = {}  # history lines -> their number of drawn stretches
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
@@ -100,6 +101,8 @@ class Values(HTMLParser):
             self.bar_labels.add(a["data-label"])
         if "data-component" in a:
             self.degraded[a["data-component"]] = a.get("data-since", "")
+        if "id" in a and "data-segments" in a:
+            self.segments[a["id"]] = a["data-segments"]
 
 
 def render(live: Live) -> Values:
@@ -126,6 +129,33 @@ def test_live_numbers_render_and_move_with_the_workload(live: Live) -> None:
                            lambda r: bool(r) and value(r) > executions + 10, 60)
     second = render(live)
     assert int(second.values["executions-total"]) > executions
+
+
+def _history(live: Live) -> dict:
+    api = live.page_url.split("/dashboard")[0]
+    return httpx.get(f"{api}/dashboard", params={"window": "10m", "history": "true"},
+                     headers={"Accept": "application/json"}, timeout=15).json()["history"]
+
+
+def _drawn(history: dict) -> int:
+    return sum(p["success_rate"] is not None for p in history["points"])
+
+
+def test_the_chart_shows_the_windows_history_from_before_the_page_was_opened(live: Live) -> None:
+    """The page opens on data made before it: its chart is the window's history from
+    Prometheus (one point per 5 s over 10m), not just the page's own two polls; the time
+    before the workload is a gap, not a line at 0."""
+    wait_until(lambda: _drawn(_history(live)) >= 4, 60, interval=1,
+               what="20 s of workload in the history")
+    before = _drawn(_history(live))
+    page = render(live)
+    after = _drawn(_history(live))
+    assert page.values["history"] == "120"
+    drawn = int(page.values["history-success"])
+    assert before - 1 <= drawn <= after + 1, (before, drawn, after)
+    assert drawn > int(page.body["data-polls"])
+    assert page.segments["history-success"] == "1"  # null before the workload: not drawn
+    assert int(page.values["history-p95"]) == drawn
 
 
 def test_screenshot(live: Live) -> None:

@@ -309,3 +309,28 @@ def test_provisioning_layout_matches_compose_mounts() -> None:
         host = ds["url"].split("//")[1].split(":")[0]
         assert host in services, f"datasource {ds['name']} points at unknown host {host}"
     assert len({ds["uid"] for ds in DATASOURCES["datasources"]}) == len(DATASOURCES["datasources"])
+
+
+# The exemplar label Prometheus' OTLP receiver gives an exemplar's trace id (tests/
+# test_exemplars.py reads it back from the real Prometheus).
+EXEMPLAR_TRACE_ID_LABEL = "trace_id"
+HISTOGRAM_BUCKETS = {spec.series("_bucket") for spec in catalogue.METRICS
+                     if spec.kind is catalogue.Kind.HISTOGRAM and spec.unit == "s"}
+
+
+def test_latency_panels_show_exemplars_that_link_to_jaeger() -> None:
+    latency = [(board, p) for board, d in DASHBOARDS.items() for p in panels(d)
+               if p["type"] == "timeseries"
+               and any(HISTOGRAM_BUCKETS & set(metric_names(t["expr"])) for t in p["targets"])]
+    assert latency, "no latency time series panel found"
+    for board, panel in latency:
+        assert all(t.get("exemplar") is True for t in panel["targets"]), (board, panel["title"])
+        # Exemplar values are in the histogram's unit: the axis must be too, or the dots
+        # would sit a thousandfold off the lines.
+        assert panel["fieldConfig"]["defaults"]["unit"] == "s", (board, panel["title"])
+        assert not any(re.search(r"\b1000 \*", t["expr"]) for t in panel["targets"])
+    prom = next(d for d in DATASOURCES["datasources"] if d["uid"] == PROMETHEUS_UID)
+    jaeger = {d["uid"] for d in DATASOURCES["datasources"] if d["type"] == "jaeger"}
+    destinations = prom["jsonData"]["exemplarTraceIdDestinations"]
+    assert [(x["name"], x["datasourceUid"] in jaeger) for x in destinations] == [
+        (EXEMPLAR_TRACE_ID_LABEL, True)]

@@ -1,6 +1,7 @@
 package cardinalityguard
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -330,12 +331,90 @@ func number(p pmetric.NumberDataPoint) float64 {
 	return p.DoubleValue()
 }
 
+// exemplarValue is an exemplar's value as a float (int exemplars included).
+func exemplarValue(e pmetric.Exemplar) float64 {
+	if e.ValueType() == pmetric.ExemplarValueTypeInt {
+		return float64(e.IntValue())
+	}
+	return e.DoubleValue()
+}
+
+// newestFirst orders exemplars newest first (then by value, for a stable result).
+func newestFirst(a, b pmetric.Exemplar) int {
+	if c := cmp.Compare(b.Timestamp(), a.Timestamp()); c != 0 {
+		return c
+	}
+	return cmp.Compare(exemplarValue(a), exemplarValue(b))
+}
+
+// rebuild refills dst with the exemplars of all (src's appended to dst's) in `order`, keeping
+// those `keep` admits (called in that order).
+func rebuild(dst, src pmetric.ExemplarSlice, order func(a, b pmetric.Exemplar) int,
+	keep func(pmetric.Exemplar) bool) {
+	all := pmetric.NewExemplarSlice()
+	dst.MoveAndAppendTo(all)
+	src.MoveAndAppendTo(all)
+	idx := make([]int, all.Len())
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return order(all.At(a), all.At(b)) })
+	for _, i := range idx {
+		if keep(all.At(i)) {
+			all.At(i).CopyTo(dst.AppendEmpty())
+		}
+	}
+}
+
+// keepExemplars moves src's exemplars into dst (a merged point keeps the traces behind both),
+// keeping as many as the larger of the two held, the newest: what one SDK reservoir of that
+// size would hold for the merged series.
+func keepExemplars(dst, src pmetric.ExemplarSlice) {
+	limit := max(dst.Len(), src.Len())
+	if dst.Len()+src.Len() <= limit {
+		src.MoveAndAppendTo(dst)
+		return
+	}
+	n := 0
+	rebuild(dst, src, newestFirst, func(pmetric.Exemplar) bool {
+		n++
+		return n <= limit
+	})
+}
+
+// keepBucketExemplars merges exemplars of explicit-bucket histograms as the SDK's aligned
+// reservoir does: per bucket the newest one, in bucket (value) order, so that Prometheus'
+// OTLP receiver attaches each to its own `le` series.
+func keepBucketExemplars(dst, src pmetric.ExemplarSlice, bounds pcommon.Float64Slice) {
+	if src.Len() == 0 {
+		return
+	}
+	raw := bounds.AsRaw()
+	bucket := func(e pmetric.Exemplar) int {
+		i, _ := slices.BinarySearch(raw, exemplarValue(e)) // bucket i holds (bounds[i-1], bounds[i]]
+		return i
+	}
+	last := -1
+	rebuild(dst, src, func(a, b pmetric.Exemplar) int {
+		if c := cmp.Compare(bucket(a), bucket(b)); c != 0 {
+			return c
+		}
+		return newestFirst(a, b)
+	}, func(e pmetric.Exemplar) bool {
+		b := bucket(e)
+		first := b != last
+		last = b
+		return first
+	})
+}
+
 func mergeSum(dst, src pmetric.NumberDataPoint) bool {
 	if dst.ValueType() == pmetric.NumberDataPointValueTypeInt && src.ValueType() == pmetric.NumberDataPointValueTypeInt {
 		dst.SetIntValue(dst.IntValue() + src.IntValue())
 	} else {
 		dst.SetDoubleValue(number(dst) + number(src))
 	}
+	keepExemplars(dst.Exemplars(), src.Exemplars())
 	span(dst, src)
 	return true
 }
@@ -349,6 +428,7 @@ func mergeGauge(dst, src pmetric.NumberDataPoint) bool {
 			dst.SetDoubleValue(src.DoubleValue())
 		}
 	}
+	keepExemplars(dst.Exemplars(), src.Exemplars())
 	span(dst, src)
 	return true
 }
@@ -364,6 +444,7 @@ func mergeHistogram(dst, src pmetric.HistogramDataPoint) bool {
 		return false
 	}
 	addCounts(dst.BucketCounts(), src.BucketCounts())
+	keepBucketExemplars(dst.Exemplars(), src.Exemplars(), dst.ExplicitBounds())
 	mergeStats(dst, src)
 	return true
 }
@@ -421,6 +502,7 @@ func mergeExponential(dst, src pmetric.ExponentialHistogramDataPoint) bool {
 	addCounts(dst.Positive().BucketCounts(), src.Positive().BucketCounts())
 	addCounts(dst.Negative().BucketCounts(), src.Negative().BucketCounts())
 	dst.SetZeroCount(dst.ZeroCount() + src.ZeroCount())
+	keepExemplars(dst.Exemplars(), src.Exemplars())
 	mergeStats(dst, src)
 	return true
 }

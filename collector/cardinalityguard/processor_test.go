@@ -452,3 +452,58 @@ func TestExponentialHistogramsSummariesAndGaugesMerge(t *testing.T) {
 		t.Fatalf("gauge: %d points, other %v at %v", g.Len(), g.At(1).DoubleValue(), g.At(1).Timestamp())
 	}
 }
+
+func addExemplar(es pmetric.ExemplarSlice, value float64, ts pcommon.Timestamp, trace byte) {
+	e := es.AppendEmpty()
+	e.SetDoubleValue(value)
+	e.SetTimestamp(ts)
+	e.SetTraceID(pcommon.TraceID{trace})
+	e.SetSpanID(pcommon.SpanID{trace})
+}
+
+// exemplarTraces lists exemplars as "value@trace" (the first byte of the trace id).
+func exemplarTraces(es pmetric.ExemplarSlice) string {
+	out := make([]string, 0, es.Len())
+	for i := 0; i < es.Len(); i++ {
+		out = append(out, fmt.Sprintf("%v@%d", es.At(i).DoubleValue(), es.At(i).TraceID()[0]))
+	}
+	return strings.Join(out, " ")
+}
+
+// Points collapsing into one series keep the exemplars behind them: a latency panel's link to
+// the slow trace must survive the guard. Per bucket the newest one stays (the SDK's aligned
+// reservoir), in bucket order; sums keep the newest, as many as the larger side held.
+func TestMergedPointsKeepTheirExemplars(t *testing.T) {
+	h := newHarness(t, testConfig())
+	md := pmetric.NewMetrics()
+	ms := resource(md, "svc", "i")
+	name := "cugar.tool.call.duration"
+	for i, tool := range []string{"a", "b", "c", "d", "e", "f"} {
+		addHistogram(ms, name, tool, []float64{1, 2}, []uint64{1, 1, 1}, float64(i))
+	}
+	dps := ms.At(0).Histogram().DataPoints()
+	addExemplar(dps.At(3).Exemplars(), 0.5, 10, 3) // d: bucket <=1, older
+	addExemplar(dps.At(3).Exemplars(), 9, 10, 4)   // d: bucket +Inf
+	addExemplar(dps.At(4).Exemplars(), 0.7, 20, 5) // e: bucket <=1, newer than d's
+	addExemplar(dps.At(5).Exemplars(), 1.5, 5, 6)  // f: bucket (1, 2]
+	// The service's tool bound (3) is taken by a, b and c: v and w collapse into other.
+	addSum(ms, "cugar.tool.calls", point{map[string]any{"tool": "a"}, 1},
+		point{map[string]any{"tool": "b"}, 1}, point{map[string]any{"tool": "c"}, 1},
+		point{map[string]any{"tool": "v"}, 1}, point{map[string]any{"tool": "w"}, 1})
+	sums := ms.At(1).Sum().DataPoints()
+	addExemplar(sums.At(3).Exemplars(), 1, 30, 7)
+	addExemplar(sums.At(4).Exemplars(), 1, 40, 8) // newest: the one kept (both held one)
+
+	out := h.send(md).ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics()
+	hist := out.At(0).Histogram().DataPoints()
+	if hist.Len() != 4 {
+		t.Fatalf("want a, b, c and other, got %d points", hist.Len())
+	}
+	if got := exemplarTraces(hist.At(3).Exemplars()); got != "0.7@5 1.5@6 9@4" {
+		t.Fatalf("other's exemplars: %q", got)
+	}
+	sum := out.At(1).Sum().DataPoints()
+	if got := exemplarTraces(sum.At(3).Exemplars()); sum.Len() != 4 || got != "1@8" {
+		t.Fatalf("sum other: %d points, exemplars %q", sum.Len(), got)
+	}
+}

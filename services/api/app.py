@@ -194,7 +194,8 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
             "endpoints": {
                 "GET /health": "liveness (no API key needed)",
                 "GET /health/ready": "readiness: collector, Prometheus and the trace backend reachable (503 if not)",
-                "GET /dashboard?window=5m": "fleet-wide golden signals (JSON; HTML for browsers)",
+                "GET /dashboard?window=5m": "fleet-wide golden signals (JSON; HTML for browsers; "
+                                            "&history=true adds their history over the window)",
                 "GET /metrics": "the API's own metrics, all workers (Prometheus text)",
                 "GET /runbooks": "alert runbooks (#<alert name in lower case>)",
                 "POST /alerts/{severity}": "Alertmanager webhook receiver "
@@ -267,13 +268,16 @@ def create_app(settings: Settings | None = None, *, metrics: ApiMetrics | None =
                                                      "default now")] = None,
         format: Annotated[str | None, Query(pattern="^(json|html)$",
                                             description="override content negotiation")] = None,
+        history: Annotated[bool, Query(
+            description="add the `history` section: success rate, error rate and latency p95 "
+                        "over the window, from Prometheus range queries")] = False,
     ) -> Any:
         parsed = _parse_window(window)
         at = _parse_end(end)
         if _wants_html(request, format):
             return HTMLResponse(_dashboard_page())
         try:
-            return await dashboard(request.app.state.prometheus, parsed, at)
+            return await dashboard(request.app.state.prometheus, parsed, at, history)
         except PrometheusUnavailable as exc:
             return JSONResponse(status_code=503, content=unavailable(str(exc)))
         except PrometheusQueryError as exc:

@@ -58,6 +58,30 @@ class Freshness(BaseModel):
     stale_count: int
 
 
+class HistoryPoint(BaseModel):
+    time: str = Field(description="RFC 3339: the point's instant (its range ends there)")
+    success_rate: float | None
+    error_rate: float | None
+    latency_p95_ms: float | None = Field(description="null, never 0, where no execution "
+                                                     "finished in the point's range, or its "
+                                                     "data has not arrived")
+
+
+class History(BaseModel):
+    """`?history=true`: the golden signals the page charts, over the window, one point every
+    `step_s` (at most 120), each over the `range_s` up to it. Null points are gaps (idle, a
+    hole in the data, or data not yet arrived while `partial`), never zeros."""
+
+    start: str
+    end: str
+    step_s: int
+    range_s: int
+    partial: bool
+    missing_since: str | None = Field(description="while partial: points after this instant "
+                                                  "are null (their data has not arrived)")
+    points: list[HistoryPoint]
+
+
 class DashboardSummary(BaseModel):
     """The summary. `status` is "degraded" whenever `degraded` lists anything; while `partial`
     is set, the golden signals' ratios, quantiles and means are null and the counts are lower
@@ -72,6 +96,7 @@ class DashboardSummary(BaseModel):
     time_range: dict[str, Any]
     golden_signals: dict[str, Any]
     executions: dict[str, Any]
+    history: History | None = Field(None, description="only with ?history=true")
 
 
 class Unavailable(BaseModel):

@@ -79,16 +79,30 @@ class PrometheusClient:
                                        f"expected an instant vector")
         return [Sample(r["metric"], _number(r["value"][1])) for r in data["result"]]
 
+    async def query_range(self, promql: str, start: float, end: float, step: float,
+                          timeout: float | None = None) -> list[Series]:
+        """Range query: `promql` evaluated at start, start + step, ... <= end; per series its
+        (unix seconds, value) points, oldest first (NaN/Inf as None; absent steps missing)."""
+        return await self._matrix(
+            "/api/v1/query_range",
+            {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"},
+            timeout, f"range query {promql!r}")
+
     async def samples(self, selector: str, seconds: int, at: float,
                       timeout: float | None = None) -> list[Series]:
         """The raw samples of `selector` in the `seconds` up to `at` (a range-vector query:
         each sample with its own timestamp, no evaluation steps)."""
         promql = f"{selector}[{seconds}s]"
+        return await self._matrix("/api/v1/query", {"query": promql, "time": f"{at:.3f}"},
+                                  timeout, f"query {promql!r}")
+
+    async def _matrix(self, path: str, params: dict[str, str], timeout: float | None,
+                      what: str) -> list[Series]:
+        """A query answering a matrix, observed like every query (outcome, duration)."""
         started = time.monotonic()
         outcome = "error"
         try:
-            data = await self._get_data("/api/v1/query", {"query": promql, "time": f"{at:.3f}"},
-                                        timeout, f"query {promql!r}")
+            data = await self._get_data(path, params, timeout, what)
             outcome = "success"
         except PrometheusUnavailable:
             outcome = "unavailable"
@@ -96,8 +110,7 @@ class PrometheusClient:
         finally:
             self._observe(outcome, time.monotonic() - started)
         if data["resultType"] != "matrix":
-            raise PrometheusQueryError(f"query {promql!r} returned {data['resultType']}, "
-                                       f"expected a range vector")
+            raise PrometheusQueryError(f"{what} returned {data['resultType']}, expected a matrix")
         return [Series(r["metric"], [(float(t), _number(v)) for t, v in r.get("values", [])])
                 for r in data["result"]]
 

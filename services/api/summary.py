@@ -20,6 +20,7 @@ from services.monitoring.queries import count, quantile
 
 from .active_alerts import active_alerts
 from .freshness import assess
+from .history import History
 from .prometheus import PrometheusClient, Sample
 from .window import Window, iso
 
@@ -98,9 +99,17 @@ def _quantile(samples: list[Sample]) -> float | None:
     return samples[0].value if samples else None
 
 
-async def dashboard(prom: PrometheusClient, window: Window, at: float) -> dict:
-    r, alerts, fresh = await asyncio.gather(_run(prom, _queries(window.promql), at),
-                                            active_alerts(prom, at), assess(prom, window, at))
+async def _nothing() -> None:
+    return None
+
+
+async def dashboard(prom: PrometheusClient, window: Window, at: float,
+                    with_history: bool = False) -> dict:
+    """The summary; `with_history` adds the `history` section (history.py)."""
+    past = History(window, at) if with_history else None
+    r, alerts, fresh, _ = await asyncio.gather(
+        _run(prom, _queries(window.promql), at), active_alerts(prom, at),
+        assess(prom, window, at), past.fetch(prom) if past else _nothing())
     partial = fresh.partial
     # Ratios, quantiles and means of a window missing part of its data are not a bound of
     # anything: absent while partial, never a plausible wrong number. Counts stay (lower bounds).
@@ -186,6 +195,7 @@ async def dashboard(prom: PrometheusClient, window: Window, at: float) -> dict:
                                      sorted(_by(r["tool_errors"], "error_type").items())}},
         "domains": domains,
         "alerts": alerts,
+        **({"history": past.section(fresh)} if past else {}),
     }
 
 

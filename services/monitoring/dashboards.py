@@ -39,14 +39,17 @@ DOMAIN = [q.like("domain", "$domain")]
 
 
 def _target(expr: str, legend: str = "__auto", instant: bool = False,
-            ref: str = "A") -> prometheus.Dataquery:
+            ref: str = "A", exemplar: bool = False) -> prometheus.Dataquery:
     query = (prometheus.Dataquery().expr(q.one_line(expr)).ref_id(ref).legend_format(legend)
              .editor_mode(QueryEditorMode.CODE).datasource(DATASOURCE))
+    if exemplar:  # the buckets' exemplars, each linking to its trace (the datasource's
+        query = query.exemplar(True)  # exemplarTraceIdDestinations)
     return query.instant() if instant else query.range()
 
 
-def _targets(*exprs: tuple[str, str], instant: bool = False) -> list[prometheus.Dataquery]:
-    return [_target(expr, legend, instant, chr(ord("A") + i))
+def _targets(*exprs: tuple[str, str], instant: bool = False,
+             exemplar: bool = False) -> list[prometheus.Dataquery]:
+    return [_target(expr, legend, instant, chr(ord("A") + i), exemplar)
             for i, (expr, legend) in enumerate(exprs)]
 
 
@@ -212,11 +215,14 @@ def golden_signals() -> d.Dashboard:
                      _targets((q.share(EXECUTIONS, OUTCOME, "success", RATE, PROFILE), "success rate"),
                               (q.share(EXECUTIONS, OUTCOME, "failure", RATE, PROFILE), "error rate")),
                      "percentunit", "LowSuccessRate", max_val=1)),
+        # In seconds, the histogram's unit: its exemplars (one execution each, a link to its
+        # trace in Jaeger) are drawn at their own value on the same axis.
         (12, _series("Latency percentiles (p50 / p95 / p99)",
-                     "Execution duration percentiles per rate interval.",
-                     _targets(*[(q.quantile(p, EXECUTION_DURATION, RATE, PROFILE, MS_PER_S), name)
-                                for name, p in LATENCY_PERCENTILES.items()]),
-                     "ms", "HighLatencyP95")),
+                     "Execution duration percentiles per rate interval. The dots are exemplars: "
+                     "single executions, each linking to its trace in Jaeger.",
+                     _targets(*[(q.quantile(p, EXECUTION_DURATION, RATE, PROFILE), name)
+                                for name, p in LATENCY_PERCENTILES.items()], exemplar=True),
+                     "s", "HighLatencyP95")),
     ])
     layout.row("Operations", 7, [
         (8, gauge.Panel().title("Budget utilization")

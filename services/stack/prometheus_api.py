@@ -90,6 +90,15 @@ class PrometheusClient:
     def targets(self) -> list[dict]:
         return get_json(f"{self.url}/api/v1/targets")["data"]["activeTargets"]
 
+    def exemplars(self, promql: str, start: float, end: float) -> list[dict]:
+        """/api/v1/query_exemplars: per series of `promql`, {"seriesLabels": {...},
+        "exemplars": [{"labels": {"trace_id", "span_id"}, "value": "1.2", "timestamp": t}]}."""
+        body = get_json(f"{self.url}/api/v1/query_exemplars",
+                        {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}"})
+        if body.get("status") != "success":
+            raise QueryError(f"exemplar query {promql!r} failed: {body}")
+        return body["data"] or []
+
 
 def value(result: Result) -> float | None:
     """The single sample of an instant-query result (None when absent)."""
