@@ -182,7 +182,8 @@ class LLMCall(Scope):
         if tokens_out is not None:
             attrs[GEN_AI_USAGE_OUTPUT_TOKENS] = tokens_out
         if self._finish_reasons:
-            attrs[GEN_AI_RESPONSE_FINISH_REASONS] = [core.clean_text(r) for r in self._finish_reasons]
+            attrs[GEN_AI_RESPONSE_FINISH_REASONS] = tuple(
+                core.clean_text(r) for r in self._finish_reasons)
         if self._response_model:
             attrs[GEN_AI_RESPONSE_MODEL] = core.name(self._response_model)
         if first_chunk_s is not None:
