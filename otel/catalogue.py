@@ -245,7 +245,10 @@ GEN_AI_TOKEN_TYPE = _GEN_AI_TOKEN_TYPE     # gen_ai_token_type (1.37-1.41 layout
 GEN_AI_TOKEN_MODALITY = "gen_ai.token.modality"  # semantic-conventions-genai; not in the package yet
 
 LLM_OPERATIONS: tuple[str, ...] = ("chat", "text_completion", "generate_content")
-LLM_PROVIDERS: tuple[str, ...] = tuple(dict.fromkeys(v.value for v in GenAiProviderNameValues))
+# The semantic-conventions package's well-known providers, plus those the newer
+# semantic-conventions-genai list adds (client-inference.md: moonshot_ai).
+LLM_PROVIDERS: tuple[str, ...] = tuple(dict.fromkeys(
+    [v.value for v in GenAiProviderNameValues] + ["moonshot_ai"]))
 TOKEN_TYPES: tuple[str, ...] = ("input", "output")
 TOKEN_MODALITIES: tuple[str, ...] = ("text", "image", "audio", "video", "unknown")
 # Span attributes of chat spans that the conventions do not name.
