@@ -12,11 +12,12 @@ Nothing else raises for telemetry problems or bad arguments (each entry point's 
 what becomes of them); exceptions of the agent's own code propagate unchanged.
 """
 
-from otel.agent import AgentTelemetry, Approval, Execution, ToolCall
+from otel.agent import AgentTelemetry, Approval, Execution, LLMCall, ToolCall
 from otel.config import ConfigError
 from otel.setup import Telemetry, create_telemetry, setup_telemetry
 
 __all__ = [
-    "AgentTelemetry", "Approval", "ConfigError", "Execution", "Telemetry", "ToolCall", "create_telemetry",
+    "AgentTelemetry", "Approval", "ConfigError", "Execution", "LLMCall", "Telemetry", "ToolCall",
+    "create_telemetry",
     "setup_telemetry",
 ]

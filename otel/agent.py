@@ -12,6 +12,8 @@ Trace shape (OpenTelemetry GenAI agent conventions):
                                         tool_call_error (status ERROR, error.type)
     approval {tool}           INTERNAL  events: approval_requested,
                                         approval_received | approval_timeout
+    chat {model}              CLIENT    (child of the execution or of a tool call) gen_ai.usage.*,
+                                        finish reasons, time to first chunk, error.type
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from typing import Any, Callable
 from otel import catalogue
 from otel.core import Core
 from otel.execution import CURRENT, Execution
+from otel.llm_call import CHAT, CURRENT_TOOL, LLMCall
 from otel.tool_call import Approval, ToolCall
 
-__all__ = ["AgentTelemetry", "Approval", "Execution", "ToolCall"]
+__all__ = ["AgentTelemetry", "Approval", "Execution", "LLMCall", "ToolCall"]
 
 
 class AgentTelemetry:
@@ -83,6 +86,35 @@ class AgentTelemetry:
           content capture on.
         """
         return ToolCall(self._core, CURRENT.get(), tool, domain, side_effect, arguments)
+
+    def llm_call(self, provider: str, model: str, operation: str = CHAT, stream: bool = False,
+                 messages: Any = None) -> LLMCall:
+        """A call to a language model made in the current tool call, else in the current
+        execution (standalone when there is neither), as a sync or async context manager.
+
+            with agent.llm_call("openai", "gpt-4o-mini", stream=True) as call:
+                for chunk in client.chat.completions.create(..., stream=True):
+                    call.first_chunk()
+                call.record(input_tokens=900, output_tokens=120, finish_reason="stop")
+
+        - `provider`: gen_ai.provider.name, one of `catalogue.LLM_PROVIDERS` (the conventions'
+          well-known values); another is kept on the span and recorded as "other" in metrics
+          (and then has no price).
+        - `model`: gen_ai.request.model; the first `CUGAR_MAX_MODELS` distinct models are
+          metric labels, later ones "other" (unpriced); a non-string is "unknown" on the span.
+        - `operation`: gen_ai.operation.name ("chat", "text_completion", "generate_content";
+          another is "other" in metrics); the span is named "{operation} {model}".
+        - `stream`: a streaming request (gen_ai.request.stream; mark `first_chunk()`).
+        - `messages`: the prompt, captured (redacted, truncated) only with content capture on,
+          on the span or in a `gen_ai.client.inference.operation.details` event as
+          `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` says.
+
+        Cost: tokens times the price table (`CUGAR_LLM_PRICES`, else the genai-prices package)
+        in USD (`cugar.llm.cost`, span attribute `cugar.llm.cost`, `call.cost`); a model
+        without a price is never guessed: it counts in `cugar.llm.cost.unpriced`.
+        """
+        parent = CURRENT_TOOL.get() or CURRENT.get()
+        return LLMCall(self._core, parent, provider, model, operation, stream, messages)
 
     def tool(self, name: str | None = None, *, domain: str | None = None,
              side_effect: str = "read-only") -> Callable:

@@ -13,6 +13,21 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+    GEN_AI_OPERATION_NAME as _GEN_AI_OPERATION_NAME,
+)
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+    GEN_AI_PROVIDER_NAME as _GEN_AI_PROVIDER_NAME,
+)
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+    GEN_AI_REQUEST_MODEL as _GEN_AI_REQUEST_MODEL,
+)
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+    GEN_AI_TOKEN_TYPE as _GEN_AI_TOKEN_TYPE,
+)
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+    GenAiProviderNameValues,
+)
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE as _ERROR_TYPE
 
 OTHER = "other"
@@ -212,12 +227,97 @@ TELEMETRY_DROPPED = MetricSpec(
     "Telemetry items this process discarded before the collector accepted them, by signal "
     "(traces) and reason (queue_full, export_failed, shutdown).", (SIGNAL, REASON))
 
+# -- LLM calls: `chat {model}` CLIENT spans and the GenAI client metrics ----------------------
+# Both metric layouts of the OpenTelemetry GenAI conventions are recorded for every call, so
+# dashboards and collectors built for either find their series:
+# - semantic conventions 1.37-1.41 (what most instrumentations emit today):
+#   gen_ai.client.operation.duration and gen_ai.client.token.usage (by gen_ai.token.type);
+# - the semantic-conventions-genai repository (client-inference.md, token-metrics.yaml):
+#   gen_ai.client.inference.duration and the token counters
+#   gen_ai.client.inference.usage.{input,output}_tokens (by gen_ai.token.modality).
+# Streaming calls add time to first chunk in both layouts. Buckets are the conventions' advised
+# ExplicitBucketBoundaries. Labels: the operation and provider are closed sets (the provider's
+# from the conventions' well-known values), the request model an open set bounded per service.
+GEN_AI_OPERATION = _GEN_AI_OPERATION_NAME  # Prometheus label gen_ai_operation_name
+GEN_AI_PROVIDER = _GEN_AI_PROVIDER_NAME    # gen_ai_provider_name
+GEN_AI_MODEL = _GEN_AI_REQUEST_MODEL       # gen_ai_request_model
+GEN_AI_TOKEN_TYPE = _GEN_AI_TOKEN_TYPE     # gen_ai_token_type (1.37-1.41 layout)
+GEN_AI_TOKEN_MODALITY = "gen_ai.token.modality"  # semantic-conventions-genai; not in the package yet
+
+LLM_OPERATIONS: tuple[str, ...] = ("chat", "text_completion", "generate_content")
+# The semantic-conventions package's well-known providers, plus those the newer
+# semantic-conventions-genai list adds (client-inference.md: moonshot_ai).
+LLM_PROVIDERS: tuple[str, ...] = tuple(dict.fromkeys(
+    [v.value for v in GenAiProviderNameValues] + ["moonshot_ai"]))
+TOKEN_TYPES: tuple[str, ...] = ("input", "output")
+TOKEN_MODALITIES: tuple[str, ...] = ("text", "image", "audio", "video", "unknown")
+# Span attributes of chat spans that the conventions do not name.
+CUGAR_LLM_COST = "cugar.llm.cost"  # USD of this call; absent when the model has no price
+# Cost is rounded to a multiple of this many USD per call (2^-30, about a nano-dollar), so that
+# sums are exact whatever the order of addition (per process, per collector, in Prometheus):
+# the ground truth equals the counter to the last bit.
+LLM_COST_QUANTUM_USD = 2.0 ** -30
+DEFAULT_MAX_MODELS = 32
+
+GENAI_DURATION_BUCKETS_S = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+GENAI_TOKEN_BUCKETS = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+
+_LLM_CALL = (GEN_AI_OPERATION, GEN_AI_PROVIDER, GEN_AI_MODEL)
+
+LLM_OPERATION_DURATION = MetricSpec(
+    "gen_ai.client.operation.duration", H, "s",
+    "GenAI operation duration (one LLM call), by operation, provider, model and error type "
+    "(set on failed calls only).", (*_LLM_CALL, ERROR_TYPE), GENAI_DURATION_BUCKETS_S)
+LLM_TOKEN_USAGE = MetricSpec(
+    "gen_ai.client.token.usage", H, "{token}",
+    "Number of input and output tokens used per LLM call, by token type.",
+    (*_LLM_CALL, GEN_AI_TOKEN_TYPE), GENAI_TOKEN_BUCKETS)
+LLM_TIME_TO_FIRST_CHUNK = MetricSpec(
+    "gen_ai.client.operation.time_to_first_chunk", H, "s",
+    "Time from a streaming LLM request to its first response chunk.", _LLM_CALL,
+    GENAI_DURATION_BUCKETS_S)
+LLM_INFERENCE_DURATION = MetricSpec(
+    "gen_ai.client.inference.duration", H, "s",
+    "GenAI inference duration (one LLM call), by operation, provider, model and error type "
+    "(set on failed calls only).", (*_LLM_CALL, ERROR_TYPE), GENAI_DURATION_BUCKETS_S)
+LLM_INFERENCE_TIME_TO_FIRST_CHUNK = MetricSpec(
+    "gen_ai.client.inference.time_to_first_chunk", H, "s",
+    "Time from a streaming inference request to its first response chunk.", _LLM_CALL,
+    GENAI_DURATION_BUCKETS_S)
+LLM_INPUT_TOKENS = MetricSpec(
+    "gen_ai.client.inference.usage.input_tokens", C, "{token}",
+    "Input (prompt) tokens used by LLM calls, cached ones included.",
+    (*_LLM_CALL, GEN_AI_TOKEN_MODALITY))
+LLM_OUTPUT_TOKENS = MetricSpec(
+    "gen_ai.client.inference.usage.output_tokens", C, "{token}",
+    "Output (completion) tokens used by LLM calls, reasoning ones included.",
+    (*_LLM_CALL, GEN_AI_TOKEN_MODALITY))
+# Cost in US dollars: one currency as the unit (the price table's), so that sum() over any
+# labels stays meaningful; a currency label would invite adding dollars to euros.
+LLM_COST = MetricSpec(
+    "cugar.llm.cost", C, "{USD}",
+    "Cost of LLM calls in US dollars, from their tokens and the price table, by provider, "
+    "model and profile (calls without a price are counted in cugar.llm.cost.unpriced).",
+    (GEN_AI_PROVIDER, GEN_AI_MODEL, PROFILE))
+LLM_COST_UNPRICED = MetricSpec(
+    "cugar.llm.cost.unpriced", C, "{call}",
+    "LLM calls whose cost is unknown (no price for the model): not guessed, not in "
+    "cugar.llm.cost.", (GEN_AI_PROVIDER, GEN_AI_MODEL))
+
+LLM_METRICS: tuple[MetricSpec, ...] = (
+    LLM_OPERATION_DURATION, LLM_TOKEN_USAGE, LLM_TIME_TO_FIRST_CHUNK, LLM_INFERENCE_DURATION,
+    LLM_INFERENCE_TIME_TO_FIRST_CHUNK, LLM_INPUT_TOKENS, LLM_OUTPUT_TOKENS, LLM_COST,
+    LLM_COST_UNPRICED,
+)
+
 METRICS: tuple[MetricSpec, ...] = (
     EXECUTIONS, TOOL_CALLS, TOOL_ERRORS, BUDGET_USED, BUDGET_WARNINGS, BUDGET_EXCEEDED,
     APPROVALS, APPROVAL_TIMEOUTS, DOMAIN_USAGE, DOMAIN_ERRORS,
     EXECUTION_DURATION, TOOL_CALL_DURATION, APPROVAL_WAIT, EXECUTION_STEPS, BUDGET_UTILIZATION,
     TELEMETRY_DROPPED,
-)
+) + LLM_METRICS
 
 METRICS_BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
 
@@ -231,8 +331,12 @@ METRICS_BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
 CLOSED_VALUES: dict[str, tuple[str, ...]] = {
     DOMAIN: DOMAINS, SIDE_EFFECT: SIDE_EFFECTS, DECISION: APPROVAL_DECISIONS,
     SIGNAL: TELEMETRY_SIGNALS, REASON: DROP_REASONS,
+    # LLM calls
+    GEN_AI_OPERATION: LLM_OPERATIONS, GEN_AI_PROVIDER: LLM_PROVIDERS,
+    GEN_AI_TOKEN_TYPE: TOKEN_TYPES, GEN_AI_TOKEN_MODALITY: TOKEN_MODALITIES,
 }
-OPEN_SET_LIMITS: dict[str, int] = {TOOL: 256, ERROR_TYPE: 128, PROFILE: 64}
+OPEN_SET_LIMITS: dict[str, int] = {TOOL: 256, ERROR_TYPE: 128, PROFILE: 64,
+                                   GEN_AI_MODEL: 64}
 # Services the guard tracks; the open attributes of any further service all become `other`.
 COLLECTOR_MAX_SERVICES = 256
 

@@ -42,9 +42,12 @@ class ConfigError(ValueError):
 
 BOOLEANS = {"true": True, "false": False}
 # What the official GenAI instrumentations accept: the boolean (openai-v2 and most others) and
-# opentelemetry-util-genai's ContentCapturingMode names (case-insensitive in both).
-CAPTURE_MODES = {"true": True, "false": False, "no_content": False, "span_only": True,
-                 "event_only": True, "span_and_event": True}
+# opentelemetry-util-genai's ContentCapturingMode names (case-insensitive in both). The value is
+# the mode: where captured content goes (`true` = span attributes, as openai-v2 does).
+NO_CONTENT, SPAN_ONLY, EVENT_ONLY, SPAN_AND_EVENT = (
+    "no_content", "span_only", "event_only", "span_and_event")
+CAPTURE_MODES = {"true": SPAN_ONLY, "false": NO_CONTENT, NO_CONTENT: NO_CONTENT,
+                 SPAN_ONLY: SPAN_ONLY, EVENT_ONLY: EVENT_ONLY, SPAN_AND_EVENT: SPAN_AND_EVENT}
 SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on",
             "parentbased_always_off", "parentbased_traceidratio")
 RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
@@ -196,7 +199,10 @@ class Settings:
     span_batch_size: int = DEFAULT_BSP_BATCH
     span_schedule_delay_s: float = DEFAULT_BSP_DELAY_MS / 1000
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000
-    capture_content: bool = False
+    capture_content: bool = False  # any mode but no_content
+    capture_mode: str = NO_CONTENT  # where LLM call content goes (span, event or both)
+    llm_prices: dict = field(default_factory=dict)  # CUGAR_LLM_PRICES, (provider, model) -> Price
+    max_models: int = catalogue.DEFAULT_MAX_MODELS
     content_max_chars: int = DEFAULT_CONTENT_MAX_CHARS
     max_tools: int = catalogue.DEFAULT_MAX_TOOLS
     max_error_types: int = catalogue.DEFAULT_MAX_ERROR_TYPES
@@ -234,6 +240,23 @@ def _profiles(env: _Env) -> tuple[str, ...]:
                                        f"not {catalogue.OTHER!r})")
         return catalogue.DEFAULT_PROFILES
     return profiles or catalogue.DEFAULT_PROFILES
+
+
+def _llm_prices(env: _Env) -> dict:
+    """CUGAR_LLM_PRICES: the path of a JSON price table (otel/pricing.py says its shape)."""
+    from otel import pricing
+
+    raw = env.raw("CUGAR_LLM_PRICES")
+    if not raw:
+        return {}
+    try:
+        with open(raw, encoding="utf-8") as f:
+            return pricing.parse_table(f.read())
+    except OSError as exc:
+        env.bad("CUGAR_LLM_PRICES", raw, f"the path of a readable JSON price table ({exc.strerror})")
+    except ValueError as exc:
+        env.bad("CUGAR_LLM_PRICES", raw, f"a JSON price table in USD per million tokens: {exc}")
+    return {}
 
 
 def load_settings(
@@ -285,8 +308,11 @@ def load_settings(
         s.span_queue_size, env.integer("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", DEFAULT_BSP_BATCH))
     s.span_schedule_delay_s = env.integer("OTEL_BSP_SCHEDULE_DELAY", DEFAULT_BSP_DELAY_MS) / 1000
 
-    s.capture_content = env.choice(
+    s.capture_mode = env.choice(
         "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", CAPTURE_MODES, "false")
+    s.capture_content = s.capture_mode != NO_CONTENT
+    s.llm_prices = _llm_prices(env)
+    s.max_models = env.integer("CUGAR_MAX_MODELS", catalogue.DEFAULT_MAX_MODELS)
     s.content_max_chars = env.integer("CUGAR_CONTENT_MAX_CHARS", DEFAULT_CONTENT_MAX_CHARS, 16)
     s.max_tools = env.integer("CUGAR_MAX_TOOLS", catalogue.DEFAULT_MAX_TOOLS)
     s.max_error_types = env.integer("CUGAR_MAX_ERROR_TYPES", catalogue.DEFAULT_MAX_ERROR_TYPES)

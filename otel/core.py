@@ -11,7 +11,7 @@ from opentelemetry.semconv.attributes.exception_attributes import (
     EXCEPTION_TYPE,
 )
 
-from otel import catalogue, privacy
+from otel import catalogue, pricing, privacy
 from otel.cardinality import BoundedSet, ClosedSet
 from otel.config import Settings
 from otel.metrics import AgentMetrics
@@ -30,6 +30,7 @@ class Core:
         self.tracer = tracer
         self.stats = stats
         self.capture_content = settings.capture_content
+        self.capture_mode = settings.capture_mode
         self.content_max_chars = settings.content_max_chars
         self.clean_text = privacy.TextRedactor()
         self.profiles = ClosedSet(settings.profiles)
@@ -37,6 +38,10 @@ class Core:
         self.side_effects = ClosedSet(catalogue.SIDE_EFFECTS)
         self.tools = BoundedSet(settings.max_tools, self.clean_text)
         self.error_types = BoundedSet(settings.max_error_types, self.clean_text)
+        self.llm_operations = ClosedSet(catalogue.LLM_OPERATIONS)
+        self.providers = ClosedSet(catalogue.LLM_PROVIDERS)
+        self.models = BoundedSet(settings.max_models, self.clean_text)
+        self.prices = pricing.PriceTable(settings.llm_prices)
 
     # -- privacy helpers ------------------------------------------------------------------------
     def name(self, value: Any) -> str:

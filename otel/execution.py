@@ -30,6 +30,7 @@ from otel.catalogue import (
     EVENT_ROUTE_DECISION,
 )
 from otel.core import Core
+from otel.llm_call import CHAT, LLMCall
 from otel.scope import Scope, seconds
 from otel.spans import detach
 from otel.tool_call import Approval, ToolCall
@@ -154,6 +155,16 @@ class Execution(Scope):
         """A tool call in this execution (a context manager); arguments as in
         `AgentTelemetry.tool_call`."""
         return ToolCall(self._core, self, tool, domain, side_effect, arguments)
+
+    def llm_call(self, provider: str, model: str, operation: str = CHAT, stream: bool = False,
+                 messages: Any = None) -> LLMCall:
+        """An LLM call made by the agent itself, e.g. its planner (a context manager; its span
+        is this execution's child); arguments as in `AgentTelemetry.llm_call`.
+
+            with ex.llm_call("anthropic", "claude-sonnet-4-5") as call:
+                call.record(input_tokens=1800, output_tokens=240, finish_reason="end_turn")
+        """
+        return LLMCall(self._core, self, provider, model, operation, stream, messages)
 
     def approval(self, tool: str | None = None) -> Approval:
         """A human approval gate in this execution (a context manager).

@@ -43,6 +43,8 @@ _CUMULATIVE = AggregationTemporality.CUMULATIVE
 _SUCCESS, _FAILURE = catalogue.EXECUTION_OUTCOMES
 _TOOL_SUCCESS, _TOOL_ERROR = catalogue.TOOL_OUTCOMES
 _TIMEOUT = catalogue.APPROVAL_DECISIONS[2]  # (approved, rejected, timeout)
+_INPUT, _OUTPUT = catalogue.TOKEN_TYPES
+_TEXT = catalogue.TOKEN_MODALITIES[0]
 
 # OTEL_METRICS_EXEMPLAR_FILTER values (the SDK's names); trace_based is the SDK's default.
 EXEMPLAR_FILTERS = config.EXEMPLAR_FILTERS  # ("trace_based", "always_on", "always_off")
@@ -157,7 +159,8 @@ class MetricStore:
     def _attributes(self, name: str, key: tuple) -> dict[str, str]:
         cached = self._attr_cache.get((name, key))
         if cached is None:
-            cached = dict(zip(self.specs[name].attributes, key))
+            # None = an attribute this point does not carry (error.type of a successful call)
+            cached = {a: v for a, v in zip(self.specs[name].attributes, key) if v is not None}
             self._attr_cache[(name, key)] = cached
         return cached
 
@@ -242,3 +245,29 @@ class AgentMetrics(MetricStore):
             if decision == _TIMEOUT:
                 self._add(catalogue.APPROVAL_TIMEOUTS, ())
             self._observe(catalogue.APPROVAL_WAIT, (decision,), wait_s, span)
+
+    def llm_call(self, operation: str, provider: str, model: str, error_type: str | None,
+                 duration_s: float, input_tokens: int | None, output_tokens: int | None,
+                 first_chunk_s: float | None, profile: str, cost: float | None) -> None:
+        """One LLM call in both GenAI layouts, plus its cost (or its lack of a price)."""
+        call = (operation, provider, model)
+        timed = (*call, error_type)
+        with self.lock:
+            self._observe(catalogue.LLM_OPERATION_DURATION, timed, duration_s)
+            self._observe(catalogue.LLM_INFERENCE_DURATION, timed, duration_s)
+            if first_chunk_s is not None:
+                self._observe(catalogue.LLM_TIME_TO_FIRST_CHUNK, call, first_chunk_s)
+                self._observe(catalogue.LLM_INFERENCE_TIME_TO_FIRST_CHUNK, call, first_chunk_s)
+            for spec, token_type, tokens in (
+                    (catalogue.LLM_INPUT_TOKENS, _INPUT, input_tokens),
+                    (catalogue.LLM_OUTPUT_TOKENS, _OUTPUT, output_tokens)):
+                if tokens is None:
+                    continue
+                self._observe(catalogue.LLM_TOKEN_USAGE, (*call, token_type), tokens)
+                self._add(spec, (*call, _TEXT), tokens)
+            if input_tokens is None and output_tokens is None:
+                return  # no usage reported: nothing to price
+            if cost is None:
+                self._add(catalogue.LLM_COST_UNPRICED, (provider, model))
+            else:
+                self._add(catalogue.LLM_COST, (provider, model, profile), cost)

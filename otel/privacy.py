@@ -22,7 +22,7 @@ _SECRET_KEYS = tuple(re.compile(r) for r in sensitive.SECRET_KEY_PATTERNS)
 
 def is_secret_key(key: str) -> bool:
     """The key names a secret (otel/sensitive.py's key patterns, as the collector applies)."""
-    return any(r.search(key) for r in _SECRET_KEYS)
+    return key not in sensitive.NON_SECRET_KEYS and any(r.search(key) for r in _SECRET_KEYS)
 
 
 def _luhn(digits: str) -> bool:

@@ -153,6 +153,12 @@ def _key_regexes() -> tuple[str, ...]:
 
 SECRET_KEY_PATTERNS: tuple[str, ...] = _key_regexes()
 
+# Exact keys that read like a secret but are known not to be one: the GenAI conventions'
+# gen_ai.token.type ("input" / "output") and gen_ai.token.modality ("text", "image", ...), closed
+# sets the cardinality guard enforces. The collector's redaction processors pass them unchanged
+# (`ignored_keys`).
+NON_SECRET_KEYS: tuple[str, ...] = ("gen_ai.token.type", "gen_ai.token.modality")
+
 MASK = "****"  # what the collector writes in place of a match (the redaction processor's own)
 
 

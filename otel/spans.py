@@ -44,7 +44,7 @@ class FastSpan:
     """A span being recorded: plain fields, finished into a `ReadableSpan` by `end()`."""
 
     __slots__ = ("_tracer", "name", "context", "parent", "attributes", "events", "start_mono",
-                 "status")
+                 "status", "kind")
 
     def __init__(self, tracer: "FastTracer", name: str, context: SpanContext,
                  parent: SpanContext | None, attributes: dict, start_mono: int) -> None:
@@ -56,6 +56,7 @@ class FastSpan:
         self.events: list[Event] = []
         self.start_mono = start_mono
         self.status = _UNSET
+        self.kind = _INTERNAL  # CLIENT for LLM calls (set by the caller)
 
     def add_event(self, name: str, attributes: dict | None = None) -> None:
         self.events.append(Event(name, attributes, wall_ns(monotonic_ns())))
@@ -76,7 +77,7 @@ class FastSpan:
         tracer = self._tracer
         tracer.ship(ReadableSpan(
             self.name, self.context, self.parent, tracer.resource, self.attributes, self.events,
-            (), _INTERNAL, None, self.status, wall_ns(self.start_mono), wall_ns(end_mono),
+            (), self.kind, None, self.status, wall_ns(self.start_mono), wall_ns(end_mono),
             tracer.scope))
 
 

@@ -31,6 +31,7 @@ from otel.catalogue import (
     TOOL_TYPE_FUNCTION,
 )
 from otel.core import Core
+from otel.llm_call import CHAT, CURRENT_TOOL, LLMCall
 from otel.scope import Scope, seconds
 from otel.spans import detach
 
@@ -53,7 +54,7 @@ class ToolCall(Scope):
     """
 
     __slots__ = ("_execution", "_tool", "_domain", "_side_effect", "_arguments",
-                 "_error_type", "_token")
+                 "_error_type", "_token", "_cv_token")
 
     def __init__(self, core: Core | None, execution: "Execution | None", tool: str,
                  domain: str | None, side_effect: str, arguments: Any) -> None:
@@ -65,6 +66,23 @@ class ToolCall(Scope):
         self._arguments = arguments
         self._error_type: str | None = None
         self._token = None
+        self._cv_token = None
+
+    def _enter(self) -> None:
+        self._cv_token = CURRENT_TOOL.set(self)  # LLM calls made inside nest under this call
+        super()._enter()
+
+    def _exit(self, exc_type, exc) -> None:
+        if self._cv_token is not None:
+            CURRENT_TOOL.reset(self._cv_token)
+            self._cv_token = None
+        super()._exit(exc_type, exc)
+
+    def llm_call(self, provider: str, model: str, operation: str = CHAT, stream: bool = False,
+                 messages: Any = None) -> LLMCall:
+        """An LLM call made by this tool (a context manager; its span is this call's child);
+        arguments as in `AgentTelemetry.llm_call`."""
+        return LLMCall(self._core, self, provider, model, operation, stream, messages)
 
     def _start(self, core: Core, start: int) -> None:
         parent = self._execution._span if self._execution is not None else None

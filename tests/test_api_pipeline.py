@@ -127,6 +127,21 @@ def test_history_is_null_while_idle_and_exact_over_the_workload(stack: Stack) ->
     assert "history" not in get(stack.api_url, "/dashboard", window="10m").json()
 
 
+def test_dashboard_llm_section_equals_the_agents_ground_truth(stack: Stack) -> None:
+    llm, t = get(stack.api_url, "/dashboard", window="10m").json()["llm"], stack.truth["llm"]
+    for key in ("calls", "errors", "input_tokens", "output_tokens", "unpriced_calls"):
+        assert llm[key] == t[key], key
+    assert llm["cost_usd"] == pytest.approx(t["cost_usd"], rel=1e-9)
+    assert llm["error_rate"] == pytest.approx(t["errors"] / t["calls"])
+    truth = {(p, m): v for p, models in t["by_model"].items() for m, v in models.items()}
+    assert {(e["provider"], e["model"]) for e in llm["by_model"]} == set(truth)
+    for entry in llm["by_model"]:
+        want = truth[entry["provider"], entry["model"]]
+        assert {k: entry[k] for k in want} == pytest.approx(want, rel=1e-9), entry["model"]
+    costs = [e["cost_usd"] for e in llm["by_model"]]
+    assert costs == sorted(costs, reverse=True)
+
+
 def test_workers_and_replicas_give_identical_answers(stack: Stack) -> None:
     workers = [cmd for cmd in descendants(stack.api_pid).values() if "spawn_main" in cmd]
     assert len(workers) == 2, f"expected two uvicorn workers, found {workers}"

@@ -181,6 +181,8 @@ def test_after_the_workload_the_page_shows_the_ground_truth(live: Live) -> None:
     assert float(page.values["success-rate"]) == truth["successful"] / truth["executions"]
     assert float(page.values["tool-success-rate"]) == pytest.approx(
         1 - truth["tool_errors"] / truth["tool_calls"])
+    assert int(page.values["llm-calls"]) == truth["llm"]["calls"]
+    assert float(page.values["llm-cost"]) == pytest.approx(truth["llm"]["cost_usd"], rel=1e-9)
 
 
 def test_a_stopped_collector_is_named_in_a_banner_and_the_numbers_marked_partial(

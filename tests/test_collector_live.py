@@ -189,7 +189,7 @@ def _lint_an_agent_workload(collector: Collector, promtool: Path) -> None:
     with urllib.request.urlopen(collector.exporter_url, timeout=10) as resp:  # noqa: S310
         text = resp.read().decode()
     families = "\n".join(block for block in re.split(r"\n(?=# HELP )", text)
-                         if block.startswith("# HELP cugar_")) + "\n"
+                         if block.startswith(("# HELP cugar_", "# HELP gen_ai_client_"))) + "\n"
     assert families.count("# HELP ") == len(catalogue.METRICS)
     lint = subprocess.run([promtool, "check", "metrics"], input=families, capture_output=True,
                           text=True, timeout=60)

@@ -19,6 +19,13 @@ def exercise_everything(agent) -> None:
         ex.spend(11)
     with agent.execution(profile="smb", agent_name="a") as ex:
         ex.fail("no lead")
+        with ex.llm_call("openai", "gpt-4o-mini", stream=True) as llm:
+            llm.first_chunk()
+            llm.record(input_tokens=120, output_tokens=30, finish_reason="stop")
+        with ex.llm_call("openai", "in-house-model") as llm:
+            llm.record(input_tokens=10, output_tokens=5)  # no price: unpriced, not guessed
+        with ex.llm_call("anthropic", "claude-sonnet-4-5") as llm:
+            llm.error("429")
 
 
 def test_every_catalogue_metric_is_produced_with_catalogue_shape():
@@ -34,7 +41,9 @@ def test_every_catalogue_metric_is_produced_with_catalogue_shape():
         assert (m.unit, m.description) == (spec.unit, spec.description), spec.name
         assert m.data.aggregation_temporality is AggregationTemporality.CUMULATIVE
         for point in m.data.data_points:
-            assert tuple(point.attributes) == spec.attributes, spec.name  # the allow-list
+            # the allow-list, in order; error.type only on the points of failed calls
+            assert tuple(point.attributes) in (spec.attributes, tuple(
+                a for a in spec.attributes if a != catalogue.ERROR_TYPE)), spec.name
         if spec.kind is catalogue.Kind.COUNTER:
             assert isinstance(m.data, Sum) and m.data.is_monotonic
         else:
@@ -90,7 +99,8 @@ def test_catalogue_names_follow_prometheus_conventions():
     for spec in catalogue.METRICS:
         stored = spec.prometheus_name
         suffix = "_total" if spec.kind is C else "_seconds" if spec.unit == "s" else ""
-        assert stored.startswith("cugar_") and stored.endswith(suffix), stored
+        # ours are cugar_*; the GenAI client metrics keep the conventions' names
+        assert stored.startswith(("cugar_", "gen_ai_client_")) and stored.endswith(suffix), stored
         assert spec.labels == tuple(a.replace(".", "_") for a in spec.attributes)
     assert catalogue.TOOL_ERRORS.labels == ("tool", "domain", "error_type")
     assert catalogue.label_name("deployment.environment.name") == "deployment_environment_name"

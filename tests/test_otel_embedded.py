@@ -58,6 +58,10 @@ def record_some(agent) -> None:
                 if outcome == "ok":
                     ap.approve()
             ex.spend(5 if outcome == "fail" else 1)
+            with ex.llm_call("openai", "gpt-4o-mini" if outcome == "ok" else "in-house",
+                             stream=True) as llm:
+                llm.first_chunk()
+                llm.record(input_tokens=100, output_tokens=20)
             if outcome == "fail":
                 ex.fail("bad")
 
@@ -77,7 +81,9 @@ def test_scrape_has_prometheus_otlp_names_and_identity(tel):
         for name in spec.series_names():
             for s in got[name]:
                 extra = {"le"} if name.endswith("_bucket") else set()
-                assert set(s.labels) == set(identity) | set(spec.labels) | extra, name
+                # error_type only on the series of failed LLM calls (none recorded here)
+                own = set(spec.labels) - ({"error_type"} if name.startswith("gen_ai") else set())
+                assert set(s.labels) == set(identity) | own | extra, name
                 assert {k: s.labels[k] for k in identity} == identity
 
     def value(name, **labels):

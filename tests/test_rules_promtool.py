@@ -38,6 +38,7 @@ SEED_ALERTS = {
 PIPELINE_ALERTS = {"CollectorRefusingData", "CollectorExportFailing",
                    "CollectorExporterQueueFull", "ScrapeTargetDown", "CollectorCardinalityOverflow",
                    "CollectorDroppingInvalidPoints", "SendersDroppingTelemetry"}
+LLM_ALERTS = {"LLMCostOverBudget", "LLMTokenSpike", "HighLLMErrorRate"}
 ALERT_DELIVERY_ALERTS = {"AlertmanagerFailedToSendNotifications",
                          "PrometheusErrorSendingAlertsToAnyAlertmanager",
                          "PrometheusNotConnectedToAlertmanagers"}
@@ -72,7 +73,7 @@ def test_series_name_extraction_sees_through_promql() -> None:
 def test_generated_files_are_current() -> None:
     assert generate.COUNTING_TEST_RULES_FILE in TEST_RULE_FILES
     assert {generate.RECORDING_FILE, generate.AGENT_ALERTS_FILE, generate.PIPELINE_ALERTS_FILE,
-            generate.ALERT_DELIVERY_ALERTS_FILE} == set(RULE_FILES)
+            generate.ALERT_DELIVERY_ALERTS_FILE, generate.LLM_ALERTS_FILE} == set(RULE_FILES)
     stale = generate.stale()
     assert not stale, f"stale generated files {stale}: run `{generate.COMMAND}`"
 
@@ -174,6 +175,14 @@ MUTATIONS = {
     "delivery: some instead of every Alertmanager": (
         "rules/alert_delivery_alerts.yml", r"min without \(alertmanager\)",
         "max without (alertmanager)", "alert_delivery_alerts_test.yml"),
+    # LLM alerts: a profile's own budget, the spike's floor, failed calls only.
+    "llm: a listed profile's budget ignored": (
+        "rules/llm_alerts.yml", r'(\{profile="demo"\}\[1h\] anchored\)\)) > 2\n', r"\1 > 20\n",
+        "llm_alerts_test.yml"),
+    "llm: token spike without its floor": ("rules/llm_alerts.yml", r"increase10m > 50000",
+                                           "increase10m > 0", "llm_alerts_test.yml"),
+    "llm: every call counted as failed": ("rules/llm_alerts.yml", r'\{error_type!=""\}', "",
+                                          "llm_alerts_test.yml"),
     # One failed notification among hundreds must not page.
     "delivery: any failure pages": ("rules/alert_delivery_alerts.yml", r"\) > 0\.01\n", ") > 0\n",
                                     "alert_delivery_alerts_test.yml"),
@@ -258,7 +267,7 @@ def test_every_golden_signal_is_recorded_with_its_labels() -> None:
 
 def test_seed_alerts_and_pipeline_alerts_are_defined() -> None:
     alerts = _alerts()
-    assert (set(SEED_ALERTS) | PIPELINE_ALERTS | ALERT_DELIVERY_ALERTS == set(alerts)
+    assert (set(SEED_ALERTS) | PIPELINE_ALERTS | ALERT_DELIVERY_ALERTS | LLM_ALERTS == set(alerts)
             == set(tunables.ALERTS))
     for name, (severity, duration) in SEED_ALERTS.items():
         assert alerts[name]["labels"]["severity"] == severity, name

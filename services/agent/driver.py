@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.agent.llm import LLMCallPlan
 from services.agent.scenario import Attempt, ExecutionScript, Step
 from services.agent.stop import StopSignal
 
@@ -52,7 +53,8 @@ async def play(agent: Any, script: ExecutionScript, pacer: Pacer, agent_name: st
     profile = script.profile
     async with agent.execution(profile=profile.name, agent_name=agent_name, goal=script.goal,
                                budget_ceiling=profile.budget_ceiling) as ex:
-        await pacer.sleep_ms(script.planning_ms)
+        # Planning is the planner's model call(s): they take the planning time.
+        await _call_models(ex, script.planner_llm, script.planning_ms, pacer)
         ex.plan_created(steps=script.planned_steps)
         for step in script.steps:
             ex.route_decision(domain=step.tool.domain)
@@ -76,7 +78,8 @@ async def _call_tool(ex: Any, script: ExecutionScript, step: Step, attempt: Atte
     try:
         async with ex.tool_call(tool.name, domain=tool.domain, side_effect=tool.side_effect,
                                 arguments=arguments) as call:
-            await pacer.sleep_ms(attempt.latency_ms)
+            # An LLM-backed tool spends its latency in its model call(s).
+            await _call_models(call, attempt.llm, attempt.latency_ms, pacer)
             if attempt.error_type:
                 # the message names the contact: exception text must be redacted too
                 raise error_class(attempt.error_type)(
@@ -84,3 +87,25 @@ async def _call_tool(ex: Any, script: ExecutionScript, step: Step, attempt: Atte
             call.set_result({"status": "ok", "tool": tool.name, "account": script.account})
     except ToolError:
         pass  # recorded by the tool-call span; the script already decided what happens next
+
+
+async def _call_models(scope: Any, plans: tuple[LLMCallPlan, ...], total_ms: float,
+                       pacer: Pacer) -> None:
+    """Play the model calls of a step inside `scope` (the execution or a tool call): each takes
+    its share of `total_ms`; whatever is left is the step's own work."""
+    left = total_ms
+    for plan in plans:
+        ms = total_ms * plan.share
+        left -= ms
+        async with scope.llm_call(plan.provider, plan.model, stream=plan.stream) as call:
+            if plan.stream:
+                await pacer.sleep_ms(ms * plan.ttft_share)
+                call.first_chunk()
+                ms *= 1 - plan.ttft_share
+            await pacer.sleep_ms(ms)
+            if plan.error_type:
+                call.error(plan.error_type)
+            else:
+                call.record(input_tokens=plan.input_tokens, output_tokens=plan.output_tokens,
+                            finish_reason=plan.finish_reason, response_model=plan.model)
+    await pacer.sleep_ms(max(left, 0.0))

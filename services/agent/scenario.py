@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from otel.catalogue import BUDGET_WARNING_RATIO, DOMAINS, SIDE_EFFECTS
 
+from services.agent import llm
+from services.agent.llm import LLMCallPlan
 from services.agent.profiles import PROFILES, PROFILES_BY_NAME, Profile
 from services.agent.tools import (TOOLS_BY_DOMAIN, TOOLS_BY_NAME, TRANSIENT_ERRORS, Tool,
                                   lognormal_ms)
@@ -93,6 +95,7 @@ class Attempt:
     latency_ms: float
     error_type: str | None
     cost: float
+    llm: tuple[LLMCallPlan, ...] = ()  # the model calls this attempt makes (LLM-backed tools)
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,12 @@ class ExecutionScript:
     steps: tuple[Step, ...]  # the steps reached; the plan stops at a failure
     failure: str | None
     spent: float
+    planner_llm: tuple[LLMCallPlan, ...] = ()  # the planner's model calls (its planning time)
+
+    @property
+    def llm_calls(self) -> tuple[LLMCallPlan, ...]:
+        """Every model call of this execution, the planner's first."""
+        return self.planner_llm + tuple(c for s in self.steps for a in s.attempts for c in a.llm)
 
     @property
     def succeeded(self) -> bool:
@@ -220,5 +229,12 @@ def script_for(index: int, config: SimulationConfig) -> ExecutionScript:
         steps.append(Step(tool, approval, tuple(attempts)))
         if failure:
             break
+    # Model calls come from a generator of their own: the decisions above stay what they were.
+    llm_rng = random.Random(f"cugar-agent-llm:{config.seed}:{index}")
+    planner = llm.calls(llm_rng, llm.PLANNER_MIX, stream=False)
+    steps = [replace(step, attempts=tuple(
+        replace(a, llm=llm.calls(llm_rng, llm.TOOL_MIX[step.tool.name],
+                                 step.tool.name in llm.STREAMING_TOOLS))
+        for a in step.attempts)) if step.tool.name in llm.TOOL_MIX else step for step in steps]
     return ExecutionScript(index, profile, goal, account, email, planning_ms, len(plan),
-                           tuple(steps), failure, spent)
+                           tuple(steps), failure, spent, planner)

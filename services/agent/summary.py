@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from otel import pricing
 from otel.catalogue import APPROVAL_DECISIONS, DOMAINS
+from otel.config import load_settings
 
+from services.agent.llm import MODELS
 from services.agent.profiles import PROFILES_BY_NAME
 from services.agent.scenario import FAILURE_REASONS, ExecutionScript
 from services.agent.tools import TOOLS_BY_NAME
@@ -17,6 +20,27 @@ from services.agent.tools import TOOLS_BY_NAME
 _PROFILE_FIELDS = ("executions", "successful", "failed", "budget_used", "budget_warnings",
                    "budget_exceeded", "steps")
 _CALL_FIELDS = ("calls", "errors")
+_LLM_FIELDS = ("calls", "errors", "input_tokens", "output_tokens", "cost_usd", "unpriced_calls")
+_prices: pricing.PriceTable | None = None
+
+
+def _price_table() -> pricing.PriceTable:
+    """The table the agent's telemetry prices calls with (CUGAR_LLM_PRICES, else genai-prices)."""
+    global _prices
+    if _prices is None:
+        _prices = pricing.PriceTable(load_settings().llm_prices)
+    return _prices
+
+
+def _empty_llm() -> dict[str, Any]:
+    by_model: dict[str, dict[str, Any]] = {}
+    for m in MODELS.values():
+        by_model.setdefault(m.provider, {})[m.name] = _zero_llm()
+    return {**_zero_llm(), "by_model": by_model}
+
+
+def _zero_llm() -> dict[str, Any]:
+    return {f: 0.0 if f == "cost_usd" else 0 for f in _LLM_FIELDS}
 
 
 def empty_summary(processes: int = 1, seed: int | None = None) -> dict[str, Any]:
@@ -31,6 +55,8 @@ def empty_summary(processes: int = 1, seed: int | None = None) -> dict[str, Any]
         "approvals": dict.fromkeys(APPROVAL_DECISIONS, 0),
         "failure_reasons": dict.fromkeys(FAILURE_REASONS, 0),
         "steps": 0,
+        # LLM calls: totals and per provider -> model (cost in USD; unpriced calls add none)
+        "llm": _empty_llm(),
         "processes": processes,
         "seed": seed,
     }
@@ -50,6 +76,8 @@ def record(summary: dict[str, Any], script: ExecutionScript) -> None:
     summary["tool_calls"] += calls
     if script.failure:
         summary["failure_reasons"][script.failure] += 1
+    for plan in script.llm_calls:
+        _record_llm(summary["llm"], plan)
     for step in script.steps:
         if step.approval:
             summary["approvals"][step.approval.decision] += 1
@@ -63,6 +91,25 @@ def record(summary: dict[str, Any], script: ExecutionScript) -> None:
                 summary["tool_errors"] += 1
                 types = summary["error_types"]
                 types[attempt.error_type] = types.get(attempt.error_type, 0) + 1
+
+
+def _record_llm(llm: dict[str, Any], plan: Any) -> None:
+    model = llm["by_model"][plan.provider][plan.model]
+    cost = None
+    if plan.error_type is None:
+        cost = _price_table().cost(plan.provider, plan.model, plan.input_tokens,
+                                   plan.output_tokens)
+    for bucket in (llm, model):
+        bucket["calls"] += 1
+        if plan.error_type is not None:
+            bucket["errors"] += 1
+            continue
+        bucket["input_tokens"] += plan.input_tokens
+        bucket["output_tokens"] += plan.output_tokens
+        if cost is None:
+            bucket["unpriced_calls"] += 1
+        else:
+            bucket["cost_usd"] += cost
 
 
 def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -82,6 +82,31 @@ class History(BaseModel):
     points: list[HistoryPoint]
 
 
+class LLMModelUsage(BaseModel):
+    provider: str = Field(description="gen_ai.provider.name")
+    model: str = Field(description="gen_ai.request.model")
+    calls: int
+    errors: int = Field(description="calls that ended with an error.type (429, timeout, ...)")
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float = Field(description="tokens times the price table, in US dollars")
+    unpriced_calls: int = Field(description="calls of a model without a price (not in cost_usd)")
+
+
+class LLMSummary(BaseModel):
+    """LLM calls in the window, from the GenAI client metrics and cugar.llm.cost."""
+
+    calls: int
+    errors: int
+    error_rate: float | None = Field(description="errors / calls; null without calls or "
+                                                 "while the window is partial")
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    unpriced_calls: int
+    by_model: list[LLMModelUsage] = Field(description="most expensive first")
+
+
 class DashboardSummary(BaseModel):
     """The summary. `status` is "degraded" whenever `degraded` lists anything; while `partial`
     is set, the golden signals' ratios, quantiles and means are null and the counts are lower
@@ -97,6 +122,7 @@ class DashboardSummary(BaseModel):
     golden_signals: dict[str, Any]
     executions: dict[str, Any]
     history: History | None = Field(None, description="only with ?history=true")
+    llm: LLMSummary
 
 
 class Unavailable(BaseModel):

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from otel.catalogue import (
     APPROVAL_WAIT, APPROVALS, BUDGET_EXCEEDED, BUDGET_USED, BUDGET_UTILIZATION, BUDGET_WARNINGS,
     DOMAIN_ERRORS, DOMAIN_USAGE, EXECUTION_DURATION, EXECUTION_STEPS, EXECUTIONS,
-    LATENCY_PERCENTILES, TOOL_CALLS, TOOL_ERRORS, MetricSpec,
+    GEN_AI_MODEL, GEN_AI_PROVIDER, LATENCY_PERCENTILES, LLM_COST, LLM_COST_UNPRICED,
+    LLM_INPUT_TOKENS, LLM_OPERATION_DURATION, LLM_OUTPUT_TOKENS, TOOL_CALLS, TOOL_ERRORS,
+    MetricSpec, label_name,
 )
 from services.monitoring.queries import count, quantile
 
@@ -81,7 +83,36 @@ def _queries(w: str) -> list[_Query]:
             qs.append(_Query(hist.series(suffix), count(hist, w, suffix=suffix)))
     for name, q in LATENCY_PERCENTILES.items():
         qs.append(_Query(f"latency_{name}", _latency(q, w)))
+    model = (_PROVIDER, _MODEL)
+    qs += [
+        _Query("llm_calls", count(LLM_OPERATION_DURATION, w, model, "_count")),
+        _Query("llm_errors", count(LLM_OPERATION_DURATION, w, model, "_count",
+                                   ['error_type!=""'])),
+        _Query("llm_input_tokens", count(LLM_INPUT_TOKENS, w, model)),
+        _Query("llm_output_tokens", count(LLM_OUTPUT_TOKENS, w, model)),
+        _Query("llm_cost_usd", count(LLM_COST, w, model)),
+        _Query("llm_unpriced_calls", count(LLM_COST_UNPRICED, w, model)),
+    ]
     return qs
+
+
+_PROVIDER, _MODEL = label_name(GEN_AI_PROVIDER), label_name(GEN_AI_MODEL)
+_LLM_COUNTS = ("calls", "errors", "input_tokens", "output_tokens", "unpriced_calls")
+
+
+def _llm(r: dict[str, list[Sample]], ratio) -> dict:
+    """LLM calls, tokens and cost (USD) in the window, in total and per provider and model
+    (most expensive first)."""
+    per = {key: _by(r[f"llm_{key}"], _PROVIDER, _MODEL) for key in (*_LLM_COUNTS, "cost_usd")}
+    models = sorted(set().union(*per.values()))
+    by_model = [{"provider": provider, "model": model,
+                 **{k: _count(per[k].get((provider, model))) for k in _LLM_COUNTS},
+                 "cost_usd": per["cost_usd"].get((provider, model), 0.0)}
+                for provider, model in models]
+    by_model.sort(key=lambda m: (-m["cost_usd"], -m["calls"], m["provider"], m["model"]))
+    totals = {k: sum(m[k] for m in by_model) for k in (*_LLM_COUNTS, "cost_usd")}
+    return {**totals, "error_rate": ratio(totals["errors"], totals["calls"]),
+            "by_model": by_model}
 
 
 async def _run(prom: PrometheusClient, queries: list[_Query], at: float,
@@ -194,6 +225,7 @@ async def dashboard(prom: PrometheusClient, window: Window, at: float,
                   "errors_by_type": {t: _count(v) for (t,), v in
                                      sorted(_by(r["tool_errors"], "error_type").items())}},
         "domains": domains,
+        "llm": _llm(r, ratio),
         "alerts": alerts,
         **({"history": past.section(fresh)} if past else {}),
     }

@@ -22,6 +22,7 @@ RECORDING_FILE = RULES_DIR / "cugar_recording.yml"
 AGENT_ALERTS_FILE = RULES_DIR / "cugar_alerts.yml"
 PIPELINE_ALERTS_FILE = RULES_DIR / "pipeline_alerts.yml"
 ALERT_DELIVERY_ALERTS_FILE = RULES_DIR / "alert_delivery_alerts.yml"
+LLM_ALERTS_FILE = RULES_DIR / "llm_alerts.yml"
 COUNTING_TEST_RULES_FILE = PROMETHEUS_DIR / "tests" / "rules" / "counting.yml"
 DASHBOARDS_DIR = REPO_ROOT / "monitoring" / "grafana" / "dashboards"
 # Only its cardinality_guard block is generated (between the markers); the rest is hand-written.
@@ -77,6 +78,11 @@ def _rules_files() -> dict[Path, Callable[[], str]]:
             "receiver that keeps failing, Prometheus failing to reach every Alertmanager, or\n"
             "knowing none. Alertmanager routes them to a receiver of their own; /dashboard lists\n"
             "them from Prometheus whether or not a notification got out."),
+        LLM_ALERTS_FILE: lambda: _dump_rules(
+            [{"name": "cugar-llm-alerts", "rules": alerts["cugar-llm-alerts"]}],
+            "LLM calls: a profile's spend over its budget (USD, cugar_llm_cost_total), a token\n"
+            "spike against the hour before, and the share of calls that failed (GenAI client\n"
+            "metrics). Silent while nothing calls a model."),
         COUNTING_TEST_RULES_FILE: lambda: _dump_rules(
             rules.counting_test_groups(),
             f"Counting over {rules.TEST_WINDOW}, per series and fleet-wide, for\n"

@@ -13,6 +13,7 @@ limits; monitoring/prometheus/tests/counting_test.yml proves them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from otel.catalogue import RESOURCE_LABELS, Kind, MetricSpec
@@ -35,7 +36,8 @@ def like(label: str, pattern: str) -> str:
 
 
 def _label(matcher: str) -> str:
-    return matcher.split("=")[0].rstrip("!~ ")
+    """The label a matcher tests (`a="x"`, `a!="x"`, `a=~"x"`, `a!~"x"`)."""
+    return re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)", matcher).group(1)
 
 
 def _braces(matchers: Matchers) -> str:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from otel import catalogue
 from otel.catalogue import (
     APPROVAL_TIMEOUTS, APPROVAL_WAIT, BUDGET_EXCEEDED, BUDGET_UTILIZATION, DOMAIN_ERRORS,
-    EXECUTION_DURATION, EXECUTION_STEPS, EXECUTIONS, LATENCY_PERCENTILES, OUTCOME, TOOL_CALLS,
-    MetricSpec,
+    EXECUTION_DURATION, EXECUTION_STEPS, EXECUTIONS, LATENCY_PERCENTILES, LLM_COST,
+    LLM_OPERATION_DURATION, LLM_TOKEN_USAGE, OUTCOME, PROFILE, TOOL_CALLS, MetricSpec,
 )
 
 from . import queries as q
@@ -57,10 +57,15 @@ APPROVAL_WAIT_SUM, APPROVAL_WAIT_COUNT = _sum_and_count(APPROVAL_WAIT)
 UTILIZATION_SUM, UTILIZATION_COUNT = _sum_and_count(BUDGET_UTILIZATION)
 STEPS_SUM, STEPS_COUNT = _sum_and_count(EXECUTION_STEPS)
 
+# LLM tokens (input and output: the token-usage histogram's sum holds both) in the spike
+# alert's window and in its baseline window.
+LLM_TOKENS = Increase(LLM_TOKEN_USAGE, "_sum", window=tunables.LLM_TOKEN_WINDOW)
+LLM_TOKENS_BASELINE = Increase(LLM_TOKEN_USAGE, "_sum", window=tunables.LLM_TOKEN_BASELINE_WINDOW)
+
 INCREASES: tuple[Increase, ...] = (
     EXECUTIONS_BY_OUTCOME, TOOL_CALLS_BY_OUTCOME, DOMAIN_ERRORS_BY_DOMAIN, APPROVAL_TIMEOUTS_5M,
     BUDGET_EXCEEDED_1H, DURATION_BUCKETS, APPROVAL_WAIT_SUM, APPROVAL_WAIT_COUNT,
-    UTILIZATION_SUM, UTILIZATION_COUNT, STEPS_SUM, STEPS_COUNT,
+    UTILIZATION_SUM, UTILIZATION_COUNT, STEPS_SUM, STEPS_COUNT, LLM_TOKENS, LLM_TOKENS_BASELINE,
 )
 
 
@@ -326,10 +331,64 @@ def alert_delivery_rules() -> list[dict]:
     ]
 
 
+def _window_minutes(window: str) -> int:
+    n, unit = re.fullmatch(r"(\d+)([mh])", window).groups()
+    return int(n) * (60 if unit == "h" else 1)
+
+
+def llm_alert_rules() -> list[dict]:
+    """Cost over budget, token spike, LLM error rate (one signal each)."""
+    cost, spike, errors = (ALERTS["LLMCostOverBudget"], ALERTS["LLMTokenSpike"],
+                           ALERTS["HighLLMErrorRate"])
+    budgets = tunables.LLM_PROFILE_HOURLY_BUDGET_USD
+    listed = "|".join(budgets)
+    spend = [(q.count(LLM_COST, cost.window, (PROFILE,), matchers=[q.eq(PROFILE, p)]), usd)
+             for p, usd in budgets.items()]
+    spend.append((q.count(LLM_COST, cost.window, (PROFILE,),
+                          matchers=[f'{PROFILE}!~"{listed}"'] if listed else []), cost.threshold))
+    baseline_windows = (_window_minutes(tunables.LLM_TOKEN_BASELINE_WINDOW)
+                        // _window_minutes(spike.window))
+    tokens, before = LLM_TOKENS.record, LLM_TOKENS_BASELINE.record
+    failed = q.count(LLM_OPERATION_DURATION, errors.window, suffix="_count",
+                     matchers=['error_type!=""'])
+    calls = q.count(LLM_OPERATION_DURATION, errors.window, suffix="_count")
+    last = human(cost.window, article=True)
+    usd = '{{ $value | printf "%.2f" }} USD'
+    return [
+        _alert(cost,
+               _comment(f"Each profile's LLM spend in the last {cost.window} against its budget "
+                        "(tunables.py: listed profiles first, the default for the others).",
+                        "\nor\n".join(f"{expr} > {_g(limit)}" for expr, limit in spend)),
+               f"CUGAr profile {{{{ $labels.profile }}}} spent {usd} on LLM calls in the last {last}",
+               f"LLM calls of profile {{{{ $labels.profile }}}} cost {usd} in the last {last}, "
+               f"over its budget for that window ({_g(cost.threshold)} USD unless "
+               "tunables.LLM_PROFILE_HOURLY_BUDGET_USD sets one)."),
+        _alert(spike,
+               _comment(f"Tokens in the last {spike.window} against the mean {spike.window} of "
+                        f"the {tunables.LLM_TOKEN_BASELINE_WINDOW} before (absent without a "
+                        f"baseline); below {tunables.LLM_TOKEN_SPIKE_MIN} tokens no jump counts.",
+                        f"{tokens} > {tunables.LLM_TOKEN_SPIKE_MIN}\nand\n{tokens}\n/\n"
+                        f"({before} offset {spike.window} / {baseline_windows} > 0)"
+                        f" > {_g(spike.threshold)}"),
+               f"CUGAr LLM tokens {NUM} in {spike.window}, over {_g(spike.threshold)}x the baseline",
+               f"LLM calls used {NUM} tokens (input and output) in the last {spike.window}, "
+               f"fleet-wide: more than {_g(spike.threshold)} times the mean {spike.window} of the "
+               f"{tunables.LLM_TOKEN_BASELINE_WINDOW} before, for {human(spike.for_)}."),
+        _alert(errors,
+               _comment("Share of LLM calls that ended with an error.type (rate limits, "
+                        "timeouts, provider errors); absent when nothing was called.",
+                        f"{q.ratio(failed, calls)} > {_g(errors.threshold)}"),
+               f"CUGAr LLM error rate above {_pct(errors.threshold)} ({PCT})",
+               f"{PCT} of LLM calls failed over the last {errors.window}, fleet-wide, for "
+               f"{human(errors.for_)}."),
+    ]
+
+
 def alert_groups() -> dict[str, list[dict]]:
     return {"cugar-agent-alerts": agent_alert_rules(),
             "cugar-pipeline-alerts": pipeline_alert_rules(),
-            "cugar-alert-delivery-alerts": alert_delivery_rules()}
+            "cugar-alert-delivery-alerts": alert_delivery_rules(),
+            "cugar-llm-alerts": llm_alert_rules()}
 
 
 # --- the promtool counting test's rules ---------------------------------------------------------

@@ -106,8 +106,27 @@ ALERT_DELIVERY_ALERTS: tuple[Alert, ...] = (
           threshold=1, for_="10m", window=RATE_WINDOW),
 )
 
+# LLM calls. Cost: each profile's LLM spend in the last LLM_COST_WINDOW against its budget for
+# that window, in USD (the unit of cugar.llm.cost); profiles not listed get the default.
+LLM_COST_WINDOW = "1h"
+LLM_HOURLY_BUDGET_USD = 20.0
+LLM_PROFILE_HOURLY_BUDGET_USD: dict[str, float] = {"enterprise": 40.0, "demo": 2.0}
+# Tokens: the last LLM_TOKEN_WINDOW against the mean LLM_TOKEN_WINDOW of the
+# LLM_TOKEN_BASELINE_WINDOW before it; below LLM_TOKEN_SPIKE_MIN tokens no jump is a spike.
+LLM_TOKEN_WINDOW = "10m"
+LLM_TOKEN_BASELINE_WINDOW = "1h"
+LLM_TOKEN_SPIKE_MIN = 50_000
+
+LLM_ALERTS: tuple[Alert, ...] = (
+    Alert("LLMCostOverBudget", "warning", "llm_cost", threshold=LLM_HOURLY_BUDGET_USD,
+          window=LLM_COST_WINDOW),
+    Alert("LLMTokenSpike", "warning", "llm_tokens", threshold=3, for_="5m",
+          window=LLM_TOKEN_WINDOW),
+    Alert("HighLLMErrorRate", "warning", "llm_errors", threshold=0.10, for_="5m"),
+)
+
 ALERTS: dict[str, Alert] = {a.name: a for a in AGENT_ALERTS + PIPELINE_ALERTS
-                            + ALERT_DELIVERY_ALERTS}
+                            + ALERT_DELIVERY_ALERTS + LLM_ALERTS}
 
 # Dashboard colours that are not alert thresholds (green -> yellow -> red).
 LATENCY_P95_WARN_MS = 3000

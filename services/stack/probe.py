@@ -118,11 +118,16 @@ def flatten_spans(resource_spans: list[dict]) -> list[dict[str, Any]]:
     return spans
 
 
+def _value(value: dict) -> Any:
+    kind, raw = next(iter(value.items()), (None, None))
+    if kind == "intValue":
+        return int(raw)
+    if kind == "arrayValue":  # e.g. gen_ai.response.finish_reasons
+        return [_value(v) for v in (raw or {}).get("values", [])]
+    return raw
+
+
 def attributes(items: list[dict]) -> dict[str, Any]:
-    """OTLP-JSON key/value list -> dict (intValue arrives as a string in OTLP JSON)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        value = item.get("value") or {}
-        kind, raw = next(iter(value.items()), (None, None))
-        out[item["key"]] = int(raw) if kind == "intValue" else raw
-    return out
+    """OTLP-JSON key/value list -> dict (intValue arrives as a string in OTLP JSON, arrays
+    become lists)."""
+    return {item["key"]: _value(item.get("value") or {}) for item in items}
