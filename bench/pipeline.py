@@ -3,6 +3,7 @@
     python -m bench.pipeline --json     # one JSON line (about 10 minutes)
     python -m bench.pipeline            # the same as a short report
     python -m bench.pipeline --quick    # a smoke run: one 5k/s step per signal, few samples (< 1 min)
+    python -m bench.pipeline --breakdown  # where our collector's CPU goes (traces, 10k spans/s)
 
 Part 1, the collector alone. telemetrygen (the collector project's load generator, built from
 its module: `bash components/build.sh telemetrygen`) sends OTLP/gRPC at increasing rates, in
@@ -157,8 +158,9 @@ def discard_collector(workdir: Path, name: str) -> Target:
     return Target(name, process, f"http://127.0.0.1:{telemetry}/metrics", f"127.0.0.1:{grpc}")
 
 
-def our_collector(workdir: Path, sink: Target, sink_http: str) -> Target:
-    collector = Collector(workdir, overrides=(), name="ours", env={
+def our_collector(workdir: Path, sink: Target, sink_http: str,
+                  overrides: tuple[Path, ...] = ()) -> Target:
+    collector = Collector(workdir, overrides=overrides, name="ours", env={
         "CUGAR_COLLECTOR_PROMETHEUS_OTLP_URL": f"http://{sink_http}/v1/metrics",
         "CUGAR_COLLECTOR_TRACES_OTLP_ENDPOINT": sink.otlp_grpc,
         "CUGAR_COLLECTOR_LOG_LEVEL": "warn"})
@@ -322,6 +324,45 @@ def summarise(steps: list[Step], rss_max: float) -> dict:
         "collector_lost": sum(s.lost for s in steps if s.sustained),
         "steps": [s.row() for s in steps],
     }
+    return out
+
+
+# Where our collector's CPU goes (--breakdown): the traces pipeline at 10k spans/s with parts of
+# it taken away by an override file (lists replace, maps merge).
+BREAKDOWN = {
+    "product config": "",
+    "redaction without its key pattern": "processors:\n  redaction/traces:\n"
+                                         "    blocked_key_patterns: []\n",
+    "no redaction": "service:\n  pipelines:\n    traces:\n"
+                    "      processors: [memory_limiter, transform/traces]\n",
+    "no processors": "service:\n  pipelines:\n    traces:\n      processors: []\n",
+}
+
+
+def breakdown(workdir: Path, seconds: float, rounds: int = 2) -> dict:
+    """CPU % of a core per 10k spans/s of each BREAKDOWN variant (median of `rounds` steps)."""
+    binary = telemetrygen()
+    sink = discard_collector(workdir, "sink")
+    out = {}
+    try:
+        for i, (name, override) in enumerate(BREAKDOWN.items()):
+            work = workdir / f"variant-{i}"
+            work.mkdir()
+            files: tuple[Path, ...] = ()
+            if override:
+                (work / "override.yaml").write_text(override)
+                files = (work / "override.yaml",)
+            ours = our_collector(work, sink, sink.process.env["CUGAR_BENCH_OTLP_HTTP_ENDPOINT"],
+                                 files)
+            try:
+                steps = [measure_step(binary, ours, sink, "spans", 10_000, seconds)
+                         for _ in range(rounds)]
+            finally:
+                ours.process.stop()
+            out[name] = {"cpu_pct_per_10k_spans": round(statistics.median(
+                s.cpu_pct_per_10k for s in steps), 2), "lost": sum(s.lost for s in steps)}
+    finally:
+        sink.process.stop()
     return out
 
 
@@ -504,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: one 5k/s step per signal, few agent samples")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="only where our collector's CPU goes: the traces pipeline at "
+                        "10k spans/s with parts of it removed")
     parser.add_argument("--step-seconds", type=float, default=None,
                         help="load duration of each step (default 15, quick 3)")
     parser.add_argument("--export-interval", type=float, default=None, metavar="SECONDS",
@@ -512,6 +556,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seconds = args.step_seconds or (3.0 if args.quick else 15.0)
     interval = args.export_interval or (1.0 if args.quick else 5.0)
+    if args.breakdown:
+        with tempfile.TemporaryDirectory(prefix="cugar-bench-") as work:
+            result = breakdown(Path(work), seconds)
+        print(json.dumps(result) if args.json else "\n".join(
+            f"{k}: {v['cpu_pct_per_10k_spans']} % of a core per 10k spans/s"
+            for k, v in result.items()))
+        return 0
     result = run(args.quick, seconds, interval)
     print(json.dumps(result) if args.json else report(result))
     return 0
