@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import math
 import os
@@ -73,6 +74,7 @@ COUNTERS = {"spans": "spans", "points": "metric_points"}
 DRAIN_S = 60.0                   # how long a step's data may take to leave the collector
 SUSTAINED = 0.9                  # share of the target rate the generator must have reached
 PER_WORKER = 500                 # telemetrygen items/s per worker (its limiter falls behind above)
+PER_PROCESS = 5_000              # items/s per telemetrygen process (see run_generator)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _GENERATED = re.compile(r"(traces|metrics) generated\s+(\{.*\})")
 _WORKER_DONE = re.compile(
@@ -191,6 +193,7 @@ class Step:
     cpu_s: float = 0.0
     rss_mib: float = 0.0
     backlog: bool = False
+    drain_s: float = 0.0      # from the generator's exit until everything was exported
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -225,28 +228,44 @@ class Step:
                 "failed": self.failed, "clean": self.clean, "reached": self.reached,
                 "lost": int(self.lost), "cpu_pct": round(100 * self.cpu_s / self.seconds, 1),
                 "cpu_pct_per_10k": round(self.cpu_pct_per_10k, 2),
-                "rss_mib": round(self.rss_mib, 1), "problems": self.problems}
+                "rss_mib": round(self.rss_mib, 1), "drain_s": round(self.drain_s, 2),
+                "problems": self.problems}
 
 
 def run_generator(binary: Path, signal: str, endpoint: str, rate: int, seconds: float) -> int:
-    """telemetrygen at `rate` items/s for `seconds` against `endpoint`; the items it generated."""
-    workers = max(1, math.ceil(rate / PER_WORKER))
+    """telemetrygen at `rate` items/s for `seconds` against `endpoint`; the items it generated.
+
+    The load is split over processes of PER_PROCESS items/s each, as many senders would send:
+    one telemetrygen exports its spans one batch at a time (one Go SDK batch span processor,
+    which drops what its queue cannot hold), so a single one turns the collector's latency
+    into loss long before the collector runs out of CPU."""
+    processes = max(1, math.ceil(rate / PER_PROCESS))
+    workers = max(1, math.ceil(rate / processes / PER_WORKER))
     argv = [str(binary), SIGNALS[signal], "--otlp-endpoint", endpoint, "--otlp-insecure",
-            "--workers", str(workers), "--rate", f"{rate / workers:.3f}",
+            "--workers", str(workers), "--rate", f"{rate / processes / workers:.3f}",
             "--duration", f"{seconds}s", "--batch-size", "500", "--service", f"bench-{signal}",
             "--telemetry-attributes", 'gen_ai.tool.name="crm_lookup"']
     if signal == "points":
         argv += ["--metric-type", "Sum"]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-    if out.returncode != 0:
-        raise RuntimeError(f"telemetrygen exited {out.returncode}:\n{out.stderr[-2000:]}")
-    counts = [json.loads(m.group(2)).get("traces" if signal == "spans" else "metrics", 0)
-              for m in _GENERATED.finditer(out.stderr)]
-    if len(counts) != workers:
-        raise RuntimeError(f"telemetrygen reported {len(counts)} of {workers} workers:\n"
-                           f"{out.stderr[-2000:]}")
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile("w+")) for _ in range(processes)]
+        procs = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, text=True)
+                 for log in logs]
+        total = 0
+        for proc, log in zip(procs, logs):
+            code = proc.wait(timeout=seconds + 60)
+            log.seek(0)
+            text = log.read()
+            if code != 0:
+                raise RuntimeError(f"telemetrygen exited {code}:\n{text[-2000:]}")
+            counts = [json.loads(m.group(2)).get("traces" if signal == "spans" else "metrics", 0)
+                      for m in _GENERATED.finditer(text)]
+            if len(counts) != workers:
+                raise RuntimeError(f"telemetrygen reported {len(counts)} of {workers} workers:"
+                                   f"\n{text[-2000:]}")
+            total += sum(counts)
     # Each trace is a root span plus --child-spans (default 1) children.
-    return sum(counts) * (2 if signal == "spans" else 1)
+    return total * (2 if signal == "spans" else 1)
 
 
 def measure_step(binary: Path, target: Target, sink: Target | None, signal: str, rate: int,
@@ -257,6 +276,7 @@ def measure_step(binary: Path, target: Target, sink: Target | None, signal: str,
     cpu_before = cpu_seconds(target.pid)
     with RssSampler(target.pid) as rss:
         step.generated = run_generator(binary, signal, target.otlp_grpc, rate, seconds)
+        stopped = time.monotonic()
 
         def delta(t: Target, base: dict) -> dict:
             now = t.counters(signal)
@@ -275,6 +295,7 @@ def measure_step(binary: Path, target: Target, sink: Target | None, signal: str,
         except TimeoutError:
             step.backlog = True
             step.problems.append(f"not all exported {DRAIN_S:.0f} s after the generator stopped")
+        step.drain_s = time.monotonic() - stopped
     step.cpu_s = cpu_seconds(target.pid) - cpu_before
     step.rss_mib = statistics.fmean(rss.samples)
     d = delta(target, before)
