@@ -31,7 +31,7 @@ def test_quick_run_reports_every_key_with_nothing_lost():
     assert len(lines) == 1, out.stdout[-2000:]
     result = json.loads(lines[0])
 
-    assert result["lost"] == 0, (result["agent_truth"], result["agent_arrived"])
+    assert result["lost"] == 0, (result["agent_steps"], result["steps"])
     assert result["collector_lost"] == 0, result["steps"]
     for key in RATES + COSTS:
         assert isinstance(result[key], (int, float)) and math.isfinite(result[key]), key
