@@ -56,7 +56,8 @@ bash collector/build.sh >/dev/null ||
   warn_or_die "the collector could not be built (see above; the run command falls back to embedded mode)"
 bash components/build.sh ||
   warn_or_die "Prometheus, Alertmanager or Jaeger could not be built (see above; the run command falls back to embedded mode)"
-# The pipeline benchmark's load generator (tests/test_bench_pipeline.py runs it; about 1.5 min).
+# The pipeline benchmark's load generator (tests/test_bench_pipeline.py runs it; 80 s with a warm Go
+# build cache, about 3 min cold).
 bash components/build.sh telemetrygen ||
   warn_or_die "telemetrygen could not be built (see above; only bench/pipeline.py needs it)"
 echo "bootstrap: ready"
