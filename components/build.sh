@@ -2,7 +2,9 @@
 # Builds the pipeline's third-party programs from their official Go modules, at the versions
 # pinned in components/versions.env: prometheus + promtool, alertmanager + amtool, jaeger.
 #
-#   bash components/build.sh [prometheus|alertmanager|jaeger ...]   (default: all three)
+#   bash components/build.sh [prometheus|alertmanager|jaeger|telemetrygen ...]
+#                                     (default: the first three; telemetrygen, the OpenTelemetry
+#                                      load generator, only for the pipeline benchmark, on demand)
 #
 # Each build is cached outside the work tree, keyed by its pins and this script, in
 # ${CUGAR_CACHE_DIR:-~/.cache/cugar}/<name>/<key>/; components/_build/<program> links to it, so
@@ -35,7 +37,7 @@ module_source() {
 
 # A build is keyed by its own pins and its recipe (the function that builds it), so editing one
 # recipe or pin rebuilds only that component.
-declare -A pins_of=([prometheus]="PROMETHEUS|PNPM" [alertmanager]="ALERTMANAGER" [jaeger]="JAEGER")
+declare -A pins_of=([prometheus]="PROMETHEUS|PNPM" [alertmanager]="ALERTMANAGER" [jaeger]="JAEGER" [telemetrygen]="TELEMETRYGEN")
 cache_key() {
   { grep -E "^(${pins_of[$1]})_" "$here/versions.env"; declare -f "recipe_$1" with_progress module_source prometheus_version_ldflags
     cat "$here/patches/$1"-*.patch 2>/dev/null || true; } |
@@ -140,6 +142,14 @@ recipe_jaeger() {  # recipe_jaeger WORKDIR: the programs into WORKDIR
   rm -rf "$src"
 }
 
+recipe_telemetrygen() {  # recipe_telemetrygen WORKDIR: the program into WORKDIR
+  local out="$1" src="$1/src"
+  say "telemetrygen: cold build of telemetrygen $TELEMETRYGEN_VERSION ($TELEMETRYGEN_MODULE, about 3 min cold on 2 cores)"
+  module_source "$TELEMETRYGEN_MODULE" "$src"
+  ( cd "$src" && with_progress "telemetrygen $TELEMETRYGEN_VERSION (go build)" go build -o "$out/telemetrygen" . )
+  rm -rf "$src"
+}
+
 targets=("$@")
 ((${#targets[@]})) || targets=(prometheus alertmanager jaeger)
 for target in "${targets[@]}"; do
@@ -147,6 +157,7 @@ for target in "${targets[@]}"; do
     prometheus) build prometheus prometheus promtool ;;
     alertmanager) build alertmanager alertmanager amtool ;;
     jaeger) build jaeger jaeger ;;
-    *) say "unknown component '$target' (expected prometheus, alertmanager or jaeger)"; exit 2 ;;
+    telemetrygen) build telemetrygen telemetrygen ;;
+    *) say "unknown component '$target' (expected prometheus, alertmanager, jaeger or telemetrygen)"; exit 2 ;;
   esac
 done

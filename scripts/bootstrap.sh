@@ -2,7 +2,8 @@
 # Installs everything the pipeline and its tests need, from the project's own files:
 # Debian packages (docker-compose, Chromium), a Python virtualenv with the project's
 # dependencies, our collector build and the pinned Prometheus, Alertmanager and Jaeger
-# (components/build.sh, from their Go modules). Idempotent and cached outside the work tree.
+# (components/build.sh, from their Go modules), and telemetrygen for the pipeline benchmark.
+# Idempotent and cached outside the work tree.
 # In CI (CI=true) any missing piece is an error; elsewhere it is a warning.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -55,4 +56,8 @@ bash collector/build.sh >/dev/null ||
   warn_or_die "the collector could not be built (see above; the run command falls back to embedded mode)"
 bash components/build.sh ||
   warn_or_die "Prometheus, Alertmanager or Jaeger could not be built (see above; the run command falls back to embedded mode)"
+# The pipeline benchmark's load generator (tests/test_bench_pipeline.py runs it; 80 s with a warm Go
+# build cache, about 3 min cold).
+bash components/build.sh telemetrygen ||
+  warn_or_die "telemetrygen could not be built (see above; only bench/pipeline.py needs it)"
 echo "bootstrap: ready"

@@ -71,6 +71,9 @@ AMTOOL = Component("amtool (our build of the pinned release)", "CUGAR_AMTOOL_BIN
                    (str(BUILDS / "amtool"),), BUILD_HINT)
 JAEGER = Component("jaeger (our build of the pinned release)", "CUGAR_JAEGER_BIN",
                    (str(BUILDS / "jaeger"),), BUILD_HINT)
+TELEMETRYGEN = Component("telemetrygen (the OpenTelemetry load generator, for bench/pipeline.py)",
+                         "CUGAR_TELEMETRYGEN_BIN", (str(BUILDS / "telemetrygen"),),
+                         "run `bash components/build.sh telemetrygen` (needs Go)")
 CHROMIUM = Component("chromium", "CUGAR_CHROMIUM_BIN", ("chromium", "chromium-browser"),
                      "run `apt-get install chromium` (or `make deps`)")
 DOCKER_COMPOSE = Component("docker-compose", "CUGAR_DOCKER_COMPOSE_BIN", ("docker-compose",),
