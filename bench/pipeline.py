@@ -389,13 +389,16 @@ def summarise(steps: list[Step], rss_max: float) -> dict:
 
 # Where our collector's CPU goes (--breakdown): the traces pipeline at 10k spans/s with parts of
 # it taken away by an override file (lists replace, maps merge).
+TRACES = "service:\n  pipelines:\n    traces:\n      processors: "
 BREAKDOWN = {
     "product config": "",
-    "redaction without its key pattern": "processors:\n  redaction/traces:\n"
-                                         "    blocked_key_patterns: []\n",
-    "no redaction": "service:\n  pipelines:\n    traces:\n"
-                    "      processors: [memory_limiter, transform/traces]\n",
-    "no processors": "service:\n  pipelines:\n    traces:\n      processors: []\n",
+    "redaction without key patterns": "processors:\n  redaction/traces:\n"
+                                      "    blocked_key_patterns: []\n",
+    "redaction without value patterns": "processors:\n  redaction/traces:\n"
+                                        "    blocked_values: []\n",
+    "no transform/redact_traces": TRACES + "[memory_limiter, redaction/traces, transform/traces]\n",
+    "no redaction": TRACES + "[memory_limiter, transform/traces]\n",
+    "no processors": TRACES + "[]\n",
 }
 
 
