@@ -2,7 +2,8 @@
 PyPI, driven against a local fake OpenAI-compatible server (tests/support/fake_openai.py),
 exporting OTLP to our real collector (Pipeline: collector, Prometheus, Jaeger).
 
-- PydanticAI with its native instrumentation (content captured by default), chat completions;
+- PydanticAI with its native instrumentation (content captured by default), chat completions
+  (one run streamed);
 - the OpenAI Agents SDK with the official opentelemetry-instrumentation-genai-openai-agents
   and opentelemetry-instrumentation-genai-openai (Responses API), content capture on;
 - a plain OpenTelemetry SDK sender in the older span layout (gen_ai.system, `chat {model}`
@@ -161,6 +162,8 @@ def test_prometheus_counts_equal_what_the_agents_did(driven, service: str) -> No
     calls, report = truth[service]
     want = expected(service, calls, report)
     assert sum(c.tool_call is not None for c in calls) >= RUNS[service]["runs"]  # tools did run
+    if service == PYDANTIC:
+        assert sum(c.stream for c in calls) == 2  # the streamed run: tool call, then the answer
 
     def observed() -> dict:
         return {(metric, label): _by(pipeline, metric, service, label) for metric, label in want}

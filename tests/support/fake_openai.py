@@ -31,6 +31,7 @@ class Call:
     output_tokens: int
     tool_call: str | None  # the tool the answer called, None for a text answer
     error: bool = False
+    stream: bool = False  # answered as server-sent events
 
 
 def _last_user_text(items: list) -> str:
@@ -128,7 +129,7 @@ class FakeOpenAI:
             name, output_tokens = None, 13
             message = {"role": "assistant", "content": "Done: the fake model answered."}
             finish = "stop"
-        self._record(Call("chat", model, input_tokens, output_tokens, name))
+        self._record(Call("chat", model, input_tokens, output_tokens, name, stream=bool(body.get("stream"))))
         usage = {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
                  "total_tokens": input_tokens + output_tokens}
         ident = f"chatcmpl-fake{len(self.calls)}"

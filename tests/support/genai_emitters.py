@@ -8,7 +8,8 @@ standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, ...),
 framework's own instrumentation:
 
 - pydantic-ai: PydanticAI's native instrumentation (its `Instrumentation` capability, defaults), model
-  `OpenAIChatModel` on an OpenAI-compatible provider pointed at the fake (chat completions);
+  `OpenAIChatModel` on an OpenAI-compatible provider pointed at the fake (chat completions; the
+  first run streamed);
 - openai-agents: the OpenAI Agents SDK with the official
   opentelemetry-instrumentation-genai-openai-agents (workflow, agent and tool spans) and
   opentelemetry-instrumentation-genai-openai (the LLM calls), model on the Responses API.
@@ -82,9 +83,14 @@ async def pydantic_ai(args) -> dict:
     done = {"runs": 0, "failed_runs": 0}
     for agent, n in ((ok, args.runs), (failing_tool, args.failing_tool_runs),
                      (failing_model, args.failing_model_runs)):
-        for _ in range(n):
+        for i in range(n):
+            prompt = f"Find the account of {args.text}"
             try:
-                await agent.run(f"Find the account of {args.text}")
+                if agent is ok and i == 0:  # one streamed run (server-sent events, usage last)
+                    async with agent.run_stream(prompt) as result:
+                        await result.get_output()
+                else:
+                    await agent.run(prompt)
                 done["runs"] += 1
             except Exception:  # noqa: BLE001 - the failure is what this run drives
                 done["failed_runs"] += 1
