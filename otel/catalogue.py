@@ -289,7 +289,6 @@ PROMOTED_RESOURCE_ATTRIBUTES: tuple[str, ...] = ("deployment.environment.name",)
 def all_series_names() -> set[str]:
     """Every series name the pipeline may produce for CUGAr (raw and recorded)."""
     names = {s for m in METRICS for s in m.series_names()}
-    names.update(s for d in GENAI_DERIVED for s in d.spec.series_names())
     names.update(g.name for g in GOLDEN_SIGNALS)
     names.update(PER_OUTCOME_RECORDED)
     return names
@@ -397,3 +396,9 @@ for _key, _limit in GENAI_OPEN_SET_LIMITS.items():
     OPEN_SET_LIMITS.setdefault(_key, _limit)
 # Every metric the collector's cardinality guard bounds: our SDK's and the derived ones.
 GUARDED_METRICS: tuple[MetricSpec, ...] = METRICS + tuple(d.spec for d in GENAI_DERIVED)
+
+
+def genai_derived_series_names() -> set[str]:
+    """Every series name of the collector-derived GenAI metrics (present only once a sender
+    other than our library has sent GenAI spans)."""
+    return {s for d in GENAI_DERIVED for s in d.spec.series_names()}
