@@ -41,8 +41,10 @@ from tests.support.fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.integration
 
-PYDANTIC, AGENTS, LEGACY, OURS = ("genai-pydantic-ai", "genai-openai-agents", "genai-legacy-layout",
-                                  "genai-cugar-scope")
+PYDANTIC, AGENTS, LEGACY, OURS, MANY = ("genai-pydantic-ai", "genai-openai-agents",
+                                        "genai-legacy-layout", "genai-cugar-scope", "genai-many-tools")
+MANY_TOOLS = catalogue.GENAI_OPEN_SET_LIMITS[catalogue.GENAI_TOOL_NAME] + 44
+CANARY_TOOL = "lookup_canary.person@example.com"
 RUNS = {PYDANTIC: {"runs": 3, "failing_tool_runs": 1, "failing_model_runs": 1},
         AGENTS: {"runs": 2, "failing_tool_runs": 0, "failing_model_runs": 1}}
 CANARY_TEXT = text_with(tuple(c for c in CANARIES if "\n" not in c.value))
@@ -73,7 +75,8 @@ def send_plain_spans(pipeline: Pipeline) -> None:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
-    for service, scope in ((LEGACY, "legacy-genai-app"), (OURS, catalogue.INSTRUMENTATION_SCOPE)):
+    for service, scope in ((LEGACY, "legacy-genai-app"), (OURS, catalogue.INSTRUMENTATION_SCOPE),
+                           (MANY, "many-tools-app")):
         provider = TracerProvider(resource=Resource.create({"service.name": service}))
         provider.add_span_processor(SimpleSpanProcessor(
             OTLPSpanExporter(endpoint=pipeline.otlp_grpc_endpoint, insecure=True)))
@@ -87,6 +90,14 @@ def send_plain_spans(pipeline: Pipeline) -> None:
                                          "gen_ai.prompt": CANARY_TEXT})
                     if failed:
                         span.set_status(Status(StatusCode.ERROR, "rate limited"))
+            with tracer.start_as_current_span("execute_tool") as span:  # a name with a canary
+                span.set_attributes({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": CANARY_TOOL})
+        elif service == MANY:
+            # Every span its own export request (SimpleSpanProcessor): one delta per batch.
+            for i in range(MANY_TOOLS):
+                with tracer.start_as_current_span(f"execute_tool t{i}") as span:
+                    span.set_attributes({"gen_ai.operation.name": "execute_tool",
+                                         "gen_ai.tool.name": f"generated_tool_{i}"})
         else:
             with tracer.start_as_current_span("invoke_agent ours") as span:
                 span.set_attributes({"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "ours"})
@@ -268,3 +279,33 @@ def test_street_pattern_reads_json_escaped_content() -> None:
     once = json.dumps("Kanarienstra\xdfe 17")
     for text in ("Kanarienstra\xdfe 17", once, json.dumps([{"arguments": once}])):
         assert re.search(street, text), text
+
+
+def test_labels_come_from_redacted_spans(driven) -> None:
+    pipeline, _ = driven
+
+    def tools() -> dict[str, float]:
+        return _by(pipeline, "cugar_genai_tool_calls_total", LEGACY, "gen_ai_tool_name")
+
+    wait_until(lambda: tools(), DEADLINE_S, interval=0.5, what="the legacy sender's tool call")
+    (name, count), = tools().items()
+    assert count == 1 and "****" in name and "canary.person" not in name, name
+
+
+def test_derived_labels_are_bounded_and_totals_exact(driven) -> None:
+    """More distinct tool names than the open set admits, one span per request: at most the
+    bound plus `other`, and the sum still equals the spans sent (no `other` going backwards)."""
+    pipeline, _ = driven
+    limit = catalogue.GENAI_OPEN_SET_LIMITS[catalogue.GENAI_TOOL_NAME]
+
+    def tools() -> dict[str, float]:
+        return _by(pipeline, "cugar_genai_tool_calls_total", MANY, "gen_ai_tool_name")
+
+    try:
+        wait_until(lambda: sum(tools().values()) == MANY_TOOLS, DEADLINE_S, interval=0.5,
+                   what="every generated tool call counted")
+    except TimeoutError:
+        assert sum(tools().values()) == MANY_TOOLS
+    got = tools()
+    assert len(got) == limit + 1 and got[catalogue.OTHER] == MANY_TOOLS - limit
+    assert all(v == 1 for k, v in got.items() if k != catalogue.OTHER)
