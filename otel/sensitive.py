@@ -108,7 +108,10 @@ VALUE_PATTERNS: tuple[ValuePattern, ...] = (
                  r"\b[0-9]{1,5}[A-Za-z]? (?:[A-Z][a-z]+ ){1,3}(?:Street|St|Avenue|Ave|Road|Rd|"
                  r"Boulevard|Blvd|Lane|Ln|Drive|Court|Ct|Way|Place|Pl|Square|Sq|Terrace|"
                  r"Parkway|Highway)\b\.?"
-                 r"|\b[A-Z][a-z]+(?:stra(?:ss|\xdf)e|str\.|weg|gasse|platz|allee) [0-9]{1,4}[a-z]?\b"
+                 # ß also as the JSON escape \u00df (once or more: a tool call's JSON arguments inside
+                 # JSON-encoded messages), as GenAI emitters record captured content.
+                 r"|\b[A-Z][a-z]+(?:stra(?:ss|\xdf|\\+u00[dD][fF])e|str\.|weg|gasse|platz|allee)"
+                 r" [0-9]{1,4}[a-z]?\b"
                  r"|\b[0-9]{1,4},? (?:rue|avenue|boulevard|place|chemin|impasse|quai) "
                  r"(?:(?:de|du|des|la|le) )*[A-Z][A-Za-z-]+",
                  what="street addresses: '221B Baker Street', 'Hauptstra\xdfe 5', '12 rue de la Paix'"),

@@ -77,10 +77,19 @@ def test_validate_rejects_a_broken_config(tmp_path: Path) -> None:
 
 
 def test_memory_limiter_runs_first_in_every_pipeline() -> None:
-    pipelines = _config()["service"]["pipelines"]
-    assert set(pipelines) == {"metrics", "traces"}
+    """Every pipeline fed by a receiver; a pipeline fed by a connector (metrics/genai, from
+    the traces pipeline's signal_to_metrics/genai) gets data that already passed it."""
+    config = _config()
+    pipelines = config["service"]["pipelines"]
+    assert set(pipelines) == {"metrics", "traces", "metrics/genai"}
+    connectors = set(config["connectors"])
     for name, pipeline in pipelines.items():
-        assert pipeline["processors"][0] == "memory_limiter", name
+        if set(pipeline["receivers"]) <= connectors:
+            feeders = [p for p in pipelines.values()
+                       if set(p["exporters"]) & set(pipeline["receivers"])]
+            assert feeders and all(p["processors"][0] == "memory_limiter" for p in feeders), name
+        else:
+            assert pipeline["processors"][0] == "memory_limiter", name
 
 
 def test_redaction_guards_traces_and_metrics() -> None:

@@ -240,8 +240,8 @@ def test_every_series_in_rules_exists() -> None:
     rules = _rules()
     recorded = {r["record"] for r in rules if "record" in r}
     delivery = frozenset().union(*queries.ALERT_DELIVERY_METRICS.values())
-    known = (catalogue.all_series_names() | recorded | COLLECTOR_SELF_METRICS | LAZY_SELF_METRICS
-             | {queries.UP} | delivery)
+    known = (catalogue.all_series_names() | catalogue.genai_derived_series_names() | recorded
+             | COLLECTOR_SELF_METRICS | LAZY_SELF_METRICS | {queries.UP} | delivery)
     referenced: dict[str, set[str]] = {}
     for rule in rules:
         for name in series_names(rule["expr"]):

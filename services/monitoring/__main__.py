@@ -1,7 +1,7 @@
 """Write (or, with --check, verify) every generated monitoring file: the recording and alert
 rules, the rules of the promtool counting test, the Grafana dashboards, and the collector's
 generated blocks in otel-collector-config.yaml (redaction from otel/sensitive.py,
-cardinality_guard from otel/catalogue.py)."""
+cardinality_guard and the signal_to_metrics/genai connector from otel/catalogue.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import yaml
 
 from services.stack.components import PROMETHEUS_DIR, REPO_ROOT
 
-from . import collector_guard, collector_redaction, rules
+from . import collector_genai, collector_guard, collector_redaction, rules
 
 RULES_DIR = PROMETHEUS_DIR / "rules"
 RECORDING_FILE = RULES_DIR / "cugar_recording.yml"
@@ -25,7 +25,8 @@ ALERT_DELIVERY_ALERTS_FILE = RULES_DIR / "alert_delivery_alerts.yml"
 LLM_ALERTS_FILE = RULES_DIR / "llm_alerts.yml"
 COUNTING_TEST_RULES_FILE = PROMETHEUS_DIR / "tests" / "rules" / "counting.yml"
 DASHBOARDS_DIR = REPO_ROOT / "monitoring" / "grafana" / "dashboards"
-# Only its cardinality_guard block is generated (between the markers); the rest is hand-written.
+# Only its redaction, cardinality_guard and signal_to_metrics/genai blocks are generated
+# (between the markers); the rest is hand-written.
 COLLECTOR_CONFIG = REPO_ROOT / "otel-collector-config.yaml"
 
 COMMAND = "python -m services.monitoring"
@@ -99,8 +100,8 @@ def _dashboard_files() -> dict[Path, Callable[[], str]]:
 
 
 def _collector_files() -> dict[Path, Callable[[], str]]:
-    return {COLLECTOR_CONFIG: lambda: collector_guard.render(
-        collector_redaction.rendered(COLLECTOR_CONFIG.read_text()))}
+    return {COLLECTOR_CONFIG: lambda: collector_genai.render(collector_guard.render(
+        collector_redaction.rendered(COLLECTOR_CONFIG.read_text())))}
 
 
 def rendered() -> dict[Path, str]:

@@ -18,7 +18,7 @@ NAME = "cardinality_guard"
 
 def guard_config() -> dict:
     metrics = []
-    for m in catalogue.METRICS:
+    for m in catalogue.GUARDED_METRICS:
         closed = {a: list(v) for a in m.attributes
                   if (v := catalogue.closed_values(m, a)) is not None}
         opened = {a: a for a in m.attributes if a not in closed}
@@ -52,10 +52,16 @@ def block() -> str:
     return "\n".join(lines)
 
 
+def replace_block(text: str, begin: str, end: str, block: str, section: str) -> str:
+    """`text` (otel-collector-config.yaml) with the lines from `begin` to `end` replaced by
+    `block` (markers included); a clear error when the markers are missing."""
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise ValueError(f"otel-collector-config.yaml lacks the lines {begin.strip()!r} ... "
+                         f"{end.strip()!r} under `{section}:`")
+    return text[:start] + block + text[stop + len(end):]
+
+
 def render(text: str) -> str:
     """`text` (otel-collector-config.yaml) with its generated block rewritten."""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"otel-collector-config.yaml lacks the lines {BEGIN.strip()!r} ... "
-                         f"{END.strip()!r} under `processors:`")
-    return text[:start] + block() + text[end + len(END):]
+    return replace_block(text, BEGIN, END, block(), "processors")
