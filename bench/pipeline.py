@@ -392,11 +392,11 @@ def summarise(steps: list[Step], rss_max: float) -> dict:
 TRACES = "service:\n  pipelines:\n    traces:\n      processors: "
 BREAKDOWN = {
     "product config": "",
-    "redaction without key patterns": "processors:\n  redaction/traces:\n"
-                                      "    blocked_key_patterns: []\n",
-    "redaction without value patterns": "processors:\n  redaction/traces:\n"
-                                        "    blocked_values: []\n",
-    "no transform/redact_traces": TRACES + "[memory_limiter, redaction/traces, transform/traces]\n",
+    "redaction without key patterns": "processors:\n  sensitive_attributes:\n"
+                                      "    secret_key_patterns: []\n",
+    "redaction without value patterns": "processors:\n  sensitive_attributes:\n"
+                                        "    value_patterns: []\n",
+    "no transform/redact_traces": TRACES + "[memory_limiter, sensitive_attributes, transform/traces]\n",
     "no redaction": TRACES + "[memory_limiter, transform/traces]\n",
     "no processors": TRACES + "[]\n",
 }

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Builds the CUGAr collector distribution from collector/manifest.yaml with the OpenTelemetry
 # Collector Builder (ocb). The build is cached outside the work tree, keyed by the manifest's
-# hash, the builder version and the sources of our own components (collector/cardinalityguard,
+# hash, the builder version and the sources of our own components (collector/cardinalityguard, collector/sensitiveattributes,
 # tests excluded), so fresh clones reuse it; collector/_build/cugar-otelcol links
 # to the cached binary. Prints the binary's path on the last line.
 set -euo pipefail
 BUILDER_VERSION=v0.161.0
 here="$(cd "$(dirname "$0")" && pwd)"
 local_sources() {
-  (cd "$here" && find cardinalityguard -type f \( -name '*.go' ! -name '*_test.go' -o -name go.mod -o -name go.sum \) \
+  (cd "$here" && find cardinalityguard sensitiveattributes -type f \( -name '*.go' ! -name '*_test.go' -o -name go.mod -o -name go.sum \) \
     | LC_ALL=C sort | xargs sha256sum)
 }
 key="$(cat "$here/manifest.yaml" <(echo "$BUILDER_VERSION") <(local_sources) | sha256sum | cut -c1-16)"

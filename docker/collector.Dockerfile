@@ -10,6 +10,7 @@ WORKDIR /build
 COPY collector/manifest.yaml ./manifest.yaml
 # Our own components (local Go modules; the manifest's `path:` is relative to this directory).
 COPY collector/cardinalityguard ./cardinalityguard
+COPY collector/sensitiveattributes ./sensitiveattributes
 RUN builder --config manifest.yaml && test -x _build/cugar-otelcol
 
 FROM alpine:3.22

@@ -111,7 +111,6 @@ def test_span_attributes_are_redacted(collector: Collector) -> None:
     assert span["attrs"]["gen_ai.tool.name"] == "crm_lookup"  # what is safe stays intact
     assert span["attrs"]["crm.api_key"] == "****"
     assert "****" in span["attrs"]["gen_ai.tool.call.arguments"]
-    assert span["attrs"]["redaction.masked.count"] >= 2
 
 
 def test_self_metrics_used_by_alerts_exist(tmp_path: Path) -> None:

@@ -87,12 +87,15 @@ def test_collector_config_carries_exactly_the_same_patterns() -> None:
     config = yaml.safe_load(COLLECTOR_CONFIG.read_text())
     processors = config["processors"]
     values = [p.regex for p in sensitive.VALUE_PATTERNS]
-    for name in ("redaction/traces", "redaction/metrics"):
-        settings = processors[name]
-        assert [_unescape(v) for v in settings["blocked_values"]] == values, name
-        assert ([_unescape(k) for k in settings["blocked_key_patterns"]]
-                == list(sensitive.SECRET_KEY_PATTERNS)), name
-        assert settings["allow_all_keys"] and settings["redact_all_types"], name
+    settings = processors["redaction/metrics"]
+    assert [_unescape(v) for v in settings["blocked_values"]] == values
+    assert [_unescape(k) for k in settings["blocked_key_patterns"]] == list(sensitive.SECRET_KEY_PATTERNS)
+    assert settings["allow_all_keys"] and settings["redact_all_types"]
+    traces = processors["sensitive_attributes"]
+    assert [_unescape(v) for v in traces["value_patterns"]] == values
+    assert [_unescape(k) for k in traces["secret_key_patterns"]] == list(sensitive.SECRET_KEY_PATTERNS)
+    assert traces["ignored_keys"] == settings["ignored_keys"] == list(sensitive.NON_SECRET_KEYS)
+    assert traces["mask"] == sensitive.MASK
     combined = generator._ottl_string(sensitive.combined_value_regex())
     for name, key, fields in [("transform/redact_traces", "trace_statements",
                                generator.TRACE_FIELDS),
@@ -103,7 +106,7 @@ def test_collector_config_carries_exactly_the_same_patterns() -> None:
     pipelines = config["service"]["pipelines"]
     # Redaction runs before truncation, so no secret is cut in half before it is looked at.
     assert pipelines["traces"]["processors"][1:4] == [
-        "redaction/traces", "transform/redact_traces", "transform/traces"]
+        "sensitive_attributes", "transform/redact_traces", "transform/traces"]
     metrics = pipelines["metrics"]["processors"]
     assert metrics.index("redaction/metrics") < metrics.index("transform/redact_metrics") \
         < metrics.index("transform/metrics")
