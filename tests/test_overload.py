@@ -49,11 +49,11 @@ BLASTERS, BLASTER_THREADS, BLAST_SPANS, BLAST_ATTRIBUTE_BYTES = 2, 4, 500, 4096
 LIMIT_MIB, SPIKE_MIB = 32, 16
 # The memory_limiter bounds the heap at limit_mib (plus what arrives within one check
 # interval: spike_limit_mib); on top of it come the requests being decoded before the limiter
-# sees them (at most one per sending thread, ~2 MiB on the wire each here) and the idle process
-# (binary, Go runtime), measured before the load. Measured: peak 77-98 MiB with the limits
-# (bound ~106), 151 MiB without them (CUGAR_COLLECTOR_MEMORY_LIMIT_MIB=100000, so no
-# effective GOMEMLIMIT either).
-IN_FLIGHT_MIB = BLASTERS * BLASTER_THREADS * 2
+# sees them (at most one per sending thread, ~2 MiB on the wire each here, held twice while it
+# is decoded: its bytes and its pdata) and the idle process (binary, Go runtime), measured
+# before the load. Measured: peak 77-126 MiB with the limits (bound ~136), 151-185 MiB
+# without them (CUGAR_COLLECTOR_MEMORY_LIMIT_MIB=100000, so no effective GOMEMLIMIT either).
+IN_FLIGHT_MIB = BLASTERS * BLASTER_THREADS * 2 * 2
 
 
 def collector_rss_bound_mib(idle_rss_mib: float) -> float:
@@ -231,10 +231,11 @@ def test_agents_stay_bounded_raise_nothing_and_count_their_losses(overloaded) ->
     # them (OTLP/HTTP is theirs alone): everything else they ended is in their loss counters.
     assert collector_counts(p, "otelcol_receiver_accepted_spans").get("http") == exported
     assert lost > 0  # refused for longer than an export's 2 s: counted, never raised
-    # Ground truth: one span per execution, tool call attempt and approval; each is either
-    # delivered or counted lost, none is silently gone.
+    # Ground truth: one span per execution, tool call attempt, approval and LLM call; each is
+    # either delivered or counted lost, none is silently gone.
     ended = sum(r["summary"]["executions"] + r["summary"]["tool_calls"]
-                + sum(r["summary"]["approvals"].values()) for r in runs)
+                + sum(r["summary"]["approvals"].values()) + r["summary"]["llm"]["calls"]
+                for r in runs)
     assert exported + lost == ended
     print(f"\noverload: agents exported {exported} spans, counted {lost} lost; "
           f"collector idle RSS {load['idle_rss_mib']:.0f} MiB; peak RSS {load['rss_mib']}; "

@@ -27,7 +27,8 @@ type Config struct {
 	// Mask replaces what is masked.
 	Mask string `mapstructure:"mask"`
 	// KeyCacheSize and ValueCacheSize bound the caches (entries); ValueCacheMaxLength is the
-	// longest value cached (longer values are always scanned).
+	// longest key or value cached (longer ones are always scanned). At the defaults the caches
+	// hold at most about 2 MiB.
 	KeyCacheSize        int `mapstructure:"key_cache_size"`
 	ValueCacheSize      int `mapstructure:"value_cache_size"`
 	ValueCacheMaxLength int `mapstructure:"value_cache_max_length"`

@@ -24,7 +24,7 @@ func NewFactory() processor.Factory {
 }
 
 func createDefaultConfig() component.Config {
-	return &Config{Mask: "****", KeyCacheSize: 4096, ValueCacheSize: 65536, ValueCacheMaxLength: 256}
+	return &Config{Mask: "****", KeyCacheSize: 2048, ValueCacheSize: 4096, ValueCacheMaxLength: 128}
 }
 
 func createTracesProcessor(

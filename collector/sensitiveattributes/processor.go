@@ -103,11 +103,13 @@ func (r *redactor) isSecretKey(k string) bool {
 			break
 		}
 	}
-	r.mu.Lock()
-	if len(r.secretKey) < r.keyCacheSize {
-		r.secretKey[k] = secret
+	if len(k) <= r.valueCacheLimit {
+		r.mu.Lock()
+		if len(r.secretKey) < r.keyCacheSize {
+			r.secretKey[k] = secret
+		}
+		r.mu.Unlock()
 	}
-	r.mu.Unlock()
 	return secret
 }
 
