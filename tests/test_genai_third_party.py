@@ -35,7 +35,7 @@ from services.stack.pipeline import Pipeline
 from services.stack.prometheus_api import get_json
 from services.stack.process import wait_until
 from tests.conftest import REPO_ROOT, require_pipeline_components
-from tests.support import IN_CI, genai_emitters
+from tests.support import genai_emitters, require_module
 from tests.support.canaries import CANARIES, leaks, text_with
 from tests.support.fake_openai import FakeOpenAI
 
@@ -114,12 +114,7 @@ def send_plain_spans(pipeline: Pipeline) -> None:
 def driven(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pipeline, dict]]:
     """The pipeline and, per service, the fake server's ledger and what the emitter reported."""
     for module in ("pydantic_ai", "agents", "opentelemetry.instrumentation.genai.openai_agents"):
-        try:
-            __import__(module)
-        except ImportError as exc:  # the test extras (pyproject.toml) are not installed
-            if IN_CI:
-                pytest.fail(f"test dependency missing in CI: {exc}", pytrace=False)
-            pytest.skip(str(exc))
+        require_module(module)
     require_pipeline_components()
     with Pipeline(tmp_path_factory.mktemp("genai"), alertmanager=False) as pipeline:
         truth = {}

@@ -14,6 +14,8 @@ import json
 
 from otel import sensitive
 
+from . import collector_guard
+
 COMMAND = "python -m services.monitoring"
 BEGIN = "  # BEGIN GENERATED redaction"
 END = "  # END GENERATED redaction"
@@ -86,11 +88,5 @@ def block() -> str:
 
 def rendered(text: str) -> str:
     """`text` (the collector config) with its generated block replaced."""
-    try:
-        start = text.index(BEGIN)
-        end = text.index(END, start)
-    except ValueError:
-        raise SystemExit(f"the collector config has no '{BEGIN.strip()}' ... "
-                         f"'{END.strip()}' block") from None
-    end = text.index("\n", end) + 1
-    return text[:start] + block() + text[end:]
+    return collector_guard.replace_block(text, BEGIN, END, block().removesuffix("\n"),
+                                         "processors")
