@@ -390,14 +390,18 @@ def summarise(steps: list[Step], rss_max: float) -> dict:
 # Where our collector's CPU goes (--breakdown): the traces pipeline at 10k spans/s with parts of
 # it taken away by an override file (lists replace, maps merge).
 TRACES = "service:\n  pipelines:\n    traces:\n      processors: "
+TRACES_EXPORTER = "otlp_grpc/traces"
 BREAKDOWN = {
     "product config": "",
     "redaction without key patterns": "processors:\n  sensitive_attributes:\n"
                                       "    secret_key_patterns: []\n",
     "redaction without value patterns": "processors:\n  sensitive_attributes:\n"
                                         "    value_patterns: []\n",
-    "no transform/redact_traces": TRACES + "[memory_limiter, sensitive_attributes, transform/traces]\n",
     "no redaction": TRACES + "[memory_limiter, transform/traces]\n",
+    "in-memory traces queue": f"exporters:\n  {TRACES_EXPORTER}:\n    sending_queue:\n"
+                              "      storage: null\n",
+    **{f"traces export {codec}": f"exporters:\n  {TRACES_EXPORTER}:\n    compression: {codec}\n"
+       for codec in ("none", "snappy", "zstd")},
     "no processors": TRACES + "[]\n",
 }
 

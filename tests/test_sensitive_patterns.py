@@ -97,16 +97,12 @@ def test_collector_config_carries_exactly_the_same_patterns() -> None:
     assert traces["ignored_keys"] == settings["ignored_keys"] == list(sensitive.NON_SECRET_KEYS)
     assert traces["mask"] == sensitive.MASK
     combined = generator._ottl_string(sensitive.combined_value_regex())
-    for name, key, fields in [("transform/redact_traces", "trace_statements",
-                               generator.TRACE_FIELDS),
-                              ("transform/redact_metrics", "metric_statements",
-                               generator.METRIC_FIELDS)]:
-        statements = [_unescape(s) for s in processors[name][key]]
-        assert statements == [f'replace_pattern({f}, {combined}, "****")' for f in fields]
+    statements = [_unescape(s) for s in processors["transform/redact_metrics"]["metric_statements"]]
+    assert statements == [f'replace_pattern({f}, {combined}, "****")'
+                          for f in generator.METRIC_FIELDS]
     pipelines = config["service"]["pipelines"]
     # Redaction runs before truncation, so no secret is cut in half before it is looked at.
-    assert pipelines["traces"]["processors"][1:4] == [
-        "sensitive_attributes", "transform/redact_traces", "transform/traces"]
+    assert pipelines["traces"]["processors"][1:3] == ["sensitive_attributes", "transform/traces"]
     metrics = pipelines["metrics"]["processors"]
     assert metrics.index("redaction/metrics") < metrics.index("transform/redact_metrics") \
         < metrics.index("transform/metrics")

@@ -57,11 +57,18 @@ func (r *redactor) processTraces(_ context.Context, td ptrace.Traces) (ptrace.Tr
 	for _, rs := range td.ResourceSpans().All() {
 		r.redact(rs.Resource().Attributes())
 		for _, ss := range rs.ScopeSpans().All() {
-			r.redact(ss.Scope().Attributes())
+			scope := ss.Scope()
+			r.redact(scope.Attributes())
+			scope.SetName(r.maskValue(scope.Name()))
+			scope.SetVersion(r.maskValue(scope.Version()))
 			for _, span := range ss.Spans().All() {
 				r.redact(span.Attributes())
+				span.SetName(r.maskValue(span.Name()))
+				status := span.Status()
+				status.SetMessage(r.maskValue(status.Message()))
 				for _, event := range span.Events().All() {
 					r.redact(event.Attributes())
+					event.SetName(r.maskValue(event.Name()))
 				}
 				for _, link := range span.Links().All() {
 					r.redact(link.Attributes())
@@ -114,6 +121,9 @@ func (r *redactor) isSecretKey(k string) bool {
 }
 
 func (r *redactor) maskValue(text string) string {
+	if text == "" {
+		return text
+	}
 	cacheable := len(text) <= r.valueCacheLimit && r.valueCacheSize > 0
 	if cacheable {
 		r.mu.Lock()

@@ -113,3 +113,34 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestMasksNamesAndMessages(t *testing.T) {
+	r, err := newRedactor(testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 2; round++ { // the second round is served from the caches
+		td, span := traces()
+		scope := td.ResourceSpans().At(0).ScopeSpans().At(0).Scope()
+		scope.SetName("lib of ops@example.com")
+		scope.SetVersion("123-45-6789")
+		span.SetName("execute_tool lookup ann@example.org")
+		span.Status().SetMessage("no account for 123-45-6789")
+		span.Events().At(0).SetName("mail bob@example.net")
+		run(t, r, td)
+		for field, got := range map[string]string{
+			"scope name": scope.Name(), "scope version": scope.Version(),
+			"span name": span.Name(), "status message": span.Status().Message(),
+			"event name": span.Events().At(0).Name(),
+		} {
+			want := map[string]string{
+				"scope name": "lib of ****", "scope version": "****",
+				"span name": "execute_tool lookup ****", "status message": "no account for ****",
+				"event name": "mail ****",
+			}[field]
+			if got != want {
+				t.Errorf("round %d: %s = %q, want %q", round, field, got, want)
+			}
+		}
+	}
+}

@@ -2,10 +2,10 @@
 
 `python -m services.monitoring` writes them into otel-collector-config.yaml between the
 BEGIN/END markers (`--check`: stale is an error). The block between the BEGIN/END markers holds the processors that carry the patterns: the
-redaction processors of both pipelines (`blocked_values`, `blocked_key_patterns`: span, span
-event, scope, resource and data point attributes) and two transform processors for what the
-redaction processor does not read (span names, span status messages, span event names,
-instrumentation scope names and versions, metric descriptions).
+traces' `sensitive_attributes` (attributes everywhere, span and event names, status messages,
+scope names and versions), the metrics' contrib redaction processor (`blocked_values`,
+`blocked_key_patterns`: scope, resource and data point attributes) and a transform processor for
+what that one does not read (metric descriptions, scope names and versions).
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ COMMAND = "python -m services.monitoring"
 BEGIN = "  # BEGIN GENERATED redaction"
 END = "  # END GENERATED redaction"
 
-# What the redaction processor leaves alone, per OTTL path, for each pipeline's transform.
-TRACE_FIELDS = ("span.name", "span.status.message", "spanevent.name", "scope.name",
-                "scope.version")
+# What the metrics' redaction processor leaves alone, per OTTL path.
 METRIC_FIELDS = ("metric.description", "scope.name", "scope.version")
 
 
@@ -55,8 +53,9 @@ def block() -> str:
         "  # OTLP sender. Matches are masked with ****; keys naming a secret lose their whole value;",
         "  # numbers and arrays are read too (a card number sent as an int).",
         "  # Traces: our processor (collector/sensitiveattributes): the contrib redaction processor's",
-        "  # rules, on resource, scope, span, event and link attributes, each distinct key and short",
-        "  # value decided once (bounded caches) instead of every pattern over every span.",
+        "  # rules, on resource, scope, span, event and link attributes, and the value patterns on",
+        "  # span and event names, status messages and scope names and versions; each distinct key",
+        "  # and short value decided once (bounded caches) instead of every pattern over every span.",
         "  sensitive_attributes:",
         *_list("ignored_keys", list(sensitive.NON_SECRET_KEYS)),
         *_list("secret_key_patterns", keys),
@@ -72,12 +71,8 @@ def block() -> str:
         *_list("blocked_values", values),
         "    summary: silent",
         "",
-        "  # What the redaction processor does not read: names, status messages, scope and",
-        "  # metric descriptions (one pass of all value patterns per field).",
-        "  transform/redact_traces:",
-        "    error_mode: ignore",
-        *_list("trace_statements", _statements(TRACE_FIELDS)),
-        "",
+        "  # What the redaction processor does not read: metric descriptions, scope names and",
+        "  # versions (one pass of all value patterns per field).",
         "  transform/redact_metrics:",
         "    error_mode: ignore",
         *_list("metric_statements", _statements(METRIC_FIELDS)),
