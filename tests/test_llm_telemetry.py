@@ -138,3 +138,43 @@ def test_the_cardinality_guard_folds_no_llm_label(pipeline, run) -> None:
     overflow = pipeline.query(f'sum({q.CARDINALITY_OVERFLOW}{{service="{SERVICE}"}})')
     assert not overflow or float(overflow[0]["value"][1]) == 0, overflow
     assert not pipeline.query(q.select(c.LLM_INPUT_TOKENS, matchers=[JOB, 'gen_ai_request_model="other"']))
+
+
+BUDGET_SERVICE = "cugar-llm-budget"
+BUDGET_USD = {"enterprise": 0.02, "demo": 0.02}  # USD per execution: some cross, some do not
+BUDGET_SEED, BUDGET_EXECUTIONS = 11, 60
+
+
+@pytest.fixture(scope="module")
+def budget_run(pipeline: Pipeline, run_agent: Callable[..., dict]) -> dict:
+    args = [a for p, usd in BUDGET_USD.items() for a in ("--budget-usd", f"{p}={usd}")]
+    return run_agent(pipeline, "--executions", str(BUDGET_EXECUTIONS), "--processes", "2",
+                     "--seed", str(BUDGET_SEED), "--time-scale", "0", *args,
+                     env={"OTEL_SERVICE_NAME": BUDGET_SERVICE})
+
+
+@pytest.mark.parametrize("spec, field", [(c.BUDGET_WARNINGS, "budget_warnings"),
+                                         (c.BUDGET_EXCEEDED, "budget_exceeded")])
+def test_a_budget_in_usd_is_spent_by_llm_calls_and_counted_per_profile(pipeline, budget_run,
+                                                                       spec, field) -> None:
+    """The executions whose LLM calls cost more than 80% (100%) of their USD ceiling count in
+    the same counters as cost units, once each, by profile."""
+    from services.agent.scenario import SimulationConfig, script_for
+
+    truth = {p: float(v[field]) for p, v in budget_run["by_profile"].items() if v[field]}
+    # Not what cost units alone give: the USD budgets add crossings.
+    units_only = Counter()
+    for i in range(BUDGET_EXECUTIONS):
+        script = script_for(i, SimulationConfig(seed=BUDGET_SEED))
+        units_only[script.profile.name] += getattr(script, field.removesuffix("s"))
+    assert any(truth.get(p, 0) > units_only[p] for p in BUDGET_USD), (truth, units_only)
+    promql = f'sum by (profile) ({q.select(spec, matchers=[q.eq("job", BUDGET_SERVICE)])})'
+
+    def read(result) -> dict:
+        return {r["metric"]["profile"]: float(r["value"][1]) for r in result}
+
+    try:
+        got = read(pipeline.wait_for(promql, lambda r: read(r) == truth, timeout=30))
+    except TimeoutError:
+        got = read(pipeline.query(promql))
+    assert got == truth
