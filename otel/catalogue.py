@@ -309,6 +309,11 @@ LLM_COST = MetricSpec(
     "Cost of LLM calls in US dollars, from their tokens and the price table, by provider, "
     "model and profile (calls without a price are counted in cugar.llm.cost.unpriced).",
     (GEN_AI_PROVIDER, GEN_AI_MODEL, PROFILE))
+# The conventions' token metrics carry no profile: this one does, for spend per customer profile.
+LLM_TOKENS = MetricSpec(
+    "cugar.llm.tokens", C, "{token}",
+    "Tokens used by LLM calls, by provider, model, profile and token type (input, output).",
+    (GEN_AI_PROVIDER, GEN_AI_MODEL, PROFILE, GEN_AI_TOKEN_TYPE))
 LLM_COST_UNPRICED = MetricSpec(
     "cugar.llm.cost.unpriced", C, "{call}",
     "LLM calls whose cost is unknown (no price for the model): not guessed, not in "
@@ -317,7 +322,7 @@ LLM_COST_UNPRICED = MetricSpec(
 LLM_METRICS: tuple[MetricSpec, ...] = (
     LLM_OPERATION_DURATION, LLM_TOKEN_USAGE, LLM_TIME_TO_FIRST_CHUNK, LLM_INFERENCE_DURATION,
     LLM_INFERENCE_TIME_TO_FIRST_CHUNK, LLM_INPUT_TOKENS, LLM_OUTPUT_TOKENS, LLM_COST,
-    LLM_COST_UNPRICED,
+    LLM_TOKENS, LLM_COST_UNPRICED,
 )
 
 METRICS: tuple[MetricSpec, ...] = (

@@ -168,12 +168,14 @@ class LLMCall(Scope):
                 self.cost = core.prices.cost(self._provider, self._model, tokens_in or 0,
                                              tokens_out or 0)
         execution = self._execution()
+        span = self._span
+        # The call's own span is its histograms' exemplar (its trace and span id).
         core.metrics.llm_call(core.llm_operations(self._operation), provider, model,
                               error_label, seconds(self._start_mono, end), tokens_in, tokens_out,
-                              first_chunk_s, getattr(execution, "_profile", OTHER), self.cost)
+                              first_chunk_s, getattr(execution, "_profile", OTHER), self.cost,
+                              span=span.context if span is not None else None)
         if self.cost is not None and execution is not None:
             execution.spend_usd(self.cost)  # its budget in USD, if it has one
-        span = self._span
         if span is None:
             return
         if self._token is not None:

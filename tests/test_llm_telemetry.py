@@ -7,6 +7,7 @@ Not covered here: the price table itself (tests/test_otel_llm.py checks it again
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ from services.agent.llm import STREAMING_TOOLS, TOOL_MIX
 from services.monitoring import queries as q
 from services.stack.pipeline import Pipeline
 from services.stack.process import wait_until
+from tests.support.jaeger import hex_id
 
 pytestmark = pytest.mark.integration
 
@@ -71,13 +73,18 @@ def test_token_counters_equal_the_ground_truth_per_model(pipeline, run, spec, fi
     assert _by_model(pipeline, q.select(spec, matchers=[JOB, text]), expected) == expected
 
 
-def test_token_usage_histogram_equals_the_ground_truth(pipeline, run) -> None:
+@pytest.mark.parametrize("spec, suffix", [(c.LLM_TOKEN_USAGE, "_sum"), (c.LLM_TOKENS, "")])
+def test_token_usage_histogram_and_tokens_by_profile_equal_the_ground_truth(pipeline, run, spec,
+                                                                            suffix) -> None:
     truth, _ = run
     for token_type in c.TOKEN_TYPES:
         expected = {k: float(v) for k, v in _per_model(truth, f"{token_type}_tokens").items() if v}
-        got = _by_model(pipeline, q.select(c.LLM_TOKEN_USAGE, "_sum", [
+        got = _by_model(pipeline, q.select(spec, suffix, [
             JOB, q.eq(c.label_name(c.GEN_AI_TOKEN_TYPE), token_type)]), expected)
         assert got == expected, token_type
+    if spec is c.LLM_TOKENS:  # every profile's executions called models
+        profiles = pipeline.query(f"count by (profile) ({q.select(spec, matchers=[JOB])})")
+        assert {r["metric"]["profile"] for r in profiles} == set(c.DEFAULT_PROFILES)
 
 
 def test_cost_equals_the_ground_truth_per_model_and_unpriced_calls_are_counted(pipeline, run):
@@ -130,6 +137,28 @@ def test_chat_spans_sit_under_their_execution_or_tool_with_genai_attributes(run)
     assert sum("error.type" in s["attrs"] for s in chats) == truth["llm"]["errors"]
     tokens = sum(s["attrs"].get("gen_ai.usage.input_tokens", 0) for s in chats)
     assert tokens == truth["llm"]["input_tokens"]
+
+
+def test_llm_call_durations_carry_exemplars_naming_their_chat_spans(pipeline, run) -> None:
+    """From an LLM latency number to its call: each exemplar Prometheus stored on the duration
+    buckets names a `chat {model}` span Jaeger holds, of the model of its series."""
+    _, spans = run
+    chats = {hex_id(s["spanId"]): s for s in spans if s["name"].startswith("chat ")}
+    buckets = f'{c.LLM_OPERATION_DURATION.series("_bucket")}{{job="{SERVICE}"}}'
+    found: list[tuple[dict, dict]] = []
+
+    def stored() -> bool:
+        now = time.time()
+        found[:] = [(series["seriesLabels"], ex) for series in
+                    pipeline.prometheus.exemplars(buckets, now - 600, now + 60)
+                    for ex in series["exemplars"]]
+        return bool(found)
+
+    wait_until(stored, 30, interval=0.5, what="exemplars of the LLM call durations")
+    for labels, ex in found:
+        chat = chats[ex["labels"]["span_id"]]
+        assert hex_id(chat["traceId"]) == ex["labels"]["trace_id"]
+        assert chat["attrs"]["gen_ai.request.model"] == labels[MODEL]
 
 
 def test_the_cardinality_guard_folds_no_llm_label(pipeline, run) -> None:

@@ -22,7 +22,7 @@ from otel.catalogue import (
     GENAI_AGENT_NAME, GENAI_INFERENCE_CALLS, GENAI_INFERENCE_DURATION, GENAI_INFERENCE_ERRORS,
     GENAI_INPUT_TOKENS, GENAI_MODEL, GENAI_OUTPUT_TOKENS, GENAI_TOOL_CALLS, GENAI_TOOL_DURATION,
     GENAI_TOOL_ERRORS, GENAI_TOOL_NAME, LATENCY_PERCENTILES, LLM_COST, LLM_COST_UNPRICED,
-    LLM_OPERATION_DURATION, LLM_TIME_TO_FIRST_CHUNK, LLM_TOKEN_USAGE, OUTCOME,
+    GEN_AI_TOKEN_TYPE, LLM_OPERATION_DURATION, LLM_TIME_TO_FIRST_CHUNK, LLM_TOKENS, OUTCOME,
     PROFILE as PROFILE_LABEL, TELEMETRY_DROPPED, TOOL_CALLS, label_name,
 )
 
@@ -393,6 +393,8 @@ def _per_minute(spec, by: Sequence[str] = (), suffix: str = "", matchers=()) -> 
 
 
 def llm_calls() -> d.Dashboard:
+    """A board of its own, not a row on golden signals: keyed by model and profile (labels the
+    golden-signals metrics lack), and the golden-signals board keeps its known layout."""
     w = GOLDEN_WINDOW
     errors = ALERTS["HighLLMErrorRate"].threshold
     failed = ['error_type!=""']
@@ -418,8 +420,8 @@ def llm_calls() -> d.Dashboard:
                   "currencyUSD", [("blue", None)], "LLMCostOverBudget", decimals=2)),
         (5, _stat("Tokens", "Input and output tokens of the LLM calls in the dashboard's time "
                   "range.",
-                  [_target(q.count(LLM_TOKEN_USAGE, RANGE, suffix="_sum", matchers=MODEL),
-                           instant=True)], "short", [("blue", None)], "LLMTokenSpike")),
+                  [_target(q.count(LLM_TOKENS, RANGE, matchers=cost_filter), instant=True)],
+                  "short", [("blue", None)], "LLMTokenSpike")),
         (5, _stat("Error rate", f"Share of LLM calls that failed over the last {w} (rate "
                   "limits, timeouts, provider errors).",
                   [_target(q.fraction(calls, failed, w, MODEL, "_count"))], "percentunit",
@@ -430,18 +432,24 @@ def llm_calls() -> d.Dashboard:
                   [_target(q.or_zero(q.count(LLM_COST_UNPRICED, RANGE, matchers=MODEL)),
                            instant=True)], "short", [("green", None), ("yellow", 1)])),
     ])
+    token_type = label_name(GEN_AI_TOKEN_TYPE)
     layout.row("Tokens and cost per minute", 8, [
-        (8, _series("Tokens per minute by model", "Input and output tokens per minute, by "
+        (6, _series("Tokens per minute by model", "Input and output tokens per minute, by "
                     "requested model.",
-                    _targets((_per_minute(LLM_TOKEN_USAGE, (MODEL_LABEL, "gen_ai_token_type"),
-                                          "_sum", MODEL),
+                    _targets((_per_minute(LLM_TOKENS, (MODEL_LABEL, token_type),
+                                          matchers=cost_filter),
                               "{{gen_ai_request_model}} {{gen_ai_token_type}}")),
                     "short", "LLMTokenSpike")),
-        (8, _series("Cost per minute by model", "USD per minute of the priced LLM calls, by "
+        (6, _series("Tokens per minute by profile", "Input and output tokens per minute, by "
+                    "the profile of the execution that made the calls.",
+                    _targets((_per_minute(LLM_TOKENS, (PROFILE_LABEL, token_type),
+                                          matchers=cost_filter),
+                              "{{profile}} {{gen_ai_token_type}}")), "short", "LLMTokenSpike")),
+        (6, _series("Cost per minute by model", "USD per minute of the priced LLM calls, by "
                     "requested model.",
                     _targets((_per_minute(LLM_COST, (MODEL_LABEL,), matchers=cost_filter),
                               "{{gen_ai_request_model}}")), "currencyUSD", "LLMCostOverBudget")),
-        (8, _series("Cost per minute by profile", "USD per minute of the priced LLM calls, by "
+        (6, _series("Cost per minute by profile", "USD per minute of the priced LLM calls, by "
                     "the profile of the execution that made them (budgets per profile: "
                     "LLMCostOverBudget).",
                     _targets((_per_minute(LLM_COST, (PROFILE_LABEL,), matchers=cost_filter),
