@@ -45,7 +45,8 @@ class AgentTelemetry:
         self._core = core
 
     def execution(self, profile: str = catalogue.OTHER, agent_name: str = "cugar-agent",
-                  goal: str | None = None, budget_ceiling: float | None = None) -> Execution:
+                  goal: str | None = None, budget_ceiling: float | None = None,
+                  budget_ceiling_usd: float | None = None) -> Execution:
         """One agent run, as a sync or async context manager.
 
             with agent.execution(profile="smb", agent_name="cugar-sales",
@@ -60,8 +61,14 @@ class AgentTelemetry:
           capture on (`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`).
         - `budget_ceiling`: cost units this run may spend (see `Execution.spend`); a value
           that is not a positive number is ignored and counted as `invalid_input`.
+        - `budget_ceiling_usd`: US dollars this run may spend; its LLM calls spend their
+          computed cost (`cugar.llm.cost`) by themselves (see `Execution.spend_usd`). The
+          same 80% warning and exceeded events as in cost units; bad values likewise.
+          Both ceilings may be set: each execution counts once in cugar.budget.warnings and
+          once in cugar.budget.exceeded, whichever crosses first.
         """
-        return Execution(self._core, profile, agent_name, goal, budget_ceiling)
+        return Execution(self._core, profile, agent_name, goal, budget_ceiling,
+                         budget_ceiling_usd)
 
     @staticmethod
     def current_execution() -> Execution | None:
@@ -160,15 +167,16 @@ class AgentTelemetry:
 
     def execution_function(self, profile: str = catalogue.OTHER,
                            agent_name: str | None = None,
-                           budget_ceiling: float | None = None) -> Callable:
+                           budget_ceiling: float | None = None,
+                           budget_ceiling_usd: float | None = None) -> Callable:
         """Decorator: each call of the (sync or async) function is one execution.
 
             @agent.execution_function(profile="smb", budget_ceiling=50)
             def handle(request):
                 agent.current_execution().spend(2.5)
 
-        `agent_name` defaults to the function's name; `profile` and `budget_ceiling` as in
-        `execution` (bad values are handled the same way). Inside, `current_execution()`
+        `agent_name` defaults to the function's name; `profile`, `budget_ceiling` and
+        `budget_ceiling_usd` as in `execution` (bad values are handled the same way). Inside, `current_execution()`
         returns the execution (for spend, approvals and events).
         """
 
@@ -177,13 +185,15 @@ class AgentTelemetry:
             if inspect.iscoroutinefunction(fn):
                 @functools.wraps(fn)
                 async def async_wrapper(*args, **kwargs):
-                    async with self.execution(profile, name, budget_ceiling=budget_ceiling):
+                    async with self.execution(profile, name, budget_ceiling=budget_ceiling,
+                                              budget_ceiling_usd=budget_ceiling_usd):
                         return await fn(*args, **kwargs)
                 return async_wrapper
 
             @functools.wraps(fn)
             def wrapper(*args, **kwargs):
-                with self.execution(profile, name, budget_ceiling=budget_ceiling):
+                with self.execution(profile, name, budget_ceiling=budget_ceiling,
+                                    budget_ceiling_usd=budget_ceiling_usd):
                     return fn(*args, **kwargs)
             return wrapper
 

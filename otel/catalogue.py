@@ -84,11 +84,18 @@ CUGAR_PLAN_STEPS = "cugar.plan.steps"
 CUGAR_BUDGET_CEILING = "cugar.budget.ceiling"
 CUGAR_BUDGET_USED = "cugar.budget.used"
 CUGAR_BUDGET_UTILIZATION = "cugar.budget.utilization"
+# A budget in US dollars, spent by the execution's LLM calls (their cugar.llm.cost).
+CUGAR_BUDGET_CEILING_USD = "cugar.budget.ceiling_usd"
+CUGAR_BUDGET_USED_USD = "cugar.budget.used_usd"
+# Which budget a budget_warning / budget_exceeded event is about (BUDGET_UNITS).
+CUGAR_BUDGET_UNIT = "cugar.budget.unit"
 CUGAR_APPROVAL_TOOL = "cugar.approval.tool"
 CUGAR_APPROVAL_DECISION = "cugar.approval.decision"
 CUGAR_APPROVAL_WAIT_MS = "cugar.approval.wait_ms"
 
 BUDGET_WARNING_RATIO = 0.8
+BUDGET_COST_UNIT, BUDGET_USD = "cost_unit", "USD"
+BUDGET_UNITS: tuple[str, ...] = (BUDGET_COST_UNIT, BUDGET_USD)
 
 # Default bound on distinct tool names (and error types) recorded as metric labels per
 # process; later newcomers are recorded as "other". Overridable with CUGAR_MAX_TOOLS.
@@ -189,10 +196,10 @@ BUDGET_USED = MetricSpec(
     "cugar.budget.used", C, "{cost_unit}", "Budget cost units spent by executions.", (PROFILE,))
 BUDGET_WARNINGS = MetricSpec(
     "cugar.budget.warnings", C, "{execution}",
-    "Executions whose spend crossed 80% of their budget ceiling.", (PROFILE,))
+    "Executions whose spend crossed 80% of a budget ceiling (cost units or USD).", (PROFILE,))
 BUDGET_EXCEEDED = MetricSpec(
     "cugar.budget.exceeded", C, "{execution}",
-    "Executions whose spend exceeded their budget ceiling.", (PROFILE,))
+    "Executions whose spend exceeded a budget ceiling (cost units or USD).", (PROFILE,))
 APPROVALS = MetricSpec(
     "cugar.approvals", C, "{approval}",
     "Human approval gates resolved, by decision (approved, rejected, timeout).", (DECISION,))
@@ -218,7 +225,8 @@ EXECUTION_STEPS = MetricSpec(
     (OUTCOME, PROFILE), STEPS_BUCKETS)
 BUDGET_UTILIZATION = MetricSpec(
     "cugar.budget.utilization.ratio", H, "1",
-    "Budget used divided by the profile's ceiling, per execution.", (PROFILE,),
+    "Budget used divided by its ceiling, per execution (the larger share when the execution "
+    "has a ceiling in cost units and one in USD).", (PROFILE,),
     UTILIZATION_BUCKETS)
 # Pipeline health from the sender's side: what the process discarded before the collector had
 # it (tel.stats() counts the same). Every process reports 0 per reason from its start.
@@ -301,6 +309,11 @@ LLM_COST = MetricSpec(
     "Cost of LLM calls in US dollars, from their tokens and the price table, by provider, "
     "model and profile (calls without a price are counted in cugar.llm.cost.unpriced).",
     (GEN_AI_PROVIDER, GEN_AI_MODEL, PROFILE))
+# The conventions' token metrics carry no profile: this one does, for spend per customer profile.
+LLM_TOKENS = MetricSpec(
+    "cugar.llm.tokens", C, "{token}",
+    "Tokens used by LLM calls, by provider, model, profile and token type (input, output).",
+    (GEN_AI_PROVIDER, GEN_AI_MODEL, PROFILE, GEN_AI_TOKEN_TYPE))
 LLM_COST_UNPRICED = MetricSpec(
     "cugar.llm.cost.unpriced", C, "{call}",
     "LLM calls whose cost is unknown (no price for the model): not guessed, not in "
@@ -309,7 +322,7 @@ LLM_COST_UNPRICED = MetricSpec(
 LLM_METRICS: tuple[MetricSpec, ...] = (
     LLM_OPERATION_DURATION, LLM_TOKEN_USAGE, LLM_TIME_TO_FIRST_CHUNK, LLM_INFERENCE_DURATION,
     LLM_INFERENCE_TIME_TO_FIRST_CHUNK, LLM_INPUT_TOKENS, LLM_OUTPUT_TOKENS, LLM_COST,
-    LLM_COST_UNPRICED,
+    LLM_TOKENS, LLM_COST_UNPRICED,
 )
 
 METRICS: tuple[MetricSpec, ...] = (

@@ -16,8 +16,13 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 
 from otel import catalogue
 from otel.catalogue import (
+    BUDGET_COST_UNIT,
+    BUDGET_USD,
     CUGAR_BUDGET_CEILING,
+    CUGAR_BUDGET_CEILING_USD,
+    CUGAR_BUDGET_UNIT,
     CUGAR_BUDGET_USED,
+    CUGAR_BUDGET_USED_USD,
     CUGAR_BUDGET_UTILIZATION,
     CUGAR_DOMAIN,
     CUGAR_OUTCOME,
@@ -43,6 +48,13 @@ CURRENT: contextvars.ContextVar["Execution | None"] = contextvars.ContextVar(
     "cugar_execution", default=None)
 
 
+def _valid_ceiling(core: Core, what: str, ceiling: float | None) -> float | None:
+    if ceiling is not None and not (isinstance(ceiling, (int, float)) and ceiling > 0):
+        core.invalid_input(f"{what} must be a positive number, got {ceiling!r}")
+        return None
+    return ceiling
+
+
 class Execution(Scope):
     """One agent run, from `AgentTelemetry.execution`: the root span and the execution metrics.
 
@@ -55,18 +67,19 @@ class Execution(Scope):
     what becomes of bad values: see `AgentTelemetry.execution`.
     """
 
-    __slots__ = ("_profile_raw", "_profile", "_agent_name", "_goal", "_ceiling", "_token",
-                 "_cv_token", "_failed", "_failure", "_error_type", "_warned", "_exceeded",
-                 "steps", "spent")
+    __slots__ = ("_profile_raw", "_profile", "_agent_name", "_goal", "_ceiling", "_ceiling_usd",
+                 "_token", "_cv_token", "_failed", "_failure", "_error_type", "_warned",
+                 "_exceeded", "steps", "spent", "spent_usd")
 
     def __init__(self, core: Core | None, profile: str, agent_name: str, goal: str | None,
-                 budget_ceiling: float | None) -> None:
+                 budget_ceiling: float | None, budget_ceiling_usd: float | None = None) -> None:
         super().__init__(core)
         self._profile_raw = profile
         self._profile = catalogue.OTHER
         self._agent_name = agent_name
         self._goal = goal
         self._ceiling = budget_ceiling
+        self._ceiling_usd = budget_ceiling_usd
         self._token = None
         self._cv_token = None
         self._failed = False
@@ -76,6 +89,7 @@ class Execution(Scope):
         self._exceeded = False
         self.steps = 0
         self.spent = 0.0
+        self.spent_usd = 0.0  # what its LLM calls cost (and spend_usd added)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def _enter(self) -> None:
@@ -91,10 +105,8 @@ class Execution(Scope):
 
     def _start(self, core: Core, start: int) -> None:
         self._profile = core.profiles(self._profile_raw)
-        ceiling = self._ceiling
-        if ceiling is not None and not (isinstance(ceiling, (int, float)) and ceiling > 0):
-            core.invalid_input(f"budget_ceiling must be a positive number, got {ceiling!r}")
-            self._ceiling = None
+        self._ceiling = _valid_ceiling(core, "budget_ceiling", self._ceiling)
+        self._ceiling_usd = _valid_ceiling(core, "budget_ceiling_usd", self._ceiling_usd)
         if core.tracer is None:
             return
         agent = core.name(self._agent_name)
@@ -105,6 +117,8 @@ class Execution(Scope):
         }
         if self._ceiling is not None:
             attrs[CUGAR_BUDGET_CEILING] = float(self._ceiling)
+        if self._ceiling_usd is not None:
+            attrs[CUGAR_BUDGET_CEILING_USD] = float(self._ceiling_usd)
         if core.capture_content and self._goal is not None:
             attrs[GEN_AI_INPUT_MESSAGES] = core.capture_messages(self._goal)
         span = core.tracer.start_root(f"{_INVOKE_AGENT} {agent}", attrs, start)
@@ -117,7 +131,10 @@ class Execution(Scope):
             self._failed = True
             self._error_type = self._error_type or exc_type.__name__
         success = not self._failed
-        utilization = self.spent / self._ceiling if self._ceiling else None
+        shares = [spent / ceiling for spent, ceiling in ((self.spent, self._ceiling),
+                                                         (self.spent_usd, self._ceiling_usd))
+                  if ceiling]
+        utilization = max(shares) if shares else None
         span = self._span
         # Recorded with the execution's span (still current here): the duration's exemplar
         # carries its trace id.
@@ -130,6 +147,8 @@ class Execution(Scope):
         attrs[CUGAR_OUTCOME] = _SUCCESS if success else _FAILURE
         attrs[CUGAR_STEPS] = self.steps
         attrs[CUGAR_BUDGET_USED] = self.spent
+        if self._ceiling_usd is not None or self.spent_usd:
+            attrs[CUGAR_BUDGET_USED_USD] = self.spent_usd
         if utilization is not None:
             attrs[CUGAR_BUDGET_UTILIZATION] = utilization
         if not success:
@@ -203,32 +222,63 @@ class Execution(Scope):
 
             ex.spend(12.5)
 
-        With a ceiling, the budget_warning event fires once at >= 80% of it and
-        budget_exceeded once above 100%. A negative, NaN, infinite or non-numeric amount is
-        ignored and counted as `invalid_input` in `tel.stats()`.
+        With a ceiling (`budget_ceiling`), the budget_warning event fires once at >= 80% of it
+        and budget_exceeded once above 100%. A negative, NaN, infinite or non-numeric amount
+        is ignored and counted as `invalid_input` in `tel.stats()`.
         """
+        if self._valid_amount(amount, "spend"):
+            self._spend(amount, BUDGET_COST_UNIT)
+
+    def spend_usd(self, amount: float) -> None:
+        """Add `amount` US dollars to this execution's budget in USD (`budget_ceiling_usd`).
+
+            ex.spend_usd(0.012)  # a model call another instrumentation priced
+
+        The LLM calls made in this execution (`ex.llm_call`, `call.llm_call`,
+        `agent.llm_call` inside it) spend their computed cost here by themselves; call this
+        only for spend our library does not see. budget_warning / budget_exceeded as for
+        `spend` (an execution counts once in each, whichever budget crosses first). Bad
+        amounts as for `spend`. The dollars are not added to any metric (cugar.llm.cost
+        counts the LLM calls).
+        """
+        if self._valid_amount(amount, "spend_usd"):
+            self._spend(amount, BUDGET_USD)
+
+    def _valid_amount(self, amount: float, what: str) -> bool:
         core = self._core
         if core is None:
-            return
+            return False
         if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not (
                 math.isfinite(amount) and amount >= 0):
-            core.invalid_input(f"spend amount must be a finite number >= 0, got {amount!r}")
-            return
+            core.invalid_input(f"{what} amount must be a finite number >= 0, got {amount!r}")
+            return False
+        return True
+
+    def _spend(self, amount: float, unit: str) -> None:
+        """Add to the budget in `unit` (cost units also count in cugar.budget.used);
+        budget_warning once at >= 80% of a ceiling, budget_exceeded once above it."""
+        core = self._core
         try:
-            self.spent += amount
             profile = (self._profile,)
-            core.metrics.add(catalogue.BUDGET_USED, profile, amount)
-            ceiling = self._ceiling
+            if unit == BUDGET_USD:
+                self.spent_usd += amount
+                spent, ceiling = self.spent_usd, self._ceiling_usd
+            else:
+                self.spent += amount
+                core.metrics.add(catalogue.BUDGET_USED, profile, amount)
+                spent, ceiling = self.spent, self._ceiling
             if not ceiling:
                 return
-            if not self._warned and self.spent >= catalogue.BUDGET_WARNING_RATIO * ceiling:
+            attrs = {CUGAR_BUDGET_USED: spent, CUGAR_BUDGET_CEILING: float(ceiling),
+                     CUGAR_BUDGET_UNIT: unit}
+            if not self._warned and spent >= catalogue.BUDGET_WARNING_RATIO * ceiling:
                 self._warned = True
                 core.metrics.add(catalogue.BUDGET_WARNINGS, profile)
-                self._event(EVENT_BUDGET_WARNING, self._budget_attrs())
-            if not self._exceeded and self.spent > ceiling:
+                self._event(EVENT_BUDGET_WARNING, attrs)
+            if not self._exceeded and spent > ceiling:
                 self._exceeded = True
                 core.metrics.add(catalogue.BUDGET_EXCEEDED, profile)
-                self._event(EVENT_BUDGET_EXCEEDED, self._budget_attrs())
+                self._event(EVENT_BUDGET_EXCEEDED, attrs)
         except Exception:  # noqa: BLE001
             core.internal_error("spend")
 
@@ -252,9 +302,6 @@ class Execution(Scope):
                 self._span.attributes.update(self._core.redact({key: value}))
             except Exception:  # noqa: BLE001
                 self._core.internal_error("set_attribute")
-
-    def _budget_attrs(self) -> dict:
-        return {CUGAR_BUDGET_USED: self.spent, CUGAR_BUDGET_CEILING: float(self._ceiling)}
 
     def _event(self, name: str, attributes: dict | None = None) -> None:
         if self._span is not None:

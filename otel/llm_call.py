@@ -146,10 +146,9 @@ class LLMCall(Scope):
         self._error_type = error_type if isinstance(error_type, str) and error_type else "error"
 
     # -- end ---------------------------------------------------------------------------------
-    def _profile(self) -> str:
+    def _execution(self) -> "Execution | None":
         parent = self._parent
-        execution = getattr(parent, "_execution", parent)  # a tool call's execution, or itself
-        return getattr(execution, "_profile", OTHER) if execution is not None else OTHER
+        return getattr(parent, "_execution", parent)  # a tool call's execution, or itself
 
     def _content(self, core: Core, value: Any, role: str) -> str:
         text = core.capture(value)
@@ -168,10 +167,15 @@ class LLMCall(Scope):
             if provider != OTHER and model != OTHER:  # a price is for a known model only
                 self.cost = core.prices.cost(self._provider, self._model, tokens_in or 0,
                                              tokens_out or 0)
+        execution = self._execution()
+        span = self._span
+        # The call's own span is its histograms' exemplar (its trace and span id).
         core.metrics.llm_call(core.llm_operations(self._operation), provider, model,
                               error_label, seconds(self._start_mono, end), tokens_in, tokens_out,
-                              first_chunk_s, self._profile(), self.cost)
-        span = self._span
+                              first_chunk_s, getattr(execution, "_profile", OTHER), self.cost,
+                              span=span.context if span is not None else None)
+        if self.cost is not None and execution is not None:
+            execution.spend_usd(self.cost)  # its budget in USD, if it has one
         if span is None:
             return
         if self._token is not None:

@@ -248,23 +248,26 @@ class AgentMetrics(MetricStore):
 
     def llm_call(self, operation: str, provider: str, model: str, error_type: str | None,
                  duration_s: float, input_tokens: int | None, output_tokens: int | None,
-                 first_chunk_s: float | None, profile: str, cost: float | None) -> None:
+                 first_chunk_s: float | None, profile: str, cost: float | None, *,
+                 span: trace.SpanContext | None = None) -> None:
         """One LLM call in both GenAI layouts, plus its cost (or its lack of a price)."""
         call = (operation, provider, model)
         timed = (*call, error_type)
         with self.lock:
-            self._observe(catalogue.LLM_OPERATION_DURATION, timed, duration_s)
-            self._observe(catalogue.LLM_INFERENCE_DURATION, timed, duration_s)
+            self._observe(catalogue.LLM_OPERATION_DURATION, timed, duration_s, span)
+            self._observe(catalogue.LLM_INFERENCE_DURATION, timed, duration_s, span)
             if first_chunk_s is not None:
-                self._observe(catalogue.LLM_TIME_TO_FIRST_CHUNK, call, first_chunk_s)
-                self._observe(catalogue.LLM_INFERENCE_TIME_TO_FIRST_CHUNK, call, first_chunk_s)
+                self._observe(catalogue.LLM_TIME_TO_FIRST_CHUNK, call, first_chunk_s, span)
+                self._observe(catalogue.LLM_INFERENCE_TIME_TO_FIRST_CHUNK, call, first_chunk_s,
+                              span)
             for spec, token_type, tokens in (
                     (catalogue.LLM_INPUT_TOKENS, _INPUT, input_tokens),
                     (catalogue.LLM_OUTPUT_TOKENS, _OUTPUT, output_tokens)):
                 if tokens is None:
                     continue
-                self._observe(catalogue.LLM_TOKEN_USAGE, (*call, token_type), tokens)
+                self._observe(catalogue.LLM_TOKEN_USAGE, (*call, token_type), tokens, span)
                 self._add(spec, (*call, _TEXT), tokens)
+                self._add(catalogue.LLM_TOKENS, (provider, model, profile, token_type), tokens)
             if input_tokens is None and output_tokens is None:
                 return  # no usage reported: nothing to price
             if cost is None:

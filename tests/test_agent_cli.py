@@ -43,6 +43,10 @@ def cli(*args: str, env: dict[str, str] | None = None,
     (["run", "--executions", "5", "--fail", "intelligence=2"], "within 0..1"),
     (["run", "--executions", "5", "--profile", "vip"], "unknown profile 'vip'"),
     (["run", "--executions", "5", "--latency-multiplier", "0"], "latency multiplier must be > 0"),
+    (["run", "--executions", "5", "--budget-usd", "demo"], "expected PROFILE=USD"),
+    (["run", "--executions", "5", "--budget-usd", "vip=1"], "--budget-usd: unknown profile 'vip'"),
+    (["run", "--executions", "5", "--budget-usd", "demo=0"],
+     "--budget-usd: the ceiling of 'demo' must be a positive number of US dollars"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(args: list[str], message: str,
                                                    capsys: pytest.CaptureFixture[str]) -> None:

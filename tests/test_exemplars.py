@@ -20,6 +20,7 @@ from otel import catalogue
 from tests.conftest import require_pipeline_components
 from services.stack.pipeline import METRICS_PATHS, Pipeline
 from services.stack.process import wait_until
+from tests.support.jaeger import hex_id
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +87,7 @@ def test_the_slowest_executions_exemplar_leads_to_its_trace_in_jaeger(pipeline: 
 
     wait_until(in_jaeger, 30, interval=0.5, what="the exemplar's trace in Jaeger")
     (execution,) = [s for s in spans if s["attrs"].get("gen_ai.operation.name") == "invoke_agent"]
-    assert _span_id_hex(execution["spanId"]) == slowest["labels"]["span_id"]
+    assert hex_id(execution["spanId"]) == slowest["labels"]["span_id"]
     assert execution["resource"]["service.name"] == SERVICE
     assert execution["attrs"].get("test.slow") is True
     duration_s = (int(execution["endTimeUnixNano"]) - int(execution["startTimeUnixNano"])) / 1e9
@@ -108,11 +109,3 @@ def test_every_slow_execution_has_its_own_exemplar(pipeline: Pipeline, run: dict
     wait_until(stored, 30, interval=0.5, what="every slow execution's exemplar")
     assert slow == expected
 
-
-def _span_id_hex(span_id: str) -> str:
-    """Jaeger's OTLP JSON gives span ids as hex (or base64 in older versions)."""
-    if len(span_id) == 16:
-        return span_id.lower()
-    import base64
-
-    return base64.b64decode(span_id).hex()

@@ -20,9 +20,7 @@ PII canaries put into prompts (hence tool arguments and results) may reach eithe
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,15 +50,10 @@ LEGACY_MODEL = "legacy-model-1"
 DEADLINE_S = 60
 
 
-def run_emitter(pipeline: Pipeline, emitter: str, service: str, base_url: str,
-                env: dict[str, str] | None = None) -> dict:
-    runs = RUNS[service]
-    cmd = [sys.executable, "-m", "tests.support.genai_emitters", emitter, "--base-url", base_url,
-           "--runs", str(runs["runs"]), "--failing-tool-runs", str(runs["failing_tool_runs"]),
-           "--failing-model-runs", str(runs["failing_model_runs"]), "--text", CANARY_TEXT]
-    full_env = {**os.environ, **pipeline.agent_env(), "OTEL_EXPORTER_OTLP_INSECURE": "true",
-                "OTEL_SERVICE_NAME": service, **(env or {})}
-    proc = subprocess.run(cmd, env=full_env, cwd=REPO_ROOT, capture_output=True, text=True,
+def run_emitter(pipeline: Pipeline, emitter: str, service: str, base_url: str) -> dict:
+    cmd = genai_emitters.command(emitter, base_url, **RUNS[service], text=CANARY_TEXT)
+    env = genai_emitters.environment(pipeline.agent_env(), emitter, service)
+    proc = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=180)
     assert proc.returncode == 0, f"{emitter} exited {proc.returncode}: {proc.stderr[-3000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -122,9 +115,7 @@ def driven(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pipeline,
             report = run_emitter(pipeline, "pydantic-ai", PYDANTIC, llm.base_url)
             truth[PYDANTIC] = (list(llm.calls), report)
         with FakeOpenAI() as llm:
-            report = run_emitter(pipeline, "openai-agents", AGENTS, llm.base_url, env={
-                "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
-                "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_ONLY"})
+            report = run_emitter(pipeline, "openai-agents", AGENTS, llm.base_url)
             truth[AGENTS] = (list(llm.calls), report)
         send_plain_spans(pipeline)
         yield pipeline, truth

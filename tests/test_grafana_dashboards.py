@@ -45,8 +45,12 @@ NON_CATALOGUE_SERIES = {queries.UP, queries.SCRAPE_DURATION}
 COLLECTOR_NAMES = {n for v in vars(queries).values()
                    for n in (v.values() if isinstance(v, dict) else [v])
                    if isinstance(n, str) and n.startswith("otelcol_")}
-# Catalogue metrics by every name they take in Prometheus (counter, _bucket, _sum, _count).
-BY_SERIES = {name: m for m in catalogue.METRICS for name in m.series_names()}
+# Catalogue metrics by every name they take in Prometheus (counter, _bucket, _sum, _count):
+# our SDK's and the collector-derived GenAI ones.
+BY_SERIES = {name: m for m in catalogue.GUARDED_METRICS for name in m.series_names()}
+# Where a variable's values come from on each board: its label (Prometheus name).
+VARIABLE_LABELS = {"profile": "profile", "domain": "domain", "model": "gen_ai_request_model",
+                   "service": "job", "agent": "gen_ai_agent_name"}
 
 
 def type_errors(value: Any, hint: Any, path: str = "") -> list[str]:
@@ -243,7 +247,8 @@ def test_committed_dashboard_is_the_generated_one(name: str) -> None:
 
 
 def test_every_query_names_only_known_series() -> None:
-    known = catalogue.all_series_names() | NON_CATALOGUE_SERIES
+    known = (catalogue.all_series_names() | catalogue.genai_derived_series_names()
+             | NON_CATALOGUE_SERIES)
     for d in DASHBOARDS.values():
         for panel, target in targets(d):
             names = metric_names(target["expr"])
@@ -267,12 +272,50 @@ def test_profile_and_domain_variables_list_label_values_that_exist() -> None:
         assert v["datasource"]["uid"] == PROMETHEUS_UID
 
 
-def test_variables_only_filter_metrics_that_carry_the_label() -> None:
-    for panel, target in targets(GOLDEN):
-        for var in ("profile", "domain"):
-            for selector in re.findall(r"(\w+)\{([^}]*\$" + var + r"[^}]*)\}", target["expr"]):
-                spec = BY_SERIES[selector[0]]
-                assert var in spec.labels, f"{panel['title']}: {selector[0]} has no {var} label"
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_label_variables_list_labels_their_series_carry(name: str) -> None:
+    for var, v in variables(DASHBOARDS[name]).items():
+        if v["type"] != "query":
+            continue
+        query = v["query"] if isinstance(v["query"], str) else v["query"]["query"]
+        metric, label = re.fullmatch(r"label_values\((\w+), (\w+)\)", query).groups()
+        assert label == VARIABLE_LABELS[var], (name, var)
+        assert label in BY_SERIES[metric].labels or label in catalogue.RESOURCE_LABELS.values()
+        assert v["includeAll"] and v["multi"] and v["allValue"] == ".*", (name, var)
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_variables_only_filter_metrics_that_carry_the_label(name: str) -> None:
+    for panel, target in targets(DASHBOARDS[name]):
+        for var, label in VARIABLE_LABELS.items():
+            for metric, _ in re.findall(r"(\w+)\{([^}]*\$" + var + r"\b[^}]*)\}", target["expr"]):
+                spec = BY_SERIES[metric]
+                assert label in spec.labels or label in catalogue.RESOURCE_LABELS.values(), (
+                    f"{panel['title']}: {metric} has no {label} label")
+
+
+# What every series of a board must be filtered by (its variables that every query applies).
+FILTERED_BY = {"cugar-genai-agents": {'job=~"$service"', 'gen_ai_agent_name=~"$agent"'},
+               "cugar-llm": {'gen_ai_request_model=~"$model"'}}
+
+
+@pytest.mark.parametrize("name", sorted(FILTERED_BY))
+def test_every_series_follows_the_boards_variables(name: str) -> None:
+    for panel, target in targets(DASHBOARDS[name]):
+        for selector in re.findall(r"\w+\{[^}]*\}|\w+\[", target["expr"]):
+            assert all(m in selector for m in FILTERED_BY[name]), (panel["title"], selector)
+
+
+def test_llm_series_with_a_profile_follow_the_profile_variable() -> None:
+    """Cost and tokens carry the profile (the GenAI conventions' metrics do not)."""
+    with_profile = {m.prometheus_name for m in (catalogue.LLM_COST, catalogue.LLM_TOKENS)}
+    found = 0
+    for panel, target in targets(DASHBOARDS["cugar-llm"]):
+        for metric, matchers in re.findall(r"(\w+)\{([^}]*)\}", target["expr"]):
+            if metric in with_profile:
+                found += 1
+                assert 'profile=~"$profile"' in matchers, panel["title"]
+    assert found >= 5
 
 
 def test_runbook_links_point_at_existing_runbook_sections() -> None:

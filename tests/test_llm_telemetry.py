@@ -7,6 +7,7 @@ Not covered here: the price table itself (tests/test_otel_llm.py checks it again
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ from services.agent.llm import STREAMING_TOOLS, TOOL_MIX
 from services.monitoring import queries as q
 from services.stack.pipeline import Pipeline
 from services.stack.process import wait_until
+from tests.support.jaeger import hex_id
 
 pytestmark = pytest.mark.integration
 
@@ -71,13 +73,18 @@ def test_token_counters_equal_the_ground_truth_per_model(pipeline, run, spec, fi
     assert _by_model(pipeline, q.select(spec, matchers=[JOB, text]), expected) == expected
 
 
-def test_token_usage_histogram_equals_the_ground_truth(pipeline, run) -> None:
+@pytest.mark.parametrize("spec, suffix", [(c.LLM_TOKEN_USAGE, "_sum"), (c.LLM_TOKENS, "")])
+def test_token_usage_histogram_and_tokens_by_profile_equal_the_ground_truth(pipeline, run, spec,
+                                                                            suffix) -> None:
     truth, _ = run
     for token_type in c.TOKEN_TYPES:
         expected = {k: float(v) for k, v in _per_model(truth, f"{token_type}_tokens").items() if v}
-        got = _by_model(pipeline, q.select(c.LLM_TOKEN_USAGE, "_sum", [
+        got = _by_model(pipeline, q.select(spec, suffix, [
             JOB, q.eq(c.label_name(c.GEN_AI_TOKEN_TYPE), token_type)]), expected)
         assert got == expected, token_type
+    if spec is c.LLM_TOKENS:  # every profile's executions called models
+        profiles = pipeline.query(f"count by (profile) ({q.select(spec, matchers=[JOB])})")
+        assert {r["metric"]["profile"] for r in profiles} == set(c.DEFAULT_PROFILES)
 
 
 def test_cost_equals_the_ground_truth_per_model_and_unpriced_calls_are_counted(pipeline, run):
@@ -132,9 +139,71 @@ def test_chat_spans_sit_under_their_execution_or_tool_with_genai_attributes(run)
     assert tokens == truth["llm"]["input_tokens"]
 
 
+def test_llm_call_durations_carry_exemplars_naming_their_chat_spans(pipeline, run) -> None:
+    """From an LLM latency number to its call: each exemplar Prometheus stored on the duration
+    buckets names a `chat {model}` span Jaeger holds, of the model of its series."""
+    _, spans = run
+    chats = {hex_id(s["spanId"]): s for s in spans if s["name"].startswith("chat ")}
+    buckets = f'{c.LLM_OPERATION_DURATION.series("_bucket")}{{job="{SERVICE}"}}'
+    found: list[tuple[dict, dict]] = []
+
+    def stored() -> bool:
+        now = time.time()
+        found[:] = [(series["seriesLabels"], ex) for series in
+                    pipeline.prometheus.exemplars(buckets, now - 600, now + 60)
+                    for ex in series["exemplars"]]
+        return bool(found)
+
+    wait_until(stored, 30, interval=0.5, what="exemplars of the LLM call durations")
+    for labels, ex in found:
+        chat = chats[ex["labels"]["span_id"]]
+        assert hex_id(chat["traceId"]) == ex["labels"]["trace_id"]
+        assert chat["attrs"]["gen_ai.request.model"] == labels[MODEL]
+
+
 def test_the_cardinality_guard_folds_no_llm_label(pipeline, run) -> None:
     """Every LLM label value is in the catalogue's sets: the guard replaced none with `other`
     (a label masked by the redaction as a secret-looking key would have been)."""
     overflow = pipeline.query(f'sum({q.CARDINALITY_OVERFLOW}{{service="{SERVICE}"}})')
     assert not overflow or float(overflow[0]["value"][1]) == 0, overflow
     assert not pipeline.query(q.select(c.LLM_INPUT_TOKENS, matchers=[JOB, 'gen_ai_request_model="other"']))
+
+
+BUDGET_SERVICE = "cugar-llm-budget"
+BUDGET_USD = {"enterprise": 0.02, "demo": 0.02}  # USD per execution: some cross, some do not
+BUDGET_SEED, BUDGET_EXECUTIONS = 11, 60
+
+
+@pytest.fixture(scope="module")
+def budget_run(pipeline: Pipeline, run_agent: Callable[..., dict]) -> dict:
+    args = [a for p, usd in BUDGET_USD.items() for a in ("--budget-usd", f"{p}={usd}")]
+    return run_agent(pipeline, "--executions", str(BUDGET_EXECUTIONS), "--processes", "2",
+                     "--seed", str(BUDGET_SEED), "--time-scale", "0", *args,
+                     env={"OTEL_SERVICE_NAME": BUDGET_SERVICE})
+
+
+@pytest.mark.parametrize("spec, field", [(c.BUDGET_WARNINGS, "budget_warnings"),
+                                         (c.BUDGET_EXCEEDED, "budget_exceeded")])
+def test_a_budget_in_usd_is_spent_by_llm_calls_and_counted_per_profile(pipeline, budget_run,
+                                                                       spec, field) -> None:
+    """The executions whose LLM calls cost more than 80% (100%) of their USD ceiling count in
+    the same counters as cost units, once each, by profile."""
+    from services.agent.scenario import SimulationConfig, script_for
+
+    truth = {p: float(v[field]) for p, v in budget_run["by_profile"].items() if v[field]}
+    # Not what cost units alone give: the USD budgets add crossings.
+    units_only = Counter()
+    for i in range(BUDGET_EXECUTIONS):
+        script = script_for(i, SimulationConfig(seed=BUDGET_SEED))
+        units_only[script.profile.name] += getattr(script, field.removesuffix("s"))
+    assert any(truth.get(p, 0) > units_only[p] for p in BUDGET_USD), (truth, units_only)
+    promql = f'sum by (profile) ({q.select(spec, matchers=[q.eq("job", BUDGET_SERVICE)])})'
+
+    def read(result) -> dict:
+        return {r["metric"]["profile"]: float(r["value"][1]) for r in result}
+
+    try:
+        got = read(pipeline.wait_for(promql, lambda r: read(r) == truth, timeout=30))
+    except TimeoutError:
+        got = read(pipeline.query(promql))
+    assert got == truth

@@ -58,6 +58,35 @@ def test_execution_and_tool_durations_carry_their_own_spans_ids() -> None:
         tel.shutdown()
 
 
+def test_llm_call_histograms_carry_their_chat_spans_ids() -> None:
+    tel, spans, metrics = in_memory_telemetry()
+    try:
+        with tel.agent.execution(profile="smb", agent_name="a") as ex:
+            with ex.llm_call("openai", "gpt-4o-mini") as fast:
+                fast.record(input_tokens=10, output_tokens=2)
+            with ex.tool_call("draft_email", domain="engagement") as tool:
+                with tool.llm_call("openai", "gpt-4o-mini", stream=True) as slow:
+                    time.sleep(0.05)
+                    slow.first_chunk()
+                    slow.record(input_tokens=5000, output_tokens=700)
+        tel.force_flush()
+        chats = {s.context.span_id: s for s in spans.get_finished_spans()
+                 if s.name.startswith("chat ")}
+        slow_span = max(chats.values(), key=lambda s: s.end_time - s.start_time)
+        for spec in (catalogue.LLM_OPERATION_DURATION, catalogue.LLM_INFERENCE_DURATION,
+                     catalogue.LLM_TIME_TO_FIRST_CHUNK, catalogue.LLM_TOKEN_USAGE):
+            exemplars = _exemplars(metrics, spec)
+            assert exemplars and {e.span_id for e in exemplars} <= set(chats), spec.name
+            slowest = max(exemplars, key=lambda e: e.value)
+            assert (slowest.span_id, slowest.trace_id) == (
+                slow_span.context.span_id, slow_span.context.trace_id), spec.name
+        duration = max(_exemplars(metrics, catalogue.LLM_OPERATION_DURATION), key=lambda e: e.value)
+        assert duration.value == pytest.approx(
+            (slow_span.end_time - slow_span.start_time) / 1e9, abs=2e-3)
+    finally:
+        tel.shutdown()
+
+
 def test_exemplars_are_exported_once_and_the_last_of_a_bucket_wins() -> None:
     tel, _, metrics = in_memory_telemetry()
     try:

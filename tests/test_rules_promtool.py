@@ -39,6 +39,7 @@ PIPELINE_ALERTS = {"CollectorRefusingData", "CollectorExportFailing",
                    "CollectorExporterQueueFull", "ScrapeTargetDown", "CollectorCardinalityOverflow",
                    "CollectorDroppingInvalidPoints", "SendersDroppingTelemetry"}
 LLM_ALERTS = {"LLMCostOverBudget", "LLMTokenSpike", "HighLLMErrorRate"}
+GENAI_ALERTS = {"GenAIAgentErrorRateHigh", "GenAIToolErrorRateHigh", "GenAIAgentLatencyP95High"}
 ALERT_DELIVERY_ALERTS = {"AlertmanagerFailedToSendNotifications",
                          "PrometheusErrorSendingAlertsToAnyAlertmanager",
                          "PrometheusNotConnectedToAlertmanagers"}
@@ -73,7 +74,8 @@ def test_series_name_extraction_sees_through_promql() -> None:
 def test_generated_files_are_current() -> None:
     assert generate.COUNTING_TEST_RULES_FILE in TEST_RULE_FILES
     assert {generate.RECORDING_FILE, generate.AGENT_ALERTS_FILE, generate.PIPELINE_ALERTS_FILE,
-            generate.ALERT_DELIVERY_ALERTS_FILE, generate.LLM_ALERTS_FILE} == set(RULE_FILES)
+            generate.ALERT_DELIVERY_ALERTS_FILE, generate.LLM_ALERTS_FILE,
+            generate.GENAI_ALERTS_FILE} == set(RULE_FILES)
     stale = generate.stale()
     assert not stale, f"stale generated files {stale}: run `{generate.COMMAND}`"
 
@@ -183,6 +185,16 @@ MUTATIONS = {
                                            "increase10m > 0", "llm_alerts_test.yml"),
     "llm: every call counted as failed": ("rules/llm_alerts.yml", r'\{error_type!=""\}', "",
                                           "llm_alerts_test.yml"),
+    # GenAI agents of any framework: per agent, not fleet-wide; errors only; p95 in seconds.
+    "genai: agents summed together": (
+        "rules/cugar_recording.yml",
+        r"sum by \(job, gen_ai_agent_name\) \(increase\(cugar_genai_agent_errors_total",
+        "sum by (job) (increase(cugar_genai_agent_errors_total", "genai_alerts_test.yml"),
+    "genai: every tool call counted as failed": (
+        "rules/genai_alerts.yml", r"job_gen_ai_tool_name:cugar_genai_tool_errors_total:increase5m",
+        "job_gen_ai_tool_name:cugar_genai_tool_calls_total:increase5m", "genai_alerts_test.yml"),
+    "genai: latency threshold in ms": ("rules/genai_alerts.yml", r"\) > 30\n", ") > 30000\n",
+                                       "genai_alerts_test.yml"),
     # One failed notification among hundreds must not page.
     "delivery: any failure pages": ("rules/alert_delivery_alerts.yml", r"\) > 0\.01\n", ") > 0\n",
                                     "alert_delivery_alerts_test.yml"),
@@ -267,8 +279,8 @@ def test_every_golden_signal_is_recorded_with_its_labels() -> None:
 
 def test_seed_alerts_and_pipeline_alerts_are_defined() -> None:
     alerts = _alerts()
-    assert (set(SEED_ALERTS) | PIPELINE_ALERTS | ALERT_DELIVERY_ALERTS | LLM_ALERTS == set(alerts)
-            == set(tunables.ALERTS))
+    assert (set(SEED_ALERTS) | PIPELINE_ALERTS | ALERT_DELIVERY_ALERTS | LLM_ALERTS
+            | GENAI_ALERTS == set(alerts) == set(tunables.ALERTS))
     for name, (severity, duration) in SEED_ALERTS.items():
         assert alerts[name]["labels"]["severity"] == severity, name
         assert alerts[name].get("for") == duration, name

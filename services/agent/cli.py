@@ -14,15 +14,22 @@ from services.agent.scenario import SimulationConfig
 from services.agent.worker import Pacing
 
 
-def _fail_spec(text: str) -> tuple[str, float]:
-    key, sep, rate = text.partition("=")
+def _key_value(text: str, form: str) -> tuple[str, float]:
+    key, sep, number = text.partition("=")
     try:
         if not sep or not key:
             raise ValueError
-        return key.strip(), float(rate)
+        return key.strip(), float(number)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected DOMAIN=RATE or TOOL=RATE (e.g. intelligence=0.9), got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {form}, got {text!r}") from None
+
+
+def _fail_spec(text: str) -> tuple[str, float]:
+    return _key_value(text, "DOMAIN=RATE or TOOL=RATE (e.g. intelligence=0.9)")
+
+
+def _budget_usd_spec(text: str) -> tuple[str, float]:
+    return _key_value(text, "PROFILE=USD (e.g. demo=0.05)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fail", type=_fail_spec, action="append", default=[],
                      metavar="DOMAIN=RATE", help="set the error rate of a domain or tool "
                      "(failure injection; repeatable)")
+    run.add_argument("--budget-usd", type=_budget_usd_spec, action="append", default=[],
+                     metavar="PROFILE=USD", help="give a profile's executions a budget ceiling "
+                     "in US dollars that their LLM calls spend (repeatable; flagged by "
+                     "budget_warning / budget_exceeded, the budget guard stays in cost units)")
     run.add_argument("--profile", action="append", default=[], metavar="NAME",
                      help="restrict the profile mix (repeatable; default: all profiles)")
     run.add_argument("--approval-reject-rate", type=float, default=0.08, metavar="P")
@@ -72,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = SimulationConfig(
             seed=seed, error_rates=dict(args.fail), latency_multiplier=args.latency_multiplier,
-            profiles=tuple(args.profile), approval_reject_rate=args.approval_reject_rate,
+            profiles=tuple(args.profile), budget_usd=dict(args.budget_usd),
+            approval_reject_rate=args.approval_reject_rate,
             approval_timeout_rate=args.approval_timeout_rate)
         pacing = Pacing(executions=args.executions, rate=args.rate, duration=args.duration,
                         processes=args.processes, concurrency=args.concurrency,

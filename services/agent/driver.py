@@ -52,7 +52,8 @@ _DECIDE = {
 async def play(agent: Any, script: ExecutionScript, pacer: Pacer, agent_name: str) -> None:
     profile = script.profile
     async with agent.execution(profile=profile.name, agent_name=agent_name, goal=script.goal,
-                               budget_ceiling=profile.budget_ceiling) as ex:
+                               budget_ceiling=profile.budget_ceiling,
+                               budget_ceiling_usd=profile.budget_ceiling_usd) as ex:
         # Planning is the planner's model call(s): they take the planning time.
         await _call_models(ex, script.planner_llm, script.planning_ms, pacer)
         ex.plan_created(steps=script.planned_steps)

@@ -16,6 +16,9 @@ class Profile:
     max_steps: int
     domain_weights: dict[str, float]  # how often a plan step is routed to each domain
     action_rate: float  # share of plans that end with an action (execute tool, approval)
+    # US dollars per execution that its LLM calls may spend (None: no budget in USD; the run's
+    # --budget-usd sets one). Crossing it is flagged, not enforced: the guard is in cost units.
+    budget_ceiling_usd: float | None = None
 
     def domain_weight_list(self) -> list[float]:
         return [self.domain_weights.get(d, 0.0) for d in DOMAINS]

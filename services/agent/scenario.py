@@ -54,6 +54,7 @@ class SimulationConfig:
     error_rates: dict[str, float] = field(default_factory=dict)
     latency_multiplier: float = 1.0
     profiles: tuple[str, ...] = ()  # restrict the mix; empty = every profile, default weights
+    budget_usd: dict[str, float] = field(default_factory=dict)  # profile -> USD ceiling
     approval_reject_rate: float = 0.08
     approval_timeout_rate: float = 0.01
     approval_timeout_ms: float = 6_000.0
@@ -69,6 +70,13 @@ class SimulationConfig:
                                  f"({', '.join(DOMAINS)}) or a tool name")
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"error rate for {key!r} must be within 0..1, got {rate}")
+        for name, usd in self.budget_usd.items():
+            if name not in PROFILES_BY_NAME:
+                raise ValueError(f"--budget-usd: unknown profile {name!r}: use one of "
+                                 f"{', '.join(PROFILES_BY_NAME)}")
+            if not (math.isfinite(usd) and usd > 0):
+                raise ValueError(f"--budget-usd: the ceiling of {name!r} must be a positive "
+                                 f"number of US dollars, got {usd}")
         for name in self.profiles:
             if name not in PROFILES_BY_NAME:
                 raise ValueError(f"unknown profile {name!r}: use one of "
@@ -87,6 +95,8 @@ class SimulationConfig:
 
     def profile_mix(self) -> tuple[list[Profile], list[float]]:
         chosen = [PROFILES_BY_NAME[n] for n in self.profiles] if self.profiles else list(PROFILES)
+        chosen = [replace(p, budget_ceiling_usd=self.budget_usd[p.name])
+                  if p.name in self.budget_usd else p for p in chosen]
         return chosen, [p.weight for p in chosen]
 
 

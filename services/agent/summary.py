@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from otel import pricing
-from otel.catalogue import APPROVAL_DECISIONS, DOMAINS
+from otel.catalogue import APPROVAL_DECISIONS, BUDGET_WARNING_RATIO, DOMAINS
 from otel.config import load_settings
 
 from services.agent.llm import MODELS
@@ -66,18 +66,23 @@ def record(summary: dict[str, Any], script: ExecutionScript) -> None:
     """Count one execution that was played to its end."""
     ok, calls = script.succeeded, script.tool_calls
     profile = summary["by_profile"][script.profile.name]
+    # What its LLM calls cost, in the order they were made (the execution's USD budget).
+    spent_usd = sum(cost for plan in script.llm_calls
+                    if (cost := _record_llm(summary["llm"], plan)) is not None)
+    usd = script.profile.budget_ceiling_usd
+    # An execution counts once whichever budget (cost units, USD) crosses.
+    warned = script.budget_warning or (usd is not None and spent_usd >= BUDGET_WARNING_RATIO * usd)
+    exceeded = script.budget_exceeded or (usd is not None and spent_usd > usd)
     for bucket in (summary, profile):
         bucket["executions"] += 1
         bucket["successful" if ok else "failed"] += 1
         bucket["budget_used"] += script.spent
-        bucket["budget_warnings"] += script.budget_warning
-        bucket["budget_exceeded"] += script.budget_exceeded
+        bucket["budget_warnings"] += warned
+        bucket["budget_exceeded"] += exceeded
         bucket["steps"] += calls
     summary["tool_calls"] += calls
     if script.failure:
         summary["failure_reasons"][script.failure] += 1
-    for plan in script.llm_calls:
-        _record_llm(summary["llm"], plan)
     for step in script.steps:
         if step.approval:
             summary["approvals"][step.approval.decision] += 1
@@ -93,7 +98,8 @@ def record(summary: dict[str, Any], script: ExecutionScript) -> None:
                 types[attempt.error_type] = types.get(attempt.error_type, 0) + 1
 
 
-def _record_llm(llm: dict[str, Any], plan: Any) -> None:
+def _record_llm(llm: dict[str, Any], plan: Any) -> float | None:
+    """Count one LLM call; its cost in USD (None: failed, or no price)."""
     model = llm["by_model"][plan.provider][plan.model]
     cost = None
     if plan.error_type is None:
@@ -110,6 +116,7 @@ def _record_llm(llm: dict[str, Any], plan: Any) -> None:
             bucket["unpriced_calls"] += 1
         else:
             bucket["cost_usd"] += cost
+    return cost
 
 
 def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:

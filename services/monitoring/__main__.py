@@ -23,6 +23,7 @@ AGENT_ALERTS_FILE = RULES_DIR / "cugar_alerts.yml"
 PIPELINE_ALERTS_FILE = RULES_DIR / "pipeline_alerts.yml"
 ALERT_DELIVERY_ALERTS_FILE = RULES_DIR / "alert_delivery_alerts.yml"
 LLM_ALERTS_FILE = RULES_DIR / "llm_alerts.yml"
+GENAI_ALERTS_FILE = RULES_DIR / "genai_alerts.yml"
 COUNTING_TEST_RULES_FILE = PROMETHEUS_DIR / "tests" / "rules" / "counting.yml"
 DASHBOARDS_DIR = REPO_ROOT / "monitoring" / "grafana" / "dashboards"
 # Only its redaction, cardinality_guard and signal_to_metrics/genai blocks are generated
@@ -84,6 +85,12 @@ def _rules_files() -> dict[Path, Callable[[], str]]:
             "LLM calls: a profile's spend over its budget (USD, cugar_llm_cost_total), a token\n"
             "spike against the hour before, and the share of calls that failed (GenAI client\n"
             "metrics). Silent while nothing calls a model."),
+        GENAI_ALERTS_FILE: lambda: _dump_rules(
+            [{"name": "cugar-genai-alerts", "rules": alerts["cugar-genai-alerts"]}],
+            "GenAI agents of any framework (PydanticAI, the OpenAI Agents SDK, ...), from the\n"
+            "collector-derived cugar_genai_* series: an agent's failed invocations, a tool's\n"
+            "failed calls, an agent's p95 latency, per service (job) and agent or tool name.\n"
+            "Silent while no such agent runs."),
         COUNTING_TEST_RULES_FILE: lambda: _dump_rules(
             rules.counting_test_groups(),
             f"Counting over {rules.TEST_WINDOW}, per series and fleet-wide, for\n"

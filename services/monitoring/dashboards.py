@@ -1,4 +1,4 @@
-"""The two Grafana dashboards, built with Grafana's foundation SDK: every panel's query comes from
+"""The Grafana dashboards (golden signals, pipeline health, LLM calls, GenAI agents), built with Grafana's foundation SDK: every panel's query comes from
 queries.py and every alert-related colour from tunables.py (no pasted PromQL).
 `python -m services.monitoring` writes them to monitoring/grafana/dashboards/.
 
@@ -18,7 +18,12 @@ from grafana_foundation_sdk.models.prometheus import QueryEditorMode
 
 from otel.catalogue import (
     APPROVAL_WAIT, BUDGET_UTILIZATION, BUDGET_WARNING_RATIO, DOMAIN_USAGE, EXECUTION_DURATION,
-    EXECUTIONS, LATENCY_PERCENTILES, OUTCOME, TELEMETRY_DROPPED, TOOL_CALLS,
+    EXECUTIONS, GEN_AI_MODEL, GENAI_AGENT_DURATION, GENAI_AGENT_ERRORS, GENAI_AGENT_INVOCATIONS,
+    GENAI_AGENT_NAME, GENAI_INFERENCE_CALLS, GENAI_INFERENCE_DURATION, GENAI_INFERENCE_ERRORS,
+    GENAI_INPUT_TOKENS, GENAI_MODEL, GENAI_OUTPUT_TOKENS, GENAI_TOOL_CALLS, GENAI_TOOL_DURATION,
+    GENAI_TOOL_ERRORS, GENAI_TOOL_NAME, LATENCY_PERCENTILES, LLM_COST, LLM_COST_UNPRICED,
+    GEN_AI_TOKEN_TYPE, LLM_OPERATION_DURATION, LLM_TIME_TO_FIRST_CHUNK, LLM_TOKENS, OUTCOME,
+    PROFILE as PROFILE_LABEL, TELEMETRY_DROPPED, TOOL_CALLS, label_name,
 )
 
 from . import collector_guard
@@ -154,9 +159,12 @@ def _board(uid: str, title: str, description: str, tags: list[str],
     return board
 
 
-def _label_variable(name: str, label: str, metric) -> d.QueryVariable:
+def _label_variable(name: str, label: str, metric, suffix: str = "",
+                    label_name: str | None = None) -> d.QueryVariable:
+    """A multi-value variable `name` listing the values of `label_name` (default: `name`) on
+    series `metric` + `suffix` (a histogram's `_count`)."""
     return (d.QueryVariable(name).label(label).datasource(DATASOURCE)
-            .query(f"label_values({metric.prometheus_name}, {name})")
+            .query(f"label_values({metric.series(suffix)}, {label_name or name})")
             .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).multi(True).include_all(True)
             .all_value(".*").sort(dm.VariableSort.ALPHABETICAL_ASC))
 
@@ -373,6 +381,227 @@ def pipeline_health() -> d.Dashboard:
     return board
 
 
+# --- LLM calls (our library's GenAI client metrics and cost) ---------------------------------
+
+MODEL_LABEL = label_name(GEN_AI_MODEL)
+MODEL = [q.like(MODEL_LABEL, "$model")]
+PER_MINUTE = 60
+
+
+def _per_minute(spec, by: Sequence[str] = (), suffix: str = "", matchers=()) -> str:
+    return q.scaled(q.per_second(spec, RATE, by, suffix, matchers), PER_MINUTE)
+
+
+def llm_calls() -> d.Dashboard:
+    """A board of its own, not a row on golden signals: keyed by model and profile (labels the
+    golden-signals metrics lack), and the golden-signals board keeps its known layout."""
+    w = GOLDEN_WINDOW
+    errors = ALERTS["HighLLMErrorRate"].threshold
+    failed = ['error_type!=""']
+    calls = LLM_OPERATION_DURATION
+    board = _board(
+        "cugar-llm", "CUGAr LLM calls",
+        "LLM calls of agents using the CUGAr library (and of any sender of the GenAI client "
+        "metrics): tokens and cost by model and profile, latency with exemplars, errors, "
+        "unpriced calls.", ["cugar", "cugar-llm"],
+        [_dashboard_link("Golden signals", "cugar-golden-signals"),
+         _dashboard_link("GenAI agents", "cugar-genai"), _runbooks_link()],
+        [_label_variable("model", "Model", calls, "_count", MODEL_LABEL),
+         _label_variable("profile", "Profile", LLM_COST)])
+    cost_filter = [*MODEL, *PROFILE]
+    layout = _Layout(board)
+    layout.row("LLM calls", 5, [
+        (5, _stat("LLM calls", "LLM calls finished in the dashboard's time range.",
+                  [_target(q.count(calls, RANGE, suffix="_count", matchers=MODEL), instant=True)],
+                  "short", [("blue", None)])),
+        (5, _stat("Cost", "What the priced LLM calls cost in the dashboard's time range (USD, "
+                  "from tokens and the price table).",
+                  [_target(q.count(LLM_COST, RANGE, matchers=cost_filter), instant=True)],
+                  "currencyUSD", [("blue", None)], "LLMCostOverBudget", decimals=2)),
+        (5, _stat("Tokens", "Input and output tokens of the LLM calls in the dashboard's time "
+                  "range.",
+                  [_target(q.count(LLM_TOKENS, RANGE, matchers=cost_filter), instant=True)],
+                  "short", [("blue", None)], "LLMTokenSpike")),
+        (5, _stat("Error rate", f"Share of LLM calls that failed over the last {w} (rate "
+                  "limits, timeouts, provider errors).",
+                  [_target(q.fraction(calls, failed, w, MODEL, "_count"))], "percentunit",
+                  [("green", None), ("yellow", errors / 2), ("red", errors)], "HighLLMErrorRate",
+                  1, ratio=True)),
+        (4, _stat("Unpriced calls", "LLM calls in the dashboard's time range whose model has "
+                  "no price: counted, not in the cost (add the model to CUGAR_LLM_PRICES).",
+                  [_target(q.or_zero(q.count(LLM_COST_UNPRICED, RANGE, matchers=MODEL)),
+                           instant=True)], "short", [("green", None), ("yellow", 1)])),
+    ])
+    token_type = label_name(GEN_AI_TOKEN_TYPE)
+    layout.row("Tokens and cost per minute", 8, [
+        (6, _series("Tokens per minute by model", "Input and output tokens per minute, by "
+                    "requested model.",
+                    _targets((_per_minute(LLM_TOKENS, (MODEL_LABEL, token_type),
+                                          matchers=cost_filter),
+                              "{{gen_ai_request_model}} {{gen_ai_token_type}}")),
+                    "short", "LLMTokenSpike")),
+        (6, _series("Tokens per minute by profile", "Input and output tokens per minute, by "
+                    "the profile of the execution that made the calls.",
+                    _targets((_per_minute(LLM_TOKENS, (PROFILE_LABEL, token_type),
+                                          matchers=cost_filter),
+                              "{{profile}} {{gen_ai_token_type}}")), "short", "LLMTokenSpike")),
+        (6, _series("Cost per minute by model", "USD per minute of the priced LLM calls, by "
+                    "requested model.",
+                    _targets((_per_minute(LLM_COST, (MODEL_LABEL,), matchers=cost_filter),
+                              "{{gen_ai_request_model}}")), "currencyUSD", "LLMCostOverBudget")),
+        (6, _series("Cost per minute by profile", "USD per minute of the priced LLM calls, by "
+                    "the profile of the execution that made them (budgets per profile: "
+                    "LLMCostOverBudget).",
+                    _targets((_per_minute(LLM_COST, (PROFILE_LABEL,), matchers=cost_filter),
+                              "{{profile}}")), "currencyUSD", "LLMCostOverBudget")),
+    ])
+    # Seconds, the histograms' unit: their exemplars (one LLM call each, linking to its
+    # trace in Jaeger) sit on the same axis.
+    layout.row("Latency", 8, [
+        (12, _series("LLM call latency (p50 / p95 / p99)",
+                     "gen_ai.client.operation.duration percentiles per rate interval. The dots "
+                     "are exemplars: single calls, each linking to its trace in Jaeger.",
+                     _targets(*[(q.quantile(p, calls, RATE, MODEL), name)
+                                for name, p in LATENCY_PERCENTILES.items()], exemplar=True),
+                     "s")),
+        (6, _series("Latency p95 by model", "95th percentile LLM call duration by model.",
+                    _targets((q.quantile(LATENCY_PERCENTILES["p95"], calls, RATE, MODEL,
+                                         by=(MODEL_LABEL,)), "{{gen_ai_request_model}}"),
+                             exemplar=True), "s")),
+        (6, _series("Time to first chunk p95 by model",
+                    "95th percentile time from a streaming request to its first chunk, by model.",
+                    _targets((q.quantile(LATENCY_PERCENTILES["p95"], LLM_TIME_TO_FIRST_CHUNK,
+                                         RATE, MODEL, by=(MODEL_LABEL,)),
+                              "{{gen_ai_request_model}}"), exemplar=True), "s")),
+    ])
+    traffic = q.per_second(calls, RATE, suffix="_count", matchers=MODEL)
+    layout.row("Errors and unpriced calls", 8, [
+        (8, _series("LLM error rate", "Share of LLM calls that failed, per rate interval.",
+                    _targets((q.fraction(calls, failed, RATE, MODEL, "_count"), "error rate")),
+                    "percentunit", "HighLLMErrorRate", max_val=1)),
+        (8, _series("Errors per minute by error.type",
+                    "Failed LLM calls per minute by error.type (429 = rate limited); 0 while "
+                    "calls succeed.",
+                    _targets((q.or_zero_while(
+                        _per_minute(calls, ("error_type",), "_count", [*MODEL, *failed]),
+                        traffic), "{{error_type}}")), "short", "HighLLMErrorRate")),
+        (8, _series("Unpriced calls per minute by model",
+                    "LLM calls per minute whose model has no price (counted, never guessed; "
+                    "add it to CUGAR_LLM_PRICES); 0 while every call is priced.",
+                    _targets((q.or_zero_while(
+                        _per_minute(LLM_COST_UNPRICED, (MODEL_LABEL,), matchers=MODEL), traffic),
+                        "{{gen_ai_request_model}}")), "short")),
+    ])
+    return board
+
+
+# --- GenAI agents of any framework (the collector's span-derived cugar.genai.* metrics) -------
+
+AGENT_LABEL, TOOL_LABEL = label_name(GENAI_AGENT_NAME), label_name(GENAI_TOOL_NAME)
+GENAI_MODEL_LABEL = label_name(GENAI_MODEL)
+# `$agent` filters the tool and model series too: a framework that names no agent on those
+# spans (the OpenAI Agents instrumentation) shows them under "All" and its service.
+GENAI = [q.like("job", "$service"), q.like(AGENT_LABEL, "$agent")]
+
+
+def _calls_errors_latency(noun: str, by_word: str, calls, errors, duration, label: str,
+                          runbook: str | None = None) -> tuple[timeseries.Panel, ...]:
+    """Calls per minute, errors per minute (0 for those called without errors) and p95
+    latency of a GenAI operation (tool or model calls), by service and `label`."""
+    by = ("job", label)
+    legend = f"{{{{job}}}} {{{{{label}}}}}"
+    per_minute = _per_minute(calls, by, matchers=GENAI)
+    return (
+        _series(f"{noun} calls per minute by {by_word}", f"{noun} calls per minute.",
+                _targets((per_minute, legend)), "short"),
+        _series(f"{noun} errors per minute by {by_word}",
+                f"Failed {noun.lower()} calls per minute (0 for those called without errors).",
+                _targets((q.or_zero_by(_per_minute(errors, by, matchers=GENAI), per_minute),
+                          legend)), "short", runbook),
+        _series(f"{noun} latency p95 by {by_word}",
+                f"95th percentile {noun.lower()} call duration.",
+                _targets((q.quantile(LATENCY_PERCENTILES["p95"], duration, RATE, GENAI, by=by),
+                          legend)), "s"),
+    )
+
+
+def genai_agents() -> d.Dashboard:
+    w = GOLDEN_WINDOW
+    agents, agent_errors = GENAI_AGENT_INVOCATIONS.spec, GENAI_AGENT_ERRORS.spec
+    tools, tool_errors = GENAI_TOOL_CALLS.spec, GENAI_TOOL_ERRORS.spec
+    models, model_errors = GENAI_INFERENCE_CALLS.spec, GENAI_INFERENCE_ERRORS.spec
+    agent_error_rate = ALERTS["GenAIAgentErrorRateHigh"].threshold
+    tool_error_rate = ALERTS["GenAIToolErrorRateHigh"].threshold
+    latency = ALERTS["GenAIAgentLatencyP95High"].threshold
+    p95 = LATENCY_PERCENTILES["p95"]
+    board = _board(
+        "cugar-genai-agents", "CUGAr GenAI agents",
+        "Agents of any framework (PydanticAI, the OpenAI Agents SDK, any GenAI-instrumented "
+        "sender): invocations, errors, latency, tool calls and model calls by agent name, "
+        "from their spans (the collector's signal_to_metrics/genai connector).",
+        ["cugar", "cugar-genai"],
+        [_dashboard_link("LLM calls", "cugar-llm"),
+         _dashboard_link("Golden signals", "cugar-golden-signals"), _runbooks_link()],
+        [_label_variable("service", "Service", agents, label_name="job"),
+         _label_variable("agent", "Agent", agents, label_name=AGENT_LABEL)])
+    by_agent = ("job", AGENT_LABEL)
+    agent_legend = "{{job}} {{gen_ai_agent_name}}"
+    layout = _Layout(board)
+    layout.row("Agents", 5, [
+        (5, _stat("Invocations", "Agent invocations in the dashboard's time range.",
+                  [_target(q.count(agents, RANGE, matchers=GENAI), instant=True)], "short",
+                  [("blue", None)])),
+        (5, _stat("Error rate", f"Share of agent invocations that failed over the last {w}.",
+                  [_target(q.ratio(q.or_zero(q.count(agent_errors, w, matchers=GENAI)),
+                                   q.count(agents, w, matchers=GENAI)))], "percentunit",
+                  [("green", None), ("yellow", agent_error_rate / 2), ("red", agent_error_rate)],
+                  "GenAIAgentErrorRateHigh", 1, ratio=True)),
+        (5, _stat("Latency p95", f"95th percentile agent invocation duration over the last {w}.",
+                  [_target(q.quantile(p95, GENAI_AGENT_DURATION.spec, w, GENAI))], "s",
+                  [("green", None), ("yellow", latency / 2), ("red", latency)],
+                  "GenAIAgentLatencyP95High", decimals=2)),
+        (5, _stat("Tool calls", "Tool executions in the dashboard's time range.",
+                  [_target(q.count(tools, RANGE, matchers=GENAI), instant=True)], "short",
+                  [("blue", None)])),
+        (4, _stat("Model calls", "Model (inference) calls in the dashboard's time range.",
+                  [_target(q.count(models, RANGE, matchers=GENAI), instant=True)], "short",
+                  [("blue", None)])),
+    ])
+    layout.row("Invocations", 8, [
+        (8, _series("Invocations per minute by agent", "Agent invocations per minute.",
+                    _targets((_per_minute(agents, by_agent, matchers=GENAI), agent_legend)),
+                    "short")),
+        (8, _series("Error rate by agent", "Share of each agent's invocations that failed, per "
+                    "rate interval (0 while it runs without failures).",
+                    _targets((q.ratio_by(q.count(agent_errors, RATE, by_agent, matchers=GENAI),
+                                         q.count(agents, RATE, by_agent, matchers=GENAI)),
+                              agent_legend)), "percentunit", "GenAIAgentErrorRateHigh",
+                    max_val=1)),
+        (8, _series("Latency p95 by agent", "95th percentile invocation duration per agent.",
+                    _targets((q.quantile(p95, GENAI_AGENT_DURATION.spec, RATE, GENAI,
+                                         by=by_agent), agent_legend)), "s",
+                    "GenAIAgentLatencyP95High")),
+    ])
+    tool_calls, tool_errors_, tool_latency = _calls_errors_latency(
+        "Tool", "tool", tools, tool_errors, GENAI_TOOL_DURATION.spec, TOOL_LABEL,
+        "GenAIToolErrorRateHigh")
+    layout.row("Tools", 8, [(8, tool_calls), (8, tool_errors_), (8, tool_latency)])
+    by_model = ("job", GENAI_MODEL_LABEL)
+    model_legend = "{{job}} {{gen_ai_request_model}}"
+    model_calls, model_errors_, model_latency = _calls_errors_latency(
+        "Model", "model", models, model_errors, GENAI_INFERENCE_DURATION.spec, GENAI_MODEL_LABEL)
+    layout.row("Models", 8, [
+        (6, model_calls),
+        (6, _series("Tokens per minute by model", "Input and output tokens per minute.",
+                    _targets((_per_minute(GENAI_INPUT_TOKENS.spec, by_model, matchers=GENAI),
+                              model_legend + " input"),
+                             (_per_minute(GENAI_OUTPUT_TOKENS.spec, by_model, matchers=GENAI),
+                              model_legend + " output")), "short")),
+        (6, model_errors_), (6, model_latency),
+    ])
+    return board
+
+
 def to_json(board: d.Dashboard) -> dict:
     return json.loads(json.dumps(board.build(), cls=JSONEncoder))
 
@@ -380,4 +609,6 @@ def to_json(board: d.Dashboard) -> dict:
 DASHBOARDS: dict[str, Callable[[], dict]] = {
     "cugar-golden-signals": lambda: to_json(golden_signals()),
     "cugar-pipeline-health": lambda: to_json(pipeline_health()),
+    "cugar-llm": lambda: to_json(llm_calls()),
+    "cugar-genai-agents": lambda: to_json(genai_agents()),
 }

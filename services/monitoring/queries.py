@@ -96,8 +96,42 @@ def share(spec: MetricSpec, label: str, value: str, window: str,
           matchers: Matchers = ()) -> str:
     """The fraction of a counter's growth in `window` whose `label` is `value` (absent when it
     did not grow): the success rate is `share(EXECUTIONS, "outcome", "success", "5m")`."""
-    return ratio(or_zero(count(spec, window, matchers=[*matchers, eq(label, value)])),
-                 count(spec, window, matchers=matchers))
+    return fraction(spec, [eq(label, value)], window, matchers)
+
+
+def fraction(spec: MetricSpec, where: Matchers, window: str, matchers: Matchers = (),
+             suffix: str = "") -> str:
+    """The fraction of a counter's growth in `window` that matches `where` (absent when it did
+    not grow): failed LLM calls are `fraction(LLM_OPERATION_DURATION, ['error_type!=""'], "5m",
+    suffix="_count")`."""
+    return ratio(or_zero(count(spec, window, suffix=suffix, matchers=[*matchers, *where])),
+                 count(spec, window, suffix=suffix, matchers=matchers))
+
+
+def ratio_by(numerator: str, denominator: str) -> str:
+    """`numerator / denominator` per group of the same `by` labels: a group the denominator
+    has and the numerator lacks is 0 (no errors among its calls), one whose denominator is 0
+    is absent (idle)."""
+    return f"(\n  {numerator}\nor\n  {denominator} * 0\n)\n/\n({denominator} > 0)"
+
+
+def or_zero_while(expr: str, traffic: str) -> str:
+    """`expr`, or 0 when it has no series while `traffic` has some (no errors among the calls
+    is a true 0); absent when `traffic` is absent too (idle)."""
+    return f"{expr}\nor on()\n{traffic} * 0"
+
+
+def or_zero_by(expr: str, traffic: str) -> str:
+    """`expr`, with 0 for each group (same `by` labels) that `traffic` has and `expr` lacks:
+    tool errors by tool, 0 for the tools that were called without an error."""
+    return f"{expr}\nor\n{traffic} * 0"
+
+
+def per_second(spec: MetricSpec, window: str, by: Sequence[str] = (), suffix: str = "",
+               matchers: Matchers = ()) -> str:
+    """Per-second rate of a catalogue counter (or a histogram's `_count` / `_sum`) in `window`,
+    summed and kept by `by`: for charts (`count` is for whole numbers in a window)."""
+    return f"sum{_by(by)}(rate({select(spec, suffix, matchers)}[{window}]))"
 
 
 def mean(spec: MetricSpec, window: str, matchers: Matchers = (), factor: float = 1) -> str:

@@ -62,10 +62,22 @@ STEPS_SUM, STEPS_COUNT = _sum_and_count(EXECUTION_STEPS)
 LLM_TOKENS = Increase(LLM_TOKEN_USAGE, "_sum", window=tunables.LLM_TOKEN_WINDOW)
 LLM_TOKENS_BASELINE = Increase(LLM_TOKEN_USAGE, "_sum", window=tunables.LLM_TOKEN_BASELINE_WINDOW)
 
+# GenAI agents of any framework (collector-derived), per service and agent name (tools: per
+# service and tool name, the agent being optional on tool spans).
+_BY_AGENT = ("job", catalogue.label_name(catalogue.GENAI_AGENT_NAME))
+_BY_TOOL = ("job", catalogue.label_name(catalogue.GENAI_TOOL_NAME))
+GENAI_INVOCATIONS = Increase(catalogue.GENAI_AGENT_INVOCATIONS.spec, by=_BY_AGENT)
+GENAI_AGENT_FAILURES = Increase(catalogue.GENAI_AGENT_ERRORS.spec, by=_BY_AGENT)
+GENAI_AGENT_BUCKETS = Increase(catalogue.GENAI_AGENT_DURATION.spec, "_bucket", ("le", *_BY_AGENT))
+GENAI_TOOL_CALLS = Increase(catalogue.GENAI_TOOL_CALLS.spec, by=_BY_TOOL)
+GENAI_TOOL_FAILURES = Increase(catalogue.GENAI_TOOL_ERRORS.spec, by=_BY_TOOL)
+
 INCREASES: tuple[Increase, ...] = (
     EXECUTIONS_BY_OUTCOME, TOOL_CALLS_BY_OUTCOME, DOMAIN_ERRORS_BY_DOMAIN, APPROVAL_TIMEOUTS_5M,
     BUDGET_EXCEEDED_1H, DURATION_BUCKETS, APPROVAL_WAIT_SUM, APPROVAL_WAIT_COUNT,
     UTILIZATION_SUM, UTILIZATION_COUNT, STEPS_SUM, STEPS_COUNT, LLM_TOKENS, LLM_TOKENS_BASELINE,
+    GENAI_INVOCATIONS, GENAI_AGENT_FAILURES, GENAI_AGENT_BUCKETS, GENAI_TOOL_CALLS,
+    GENAI_TOOL_FAILURES,
 )
 
 
@@ -384,11 +396,50 @@ def llm_alert_rules() -> list[dict]:
     ]
 
 
+def genai_alert_rules() -> list[dict]:
+    """Agents of any framework, from their spans: failed invocations, failed tool calls, slow
+    invocations, per service and agent (tool) name."""
+    errors, tools, slow = (ALERTS["GenAIAgentErrorRateHigh"], ALERTS["GenAIToolErrorRateHigh"],
+                           ALERTS["GenAIAgentLatencyP95High"])
+    agent = "{{ $labels.gen_ai_agent_name }}"
+    job = "{{ $labels.job }}"
+    buckets = GENAI_AGENT_BUCKETS.record
+    p95 = LATENCY_PERCENTILES["p95"]
+    seconds = '{{ $value | printf "%.1f" }}s'
+    quantile = q.quantile_of(p95, buckets, f'{buckets}{{le="+Inf"}}', by=_BY_AGENT)
+    return [
+        _alert(errors,
+               _comment("Per service and agent; absent for an agent without failures or "
+                        "invocations in the window.",
+                        f"{q.ratio(GENAI_AGENT_FAILURES.record, GENAI_INVOCATIONS.record)}"
+                        f" > {_g(errors.threshold)}"),
+               f"GenAI agent {agent} ({job}) error rate above {_pct(errors.threshold)} ({PCT})",
+               f"{PCT} of the invocations of agent {agent} in service {job} failed over the last "
+               f"{errors.window}, for {human(errors.for_)}."),
+        _alert(tools,
+               _comment("Per service and tool name.",
+                        f"{q.ratio(GENAI_TOOL_FAILURES.record, GENAI_TOOL_CALLS.record)}"
+                        f" > {_g(tools.threshold)}"),
+               f"GenAI tool {{{{ $labels.gen_ai_tool_name }}}} ({job}) error rate above "
+               f"{_pct(tools.threshold)} ({PCT})",
+               f"{PCT} of the calls of tool {{{{ $labels.gen_ai_tool_name }}}} in service {job} "
+               f"failed over the last {tools.window}, for {human(tools.for_)}."),
+        _alert(slow,
+               _comment("Seconds; absent (not NaN) when the agent was not invoked in the window.",
+                        f"(\n  {quantile}\n) > {_g(slow.threshold)}"),
+               f"GenAI agent {agent} ({job}) p95 latency above {_g(slow.threshold)}s ({seconds})",
+               f"95th percentile duration of agent {agent}'s invocations in service {job} over "
+               f"the last {slow.window} is {seconds} (threshold {_g(slow.threshold)}s) for "
+               f"{human(slow.for_)}."),
+    ]
+
+
 def alert_groups() -> dict[str, list[dict]]:
     return {"cugar-agent-alerts": agent_alert_rules(),
             "cugar-pipeline-alerts": pipeline_alert_rules(),
             "cugar-alert-delivery-alerts": alert_delivery_rules(),
-            "cugar-llm-alerts": llm_alert_rules()}
+            "cugar-llm-alerts": llm_alert_rules(),
+            "cugar-genai-alerts": genai_alert_rules()}
 
 
 # --- the promtool counting test's rules ---------------------------------------------------------

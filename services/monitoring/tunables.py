@@ -125,8 +125,18 @@ LLM_ALERTS: tuple[Alert, ...] = (
     Alert("HighLLMErrorRate", "warning", "llm_errors", threshold=0.10, for_="5m"),
 )
 
+# GenAI agents of any framework (the collector's span-derived cugar_genai_* series), per
+# service and agent name (tools: per service and tool name). Latency thresholds in seconds,
+# the histograms' unit: an agent run of several model calls takes seconds to minutes.
+GENAI_ALERTS: tuple[Alert, ...] = (
+    Alert("GenAIAgentErrorRateHigh", "warning", "genai_agent_errors", threshold=0.10, for_="5m"),
+    Alert("GenAIToolErrorRateHigh", "warning", "genai_tool_errors", threshold=0.10, for_="5m"),
+    Alert("GenAIAgentLatencyP95High", "warning", "genai_agent_latency", threshold=30,
+          for_="10m"),
+)
+
 ALERTS: dict[str, Alert] = {a.name: a for a in AGENT_ALERTS + PIPELINE_ALERTS
-                            + ALERT_DELIVERY_ALERTS + LLM_ALERTS}
+                            + ALERT_DELIVERY_ALERTS + LLM_ALERTS + GENAI_ALERTS}
 
 # Dashboard colours that are not alert thresholds (green -> yellow -> red).
 LATENCY_P95_WARN_MS = 3000

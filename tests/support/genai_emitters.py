@@ -18,8 +18,9 @@ Each run is one agent invocation with one tool (`lookup_account`) that the fake 
 then a text answer: 1 agent run, 1 tool call, 2 LLM calls. `--failing-tool-runs` adds runs
 whose tool raises (pydantic-ai: the run fails), `--failing-model-runs` runs on a model the
 fake refuses (HTTP 400: the LLM call and the run fail). `--text` goes into the prompt, hence
-into the tool arguments the fake sends back (the PII canaries). Prints one JSON line with what
-it ran; exit status 0 once everything is exported.
+into the tool arguments the fake sends back (the PII canaries). `--repeat-for SECONDS` runs the
+set again until that long has passed (tests/test_grafana_live.py's steady workload). Prints one
+JSON line with what it ran; exit status 0 once everything is exported.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+import time
 
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
@@ -41,6 +44,32 @@ AGENT_NAME = "account_helper"
 TOOL_NAME = "lookup_account"
 MODEL = "fake-gpt-mini"
 FAILING_MODEL = "fail-fake-gpt"
+
+
+# What each emitter needs in its environment besides the OTLP settings: the OpenAI
+# instrumentations record the newer span layout and content only when asked.
+EMITTER_ENV = {
+    "pydantic-ai": {},
+    "openai-agents": {"OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
+                      "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_ONLY"},
+}
+
+
+def command(emitter: str, base_url: str, *, runs: int = 1, failing_tool_runs: int = 0,
+            failing_model_runs: int = 0, text: str = "Ada", repeat_for: float = 0) -> list[str]:
+    """The argv that runs `emitter` as a process of its own (one framework per process: each
+    installs its instrumentation globally)."""
+    return [sys.executable, "-m", "tests.support.genai_emitters", emitter, "--base-url", base_url,
+            "--runs", str(runs), "--failing-tool-runs", str(failing_tool_runs),
+            "--failing-model-runs", str(failing_model_runs), "--text", text,
+            "--repeat-for", str(repeat_for)]
+
+
+def environment(otlp_env: dict[str, str], emitter: str, service: str) -> dict[str, str]:
+    """The process environment of `emitter` sending as `service` (OTEL_SERVICE_NAME) with
+    `otlp_env` (a Pipeline's agent_env())."""
+    return {**os.environ, **otlp_env, "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            "OTEL_SERVICE_NAME": service, **EMITTER_ENV[emitter]}
 
 
 class ToolFailed(RuntimeError):
@@ -131,6 +160,15 @@ async def openai_agents(args) -> dict:
 EMITTERS = {"pydantic-ai": pydantic_ai, "openai-agents": openai_agents}
 
 
+async def _repeat(emitter, args) -> dict:
+    deadline = time.monotonic() + args.repeat_for
+    done = await emitter(args)
+    while time.monotonic() < deadline:
+        for key, value in (await emitter(args)).items():
+            done[key] += value
+    return done
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="genai_emitters")
     parser.add_argument("emitter", choices=sorted(EMITTERS))
@@ -139,9 +177,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--failing-tool-runs", type=int, default=0)
     parser.add_argument("--failing-model-runs", type=int, default=0)
     parser.add_argument("--text", default="Ada")
+    parser.add_argument("--repeat-for", type=float, default=0, metavar="SECONDS",
+                        help="run the set of runs again and again until SECONDS have passed "
+                             "(a steady workload for live dashboards); 0: once")
     args = parser.parse_args(argv)
     tracer_provider, meter_provider = setup()
-    done = asyncio.run(EMITTERS[args.emitter](args))
+    done = asyncio.run(_repeat(EMITTERS[args.emitter], args))
     tracer_provider.force_flush(30_000)
     meter_provider.force_flush(30_000)
     tracer_provider.shutdown()
