@@ -93,8 +93,16 @@ def test_a_collector_outage_is_named_since_it_began_and_the_numbers_flagged_unti
                 # Stale is 3 export intervals + 2 s after the last sample; a loaded CI machine
                 # adds scrape and evaluation delays on top (an outage longer than OUTAGE_S is
                 # the same case).
-                wait_until(says_collector_down, 45, interval=0.5,
-                           what="/dashboard to name the stopped collector and the held-up data")
+                try:
+                    wait_until(says_collector_down, 60, interval=0.5,
+                               what="/dashboard to name the stopped collector and the held-up data")
+                except TimeoutError as e:
+                    last_seen = seen[-1]
+                    raise AssertionError(
+                        f"{e}; {time.time() - stop_began:.0f}s after the stop /dashboard said "
+                        f"degraded={last_seen['degraded']} "
+                        f"missing={last_seen['golden_signals']['missing']} "
+                        f"freshness={last_seen['freshness']}") from e
                 d = seen[-1]
                 by = {item["component"]: item for item in d["degraded"]}
                 assert d["status"] == "degraded"
