@@ -406,31 +406,34 @@ BREAKDOWN = {
 }
 
 
-def breakdown(workdir: Path, seconds: float, rounds: int = 2) -> dict:
-    """CPU % of a core per 10k spans/s of each BREAKDOWN variant (median of `rounds` steps)."""
+def breakdown(workdir: Path, seconds: float, rounds: int = 3) -> dict:
+    """CPU % of a core per 10k spans/s of each BREAKDOWN variant (median of `rounds` steps).
+
+    Rounds go round-robin over the variants, so a noisy stretch of the machine falls on every
+    variant alike rather than on whichever ran during it."""
     binary = telemetrygen()
     sink = discard_collector(workdir, "sink")
-    out = {}
+    steps: dict[str, list[Step]] = {name: [] for name in BREAKDOWN}
     try:
-        for i, (name, override) in enumerate(BREAKDOWN.items()):
-            work = workdir / f"variant-{i}"
-            work.mkdir()
-            files: tuple[Path, ...] = ()
-            if override:
-                (work / "override.yaml").write_text(override)
-                files = (work / "override.yaml",)
-            ours = our_collector(work, sink, sink.process.env["CUGAR_BENCH_OTLP_HTTP_ENDPOINT"],
-                                 files)
-            try:
-                steps = [measure_step(binary, ours, sink, "spans", 10_000, seconds)
-                         for _ in range(rounds)]
-            finally:
-                ours.process.stop()
-            out[name] = {"cpu_pct_per_10k_spans": round(statistics.median(
-                s.cpu_pct_per_10k for s in steps), 2), "lost": sum(s.lost for s in steps)}
+        for round_ in range(rounds):
+            for i, (name, override) in enumerate(BREAKDOWN.items()):
+                work = workdir / f"round-{round_}-variant-{i}"
+                work.mkdir()
+                files: tuple[Path, ...] = ()
+                if override:
+                    (work / "override.yaml").write_text(override)
+                    files = (work / "override.yaml",)
+                ours = our_collector(work, sink,
+                                     sink.process.env["CUGAR_BENCH_OTLP_HTTP_ENDPOINT"], files)
+                try:
+                    steps[name].append(measure_step(binary, ours, sink, "spans", 10_000, seconds))
+                finally:
+                    ours.process.stop()
     finally:
         sink.process.stop()
-    return out
+    return {name: {"cpu_pct_per_10k_spans": round(statistics.median(
+                s.cpu_pct_per_10k for s in done), 2), "lost": sum(s.lost for s in done)}
+            for name, done in steps.items()}
 
 
 # --- part 2: our agents end to end -----------------------------------------------------------
