@@ -1,9 +1,27 @@
-"""The pure parts of /dashboard's freshness verdicts (services/api/freshness.py) on hand-made
-sample series; the real pipeline cases are in tests/test_pipeline_degraded.py."""
+"""/dashboard's freshness verdicts (services/api/freshness.py): the pure parts on hand-made
+sample series, the export interval on a real Prometheus fed exact sample times; the real
+pipeline cases are in tests/test_pipeline_degraded.py."""
 
 from __future__ import annotations
 
+import asyncio
+import math
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+from otel.catalogue import EXECUTIONS
 from services.api import freshness as f
+from services.api.prometheus import PrometheusClient
+from services.api.window import Window
+from services.stack.components import PROMETHEUS
+from services.stack.pipeline import prometheus_process
+from services.stack.process import free_port
+from tests.support import require
+from tests.support.otlp_raw import attr, metrics_request
 
 
 def test_down_since_is_the_first_failed_scrape_after_the_last_good_one() -> None:
@@ -52,3 +70,47 @@ def test_a_hole_across_the_window_start_makes_the_counts_inexact() -> None:
         {"job": "cugar-sales", "instance": "a", "from": "1970-01-01T00:16:24Z",
          "to": "1970-01-01T00:16:40Z", "edge": "start"}]
     assert f.start_gaps({key: 999.0}, last, intervals, start) == []
+
+
+# --- on a real Prometheus --------------------------------------------------------------------
+def _push_executions(prometheus_url: str, instance: str, times: list[float], start: float) -> None:
+    """One OTLP export per time: an agent process's cumulative `cugar.executions`, one more each
+    export, with those sample times (and `start` as the series' start time)."""
+    for n, t in enumerate(times, start=1):
+        point = metrics_pb2.NumberDataPoint(
+            time_unix_nano=int(t * 1e9), start_time_unix_nano=int(start * 1e9), as_int=n,
+            attributes=[attr("outcome", "success"), attr("profile", "smb")])
+        metric = metrics_pb2.Metric(name=EXECUTIONS.name, unit=EXECUTIONS.unit, sum=metrics_pb2.Sum(
+            data_points=[point], is_monotonic=True,
+            aggregation_temporality=metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE))
+        r = httpx.post(f"{prometheus_url}/api/v1/otlp/v1/metrics",
+                       content=metrics_request("cugar-sales", [metric], instance).SerializeToString(),
+                       headers={"Content-Type": "application/x-protobuf"}, timeout=10)
+        assert r.status_code == 200, r.text
+
+
+async def _assess(prometheus_url: str, at: float) -> f.Freshness:
+    async with httpx.AsyncClient() as client:
+        prom = PrometheusClient(prometheus_url, 10.0, client, lambda *_: None)
+        return await f.assess(prom, Window(300), at)
+
+
+@pytest.mark.integration
+def test_a_young_source_is_judged_by_its_own_export_interval(tmp_path: Path) -> None:
+    """A process whose whole history is 2 s of exports every 0.5 s is stale 10 s after its last
+    one. Its interval must come from its first sample's exact time: a first sample found on a
+    5 s grid (the earlier subquery) was its last one, so the interval fell back to 60 s and the
+    source looked fresh for 3 minutes (tests/test_pipeline_degraded.py timed out on it in CI)."""
+    require(PROMETHEUS)
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global:\n  evaluation_interval: 1s\n")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # All of the history, the start sample included, inside one 5 s step of the clock.
+    start = math.floor((time.time() - 30) / 5) * 5 + 0.25
+    times = [start + 0.5 * i for i in range(1, 6)]
+    with prometheus_process(tmp_path, port, config):
+        _push_executions(url, "young", times, start)
+        assessed = asyncio.run(_assess(url, at=times[-1] + 10))
+    assert f.STALE_EXPORTS * 0.5 + f.STALE_SLACK_S < 10
+    assert [(s["instance"], s["export_interval_s"]) for s in assessed.stale] == [("young", 0.5)]

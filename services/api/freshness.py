@@ -45,7 +45,6 @@ AFFECTS = {"collector": ["metrics", "traces"], "jaeger": ["traces"]}
 METRICS_PATH = "collector"  # a problem here can hold back the golden signals' data
 
 INTERVAL_WINDOW_S = 600  # the export interval is measured over this much recent data
-INTERVAL_STEP_S = 5  # a young source's first sample is found to this step
 # Sources silent longer than the lookback delta (5m) are found with a subquery at this step: any
 # step below the lookback sees their newest sample, whose own time timestamp() returns.
 SILENT_STEP = "60s"
@@ -229,7 +228,7 @@ async def _sources(prom: PrometheusClient, window: Window,
         prom.query(q.last_sample(EXECUTIONS), at),
         prom.query(q.last_sample_within(EXECUTIONS, window.promql, SILENT_STEP), at),
         prom.query(q.samples_in(EXECUTIONS, recent), at),
-        prom.query(q.first_sample_within(EXECUTIONS, recent, f"{INTERVAL_STEP_S}s"), at),
+        prom.query(q.first_sample_within(EXECUTIONS, recent), at),
         prom.query(q.last_sample(EXECUTIONS), at - window.seconds))
     # The instant query is exact for sources heard from within the lookback delta; the
     # subquery finds the ones silent longer (its last step may precede the newest sample).

@@ -267,11 +267,11 @@ def samples_in(spec: MetricSpec, window: str, by: Sequence[str] = SOURCE_LABELS)
     return f"max{_by(by)}(count_over_time({select(spec)}[{window}]))"
 
 
-def first_sample_within(spec: MetricSpec, window: str, step: str,
+def first_sample_within(spec: MetricSpec, window: str,
                         by: Sequence[str] = SOURCE_LABELS) -> str:
-    """The oldest of the newest-sample times seen at each `step` inside `window`: a source's
-    first sample there (or its last one before the window)."""
-    return f"min_over_time({last_sample(spec, by)}[{window}:{step}])"
+    """When each source's oldest sample of `spec` inside `window` was taken, to the
+    millisecond (Prometheus' `ts_of_first_over_time`, feature promql-experimental-functions)."""
+    return f"min{_by(by)}(ts_of_first_over_time({select(spec)}[{window}]))"
 
 
 def age(expr: str) -> str:

@@ -43,12 +43,14 @@ METRICS_PATHS = ("push", "scrape")
 
 # How Prometheus runs wherever we start it (docker-compose.yml passes the same flags; a test
 # compares them): the OTLP receiver the collector pushes to, a 0 sample at each series' start
-# time, the `anchored` range selectors the rules count with, and exemplar storage (the trace
+# time, the `anchored` range selectors the rules count with, the experimental functions the
+# API's freshness verdicts use (ts_of_first_over_time), and exemplar storage (the trace
 # ids the latency histograms' exemplars carry, /api/v1/query_exemplars; its size is
 # storage.exemplars.max_exemplars in prometheus.yml).
 PROMETHEUS_FLAGS = (
     "--web.enable-otlp-receiver",
-    "--enable-feature=created-timestamp-zero-ingestion,promql-extended-range-selectors,exemplar-storage",
+    "--enable-feature=created-timestamp-zero-ingestion,promql-extended-range-selectors,"
+    "promql-experimental-functions,exemplar-storage",
 )
 # And Alertmanager: its notification counters carry the receiver's name (receiver_name), so
 # the alert-delivery alerts say which receiver fails.
