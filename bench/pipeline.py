@@ -403,6 +403,10 @@ BREAKDOWN = {
     **{f"traces export {codec}": f"exporters:\n  {TRACES_EXPORTER}:\n    compression: {codec}\n"
        for codec in ("none", "snappy", "zstd")},
     "no processors": TRACES + "[]\n",
+    # The GenAI connector on every span, as before it got a pipeline of its own with a filter.
+    "GenAI branch without its filter": "service:\n  pipelines:\n    traces/genai:\n"
+                                       "      processors: [memory_limiter, sensitive_attributes, "
+                                       "transform/traces]\n",
 }
 
 

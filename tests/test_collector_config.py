@@ -81,7 +81,7 @@ def test_memory_limiter_runs_first_in_every_pipeline() -> None:
     the traces pipeline's signal_to_metrics/genai) gets data that already passed it."""
     config = _config()
     pipelines = config["service"]["pipelines"]
-    assert set(pipelines) == {"metrics", "traces", "metrics/genai"}
+    assert set(pipelines) == {"metrics", "traces", "traces/genai", "metrics/genai"}
     connectors = set(config["connectors"])
     for name, pipeline in pipelines.items():
         if set(pipeline["receivers"]) <= connectors:
@@ -97,12 +97,36 @@ def test_redaction_guards_traces_and_metrics() -> None:
     config = _config()
     pipelines = config["service"]["pipelines"]
     for name, processor, values in (("traces", "sensitive_attributes", "value_patterns"),
+                                    ("traces/genai", "sensitive_attributes", "value_patterns"),
                                     ("metrics", "redaction/metrics", "blocked_values")):
         assert processor in pipelines[name]["processors"], name
         assert len(config["processors"][processor][values]) >= 3  # e-mail, card, bearer token
     assert config["processors"]["redaction/metrics"]["allow_all_keys"] is True
     # Metric audit attributes would become labels.
     assert config["processors"]["redaction/metrics"]["summary"] == "silent"
+
+
+def test_the_genai_connector_sees_only_spans_it_can_count() -> None:
+    """The connector evaluates every metric's conditions on each span it gets: its pipeline
+    filters first, and the filter keeps every span a connector condition can hold for (each
+    needs an operation name, or a GenAI provider or system, and another scope than ours)."""
+    config = _config()
+    genai = config["service"]["pipelines"]["traces/genai"]
+    assert genai["exporters"] == ["signal_to_metrics/genai"]
+    assert genai["processors"][:2] == ["memory_limiter", "filter/genai_spans"]
+    assert all("signal_to_metrics/genai" not in p["exporters"]
+               for name, p in config["service"]["pipelines"].items() if name != "traces/genai")
+    dropped = config["processors"]["filter/genai_spans"]["trace_conditions"]
+    conditions = [c for m in config["connectors"]["signal_to_metrics/genai"]["spans"]
+                  for c in m["conditions"]]
+    needs = ('span.attributes["gen_ai.operation.name"] == "',  # a named operation
+             'span.attributes["gen_ai.provider.name"] != nil', 'span.attributes["gen_ai.system"] != nil')
+    assert conditions and all(any(n in c for n in needs) for c in conditions)
+    assert all('instrumentation_scope.name != "cugar.otel"' in c for c in conditions)
+    assert dropped == ['instrumentation_scope.name == "cugar.otel" or ('
+                       'span.attributes["gen_ai.operation.name"] == nil and '
+                       'span.attributes["gen_ai.provider.name"] == nil and '
+                       'span.attributes["gen_ai.system"] == nil)']
 
 
 def test_metrics_are_pushed_into_prometheus_otlp_receiver() -> None:
