@@ -79,6 +79,9 @@ def test_accepted_spans_and_points_survive_a_sigkill_in_the_persistent_queue(
         with Agents(tmp_path, service, pipeline.agent_env(), executions=200,
                     pace_ms=2) as agents:
             agents.wait_played(200)
+            # A periodic export before the final one (a fast machine plays 200 executions
+            # within one export interval).
+            agents.wait_stats("a periodic metric export", lambda s: s.get("metric_exports", 0) >= 1)
             results = agents.finish()
         t = unaffected(results)
         stats = results[0]["stats"]
