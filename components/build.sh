@@ -2,9 +2,10 @@
 # Builds the pipeline's third-party programs from their official Go modules, at the versions
 # pinned in components/versions.env: prometheus + promtool, alertmanager + amtool, jaeger.
 #
-#   bash components/build.sh [prometheus|alertmanager|jaeger|telemetrygen ...]
+#   bash components/build.sh [prometheus|alertmanager|jaeger|telemetrygen|thanos ...]
 #                                     (default: the first three; telemetrygen, the OpenTelemetry
-#                                      load generator, only for the pipeline benchmark, on demand)
+#                                      load generator, only for the pipeline benchmark, and thanos,
+#                                      the scale-out store of docs/scaling.md, on demand)
 #
 # Each build is cached outside the work tree, keyed by its pins and this script, in
 # ${CUGAR_CACHE_DIR:-~/.cache/cugar}/<name>/<key>/; components/_build/<program> links to it, so
@@ -37,7 +38,7 @@ module_source() {
 
 # A build is keyed by its own pins and its recipe (the function that builds it), so editing one
 # recipe or pin rebuilds only that component.
-declare -A pins_of=([prometheus]="PROMETHEUS|PNPM" [alertmanager]="ALERTMANAGER" [jaeger]="JAEGER" [telemetrygen]="TELEMETRYGEN")
+declare -A pins_of=([prometheus]="PROMETHEUS|PNPM" [alertmanager]="ALERTMANAGER" [jaeger]="JAEGER" [telemetrygen]="TELEMETRYGEN" [thanos]="THANOS")
 cache_key() {
   { grep -E "^(${pins_of[$1]})_" "$here/versions.env"; declare -f "recipe_$1" with_progress module_source prometheus_version_ldflags
     cat "$here/patches/$1"-*.patch 2>/dev/null || true; } |
@@ -150,6 +151,21 @@ recipe_telemetrygen() {  # recipe_telemetrygen WORKDIR: the program into WORKDIR
   rm -rf "$src"
 }
 
+recipe_thanos() {  # recipe_thanos WORKDIR: the program into WORKDIR
+  local out="$1" src="$1/src"
+  say "thanos: cold build of Thanos $THANOS_VERSION ($THANOS_MODULE cmd/thanos, about 10 min cold on 2 cores)"
+  # Built inside its own module (its go.mod has replace directives). Patched so that query and
+  # rule take Prometheus' --enable-feature=promql-extended-range-selectors (our rules' `anchored`).
+  module_source "$THANOS_MODULE" "$src"
+  ( cd "$src" && patch -s -p1 < "$here/patches/thanos-extended-range-selectors.patch" )
+  # The tags of upstream's release build (.promu.yml); without slicelabels the receive nodes
+  # panic (thanos#8543).
+  ( cd "$src" && with_progress "thanos $THANOS_VERSION (go build)" go build -tags netgo,slicelabels \
+      -ldflags "$(prometheus_version_ldflags "$THANOS_VERSION" "${THANOS_MODULE#*@}+extended-range-selectors")" \
+      -o "$out/thanos" ./cmd/thanos )
+  rm -rf "$src"
+}
+
 targets=("$@")
 ((${#targets[@]})) || targets=(prometheus alertmanager jaeger)
 for target in "${targets[@]}"; do
@@ -158,6 +174,7 @@ for target in "${targets[@]}"; do
     alertmanager) build alertmanager alertmanager amtool ;;
     jaeger) build jaeger jaeger ;;
     telemetrygen) build telemetrygen telemetrygen ;;
-    *) say "unknown component '$target' (expected prometheus, alertmanager, jaeger or telemetrygen)"; exit 2 ;;
+    thanos) build thanos thanos ;;
+    *) say "unknown component '$target' (expected prometheus, alertmanager, jaeger, telemetrygen or thanos)"; exit 2 ;;
   esac
 done

@@ -2,7 +2,8 @@
 # Installs everything the pipeline and its tests need, from the project's own files:
 # Debian packages (docker-compose, Chromium), a Python virtualenv with the project's
 # dependencies, our collector build and the pinned Prometheus, Alertmanager and Jaeger
-# (components/build.sh, from their Go modules), and telemetrygen for the pipeline benchmark.
+# (components/build.sh, from their Go modules), telemetrygen for the pipeline benchmark and
+# Thanos for the scale-out topology (docs/scaling.md).
 # Idempotent and cached outside the work tree.
 # In CI (CI=true) any missing piece is an error; elsewhere it is a warning.
 set -euo pipefail
@@ -60,4 +61,7 @@ bash components/build.sh ||
 # build cache, about 3 min cold).
 bash components/build.sh telemetrygen ||
   warn_or_die "telemetrygen could not be built (see above; only bench/pipeline.py needs it)"
+# The scale-out store (docs/scaling.md; tests/test_scale_topology.py runs it; about 10 min cold).
+bash components/build.sh thanos ||
+  warn_or_die "Thanos could not be built (see above; only the scale-out topology needs it)"
 echo "bootstrap: ready"

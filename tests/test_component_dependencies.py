@@ -29,7 +29,7 @@ MINIMUM_GO = "go1.25.0"  # the oldest Go release line still receiving security f
 
 BINARIES = {"collector": components.COLLECTOR, "prometheus": components.PROMETHEUS,
             "promtool": components.PROMTOOL, "alertmanager": components.ALERTMANAGER,
-            "jaeger": components.JAEGER}
+            "jaeger": components.JAEGER, "thanos": components.THANOS}
 
 
 def _version(text: str) -> tuple[int, ...]:

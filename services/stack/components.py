@@ -74,6 +74,9 @@ JAEGER = Component("jaeger (our build of the pinned release)", "CUGAR_JAEGER_BIN
 TELEMETRYGEN = Component("telemetrygen (the OpenTelemetry load generator, for bench/pipeline.py)",
                          "CUGAR_TELEMETRYGEN_BIN", (str(BUILDS / "telemetrygen"),),
                          "run `bash components/build.sh telemetrygen` (needs Go)")
+THANOS = Component("thanos (receive, query and rule: the scale-out store of docs/scaling.md)",
+                   "CUGAR_THANOS_BIN", (str(BUILDS / "thanos"),),
+                   "run `bash components/build.sh thanos` (needs Go)")
 CHROMIUM = Component("chromium", "CUGAR_CHROMIUM_BIN", ("chromium", "chromium-browser"),
                      "run `apt-get install chromium` (or `make deps`)")
 DOCKER_COMPOSE = Component("docker-compose", "CUGAR_DOCKER_COMPOSE_BIN", ("docker-compose",),
