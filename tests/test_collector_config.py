@@ -25,6 +25,9 @@ QUEUE_DIR = Path(tempfile.gettempdir()) / f"cugar-collector-config-test-{os.getp
 atexit.register(shutil.rmtree, QUEUE_DIR, True)
 OVERRIDES = sorted(p for p in (ROOT / "collector").rglob("*.yaml")
                    if p.name != "manifest.yaml" and "_build" not in p.parts)
+# Complete configs of their own (not overrides of the main one): the scale-out topology's
+# agent-side collector (tests/test_scale_configs.py validates it).
+STANDALONE = [ROOT / "deploy" / "scale" / "agent-collector.yaml"]
 
 
 def _run(command: list[str], *configs: Path, env: dict[str, str] | None = None,
@@ -174,7 +177,7 @@ def test_build_has_exactly_the_components_our_configs_use() -> None:
                                            text=True, timeout=60, check=True).stdout)
     built = {(kind, entry["name"]) for kind in COMPONENT_KINDS for entry in listed.get(kind) or []}
     used = set()
-    for config in (COLLECTOR_CONFIG, *OVERRIDES):
+    for config in (COLLECTOR_CONFIG, *OVERRIDES, *STANDALONE):
         loaded = yaml.safe_load(config.read_text()) or {}
         for kind in COMPONENT_KINDS:
             used |= {(kind, key.split("/")[0]) for key in loaded.get(kind) or {}}

@@ -1,0 +1,261 @@
+"""The scale-out metrics store of docs/scaling.md, on loopback ports: Prometheus agents (OTLP in,
+remote write out), Thanos receive routers and ingestors with replication, Thanos query and
+Thanos rule.
+
+    store = ThanosStore(workdir, alertmanager_url=..., rules_glob=write_rules(...))
+    with store:
+        agent = PrometheusAgent(workdir / "agent-0", store.routers[0].remote_write_url)
+        ...   # push OTLP into agent.otlp_url; query store.query_url
+
+The flags below are the ones the topology runs with wherever it runs (docs/scaling.md lists
+them); the configs are the shipped ones in deploy/scale/, rendered with loopback addresses. Each
+process is a ManagedProcess: ready when its /-/ready answers, its log in its own directory, and
+`kill()` / `start()` again on the same ports and data for failure tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, Self
+
+import yaml
+
+from services.stack import components
+from services.stack.components import REPO_ROOT
+from services.stack.prometheus_api import QueryError, Result, get_json
+from services.stack.process import ManagedProcess, ProcessOwner, free_port, wait_until
+
+SCALE_DIR = REPO_ROOT / "deploy" / "scale"
+AGENT_COLLECTOR_CONFIG = SCALE_DIR / "agent-collector.yaml"
+PROMETHEUS_AGENT_CONFIG = SCALE_DIR / "prometheus-agent.yml"
+HASHRINGS = SCALE_DIR / "hashrings.json"
+
+# Every series is written to this many ingestors; a write succeeds once a quorum
+# (REPLICATION_FACTOR // 2 + 1 = 2) has it, so one ingestor may be down without losing a sample.
+REPLICATION_FACTOR = 3
+# The external label each ingestor (and ruler) adds; Thanos query merges the replicas along it.
+RECEIVE_REPLICA_LABEL = "receive_replica"
+RULE_REPLICA_LABEL = "rule_replica"
+# Late samples are accepted for as long as in monitoring/prometheus/prometheus.yml: the collector
+# retries for up to 2 minutes, and a service re-routed to another gateway re-sends its counters'
+# 0 samples at their start times.
+OUT_OF_ORDER_WINDOW = "10m"
+# Our rules and dashboards count with `increase(x[w] anchored)`: Prometheus' switch for it, which
+# components/patches/thanos-extended-range-selectors.patch adds to thanos query and rule.
+EXTENDED_RANGE_SELECTORS = "--enable-feature=promql-extended-range-selectors"
+PROMETHEUS_AGENT_FLAGS = ("--agent", "--web.enable-otlp-receiver",
+                          "--enable-feature=created-timestamp-zero-ingestion")
+
+
+class Startable(Protocol):
+    def start(self, timeout: float = ...) -> object: ...
+
+    def stop(self) -> object: ...
+
+
+def kill(process: ManagedProcess, timeout: float = 15.0) -> None:
+    """SIGKILL the process group (a crash, not a shutdown) and wait until it is gone."""
+    if process.pid is None or not process.running():
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    wait_until(lambda: not process.running(), timeout, what=f"{process.name} to die")
+
+
+def _addr(port: int) -> str:
+    return f"127.0.0.1:{port}"
+
+
+class ThanosReceive(ProcessOwner):
+    """One `thanos receive`: an ingestor (stores its replica of the series, serves them to query
+    over gRPC) or, with `hashring` endpoints, a router (takes remote write, forwards each series
+    to REPLICATION_FACTOR ingestors, stores nothing)."""
+
+    def __init__(self, workdir: Path, name: str, hashring: Sequence["ThanosReceive"] = ()) -> None:
+        self.workdir = Path(workdir)
+        self.name = name
+        self.is_router = bool(hashring)
+        self.ports = {k: free_port() for k in ("grpc", "http", "remote_write", "capnproto")}
+        self.grpc_address = _addr(self.ports["grpc"])
+        self.http_url = f"http://{_addr(self.ports['http'])}"
+        self.remote_write_url = f"http://{_addr(self.ports['remote_write'])}/api/v1/receive"
+        argv: list[str | Path] = [
+            components.THANOS.require(), "receive",
+            f"--grpc-address={self.grpc_address}", f"--http-address={_addr(self.ports['http'])}",
+            f"--remote-write.address={_addr(self.ports['remote_write'])}",
+            f"--receive.capnproto-address={_addr(self.ports['capnproto'])}",
+        ]
+        if self.is_router:
+            path = self.workdir / "hashrings.json"
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(render_hashrings(
+                json.loads(HASHRINGS.read_text()), [(i.grpc_address, _addr(i.ports["capnproto"]))
+                                                    for i in hashring]), indent=2))
+            argv += [f"--receive.hashrings-file={path}",
+                     f"--receive.replication-factor={REPLICATION_FACTOR}"]
+        else:
+            argv += [f"--tsdb.path={self.workdir / 'data'}",
+                     f'--label={RECEIVE_REPLICA_LABEL}="{name}"',
+                     f"--tsdb.out-of-order.time-window={OUT_OF_ORDER_WINDOW}"]
+        self.process = ManagedProcess(name, argv, self.workdir / f"{name}.log",
+                                      ready_url=f"{self.http_url}/-/ready", cwd=self.workdir)
+
+
+def render_hashrings(base: list[dict], endpoints: Sequence[tuple[str, str]]) -> list[dict]:
+    """deploy/scale/hashrings.json with its endpoints replaced by (gRPC, Cap'n Proto) addresses."""
+    rings = json.loads(json.dumps(base))
+    rings[0]["endpoints"] = [{"address": grpc, "capnproto_address": capnp}
+                             for grpc, capnp in endpoints]
+    return rings
+
+
+class ThanosQuery(ProcessOwner):
+    """`thanos query` over the ingestors' and rulers' gRPC store APIs, replicas merged."""
+
+    def __init__(self, workdir: Path, endpoints: Sequence[str], name: str = "thanos-query") -> None:
+        self.workdir = Path(workdir)
+        self.ports = {k: free_port() for k in ("grpc", "http")}
+        self.url = f"http://{_addr(self.ports['http'])}"
+        self.process = ManagedProcess(name, [
+            components.THANOS.require(), "query",
+            f"--grpc-address={_addr(self.ports['grpc'])}",
+            f"--http-address={_addr(self.ports['http'])}",
+            *(f"--endpoint={e}" for e in endpoints),
+            f"--query.replica-label={RECEIVE_REPLICA_LABEL}",
+            f"--query.replica-label={RULE_REPLICA_LABEL}",
+            EXTENDED_RANGE_SELECTORS,
+        ], self.workdir / f"{name}.log", ready_url=f"{self.url}/-/ready", cwd=self.workdir)
+
+
+class ThanosRule(ProcessOwner):
+    """`thanos rule` evaluating the repository's rule files through thanos query and sending its
+    alerts to Alertmanager; its recorded series are served to query over gRPC."""
+
+    def __init__(self, workdir: Path, query_url: str, rules_glob: str,
+                 alertmanager_url: str | None, evaluation_interval: str = "15s",
+                 name: str = "thanos-rule", grpc_port: int | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.ports = {"grpc": grpc_port or free_port(), "http": free_port()}
+        self.grpc_address = _addr(self.ports["grpc"])
+        self.url = f"http://{_addr(self.ports['http'])}"
+        self.process = ManagedProcess(name, [
+            components.THANOS.require(), "rule",
+            f"--grpc-address={self.grpc_address}", f"--http-address={_addr(self.ports['http'])}",
+            f"--data-dir={self.workdir / 'data'}", f"--rule-file={rules_glob}",
+            f"--query={query_url.removeprefix('http://')}",
+            *([f"--alertmanagers.url={alertmanager_url}"] if alertmanager_url else []),
+            f"--eval-interval={evaluation_interval}", f"--resend-delay={evaluation_interval}",
+            f'--label={RULE_REPLICA_LABEL}="{name}"', f"--alert.label-drop={RULE_REPLICA_LABEL}",
+            EXTENDED_RANGE_SELECTORS,
+        ], self.workdir / f"{name}.log", ready_url=f"{self.url}/-/ready", cwd=self.workdir)
+
+
+def render_prometheus_agent_config(base: dict, remote_write_url: str,
+                                   batch_send_deadline: str | None = None) -> dict:
+    """deploy/scale/prometheus-agent.yml writing to `remote_write_url`."""
+    config = json.loads(json.dumps(base))
+    for target in config["remote_write"]:
+        target["url"] = remote_write_url
+        if batch_send_deadline:
+            target.setdefault("queue_config", {})["batch_send_deadline"] = batch_send_deadline
+    return config
+
+
+class PrometheusAgent(ProcessOwner):
+    """Prometheus in agent mode beside a gateway: OTLP in at `otlp_url`, remote write out."""
+
+    def __init__(self, workdir: Path, remote_write_url: str, name: str = "prometheus-agent",
+                 batch_send_deadline: str | None = "1s") -> None:
+        self.workdir = Path(workdir)
+        self.port = free_port()
+        self.url = f"http://{_addr(self.port)}"
+        self.otlp_url = f"{self.url}/api/v1/otlp/v1/metrics"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "prometheus-agent.yml"
+        config.write_text(yaml.safe_dump(render_prometheus_agent_config(
+            yaml.safe_load(PROMETHEUS_AGENT_CONFIG.read_text()), remote_write_url,
+            batch_send_deadline), sort_keys=False))
+        self.process = ManagedProcess(name, [
+            components.PROMETHEUS.require(), f"--config.file={config}",
+            f"--storage.agent.path={self.workdir / 'wal'}",
+            f"--web.listen-address={_addr(self.port)}", *PROMETHEUS_AGENT_FLAGS,
+        ], self.workdir / f"{name}.log", ready_url=f"{self.url}/-/ready", cwd=self.workdir)
+
+
+class ProcessGroup:
+    """Components started in the order `members()` gives (each ready before the next starts)
+    and stopped in reverse; a start that fails stops what it had started."""
+
+    start_timeout: float = 60.0
+
+    def members(self) -> list[Startable]:
+        raise NotImplementedError
+
+    def start(self, timeout: float | None = None) -> Self:
+        self._started: list[Startable] = []
+        try:
+            for member in self.members():
+                self._started.append(member)
+                member.start(timeout=timeout or self.start_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        while getattr(self, "_started", None):
+            self._started.pop().stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ThanosStore(ProcessGroup):
+    """Ingestors, routers, query and rule, started in that order and stopped in reverse."""
+
+    def __init__(self, workdir: str | Path, *, rules_glob: str, alertmanager_url: str | None,
+                 ingestors: int = 3, routers: int = 2, evaluation_interval: str = "15s") -> None:
+        self.workdir = Path(workdir)
+        self.ingestors = [ThanosReceive(self.workdir / f"ingestor-{i}", f"ingestor-{i}")
+                          for i in range(ingestors)]
+        self.routers = [ThanosReceive(self.workdir / f"router-{i}", f"router-{i}",
+                                      hashring=self.ingestors) for i in range(routers)]
+        # Query is given the ruler's gRPC address up front; the ruler starts after query (it
+        # evaluates its rules through it).
+        rule_grpc_port = free_port()
+        self.query = ThanosQuery(self.workdir / "query",
+                                 [i.grpc_address for i in self.ingestors] + [_addr(rule_grpc_port)])
+        self.rule = ThanosRule(self.workdir / "rule", self.query.url, rules_glob,
+                               alertmanager_url, evaluation_interval, grpc_port=rule_grpc_port)
+        self.query_url = self.query.url
+
+    def members(self) -> list[Startable]:
+        return [*self.ingestors, *self.routers, self.query, self.rule]
+
+
+def instant_query(url: str, promql: str, at: float | None = None,
+                  params: Mapping[str, str] | None = None) -> tuple[Result, list[str]]:
+    """An instant query against a Prometheus-compatible API: (result vector, warnings). A
+    partial answer (a store that did not respond) is reported by Thanos in the warnings."""
+    args = {"query": promql, **({"time": f"{at:.3f}"} if at is not None else {}), **(params or {})}
+    body: dict[str, Any] = get_json(f"{url.rstrip('/')}/api/v1/query", args)
+    if body.get("status") != "success":
+        raise QueryError(f"query {promql!r} failed: {body}")
+    data = body["data"]
+    result = ([{"metric": {}, "value": data["result"]}] if data["resultType"] == "scalar"
+              else data["result"])
+    return result, list(body.get("warnings") or [])
+
+
+# What Thanos query is asked for: replicas merged, and an answer that says so when a store did
+# not respond (rather than failing the whole query).
+THANOS_QUERY_PARAMS = {"dedup": "true", "partial_response": "true"}

@@ -1,0 +1,139 @@
+"""The scale-out topology's shipped configs (deploy/scale/, docs/scaling.md) are valid for the
+programs that run them, and say what the design needs: agent-side collectors routed by service,
+Prometheus agents that add no label, three-way replication, and Thanos query and rule that take
+the repository's rules unchanged (the `anchored` counting included).
+
+The whole topology under load is tests/test_scale_topology.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.stack import components
+from services.stack.components import PROMETHEUS_DIR
+from services.stack.pipeline import write_rules
+from services.stack.prometheus_api import QueryError, get_json
+from services.stack.process import ManagedProcess, free_port
+from services.stack.scale import (AGENT_COLLECTOR_CONFIG, EXTENDED_RANGE_SELECTORS, HASHRINGS,
+                                  PROMETHEUS_AGENT_CONFIG, REPLICATION_FACTOR, ThanosQuery,
+                                  ThanosRule, instant_query, render_prometheus_agent_config)
+from tests.support import require
+
+ANCHORED = "sum(increase(cugar_executions_total[5m] anchored))"
+
+
+def _agent_collector() -> dict:
+    return yaml.safe_load(AGENT_COLLECTOR_CONFIG.read_text())
+
+
+def _validate(config: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CUGAR_COLLECTOR_")}
+    return subprocess.run([str(require(components.COLLECTOR)), "validate", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60,
+                          env={**clean, "CUGAR_COLLECTOR_QUEUE_DIR": str(tmp_path), **env})
+
+
+def test_the_agent_side_collector_config_validates(tmp_path: Path) -> None:
+    result = _validate(AGENT_COLLECTOR_CONFIG, tmp_path)
+    assert result.returncode == 0, result.stderr
+    result = _validate(AGENT_COLLECTOR_CONFIG, tmp_path,
+                       CUGAR_COLLECTOR_GATEWAY_ENDPOINTS="[127.0.0.1:14317, 127.0.0.1:24317]")
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_agent_side_collector_routes_everything_by_service() -> None:
+    """The gateways keep per-service state (cardinality guard, signal_to_metrics/genai with
+    delta_to_cumulative): each service must always reach the same gateway."""
+    config = _agent_collector()
+    exporter = config["exporters"]["load_balancing"]
+    assert exporter["routing_key"] == "service"
+    for name, pipeline in config["service"]["pipelines"].items():
+        assert pipeline["exporters"] == ["load_balancing"], name
+    assert set(config["service"]["pipelines"]) == {"metrics", "traces"}
+    # what a gateway being down holds back waits in a queue (and the outer one is on disk)
+    assert exporter["sending_queue"]["storage"] == "file_storage"
+    assert exporter["protocol"]["otlp"]["sending_queue"]["enabled"] is True
+
+
+def test_the_agent_side_collector_listens_on_loopback_unless_configured() -> None:
+    text = AGENT_COLLECTOR_CONFIG.read_text()
+    defaults = re.findall(r"\$\{env:(CUGAR_COLLECTOR_\w+(?:ENDPOINT|HOST)):-([^}]*)\}", text)
+    assert defaults
+    for variable, default in defaults:
+        assert default.startswith("127.0.0.1"), f"{variable} defaults to {default}"
+
+
+def test_the_prometheus_agent_config_is_valid_and_adds_no_label(tmp_path: Path) -> None:
+    config = yaml.safe_load(PROMETHEUS_AGENT_CONFIG.read_text())
+    # A label added here would make a service re-routed to another gateway a second series.
+    assert "external_labels" not in config.get("global", {})
+    assert not config.get("scrape_configs")
+    # The same OTLP translation settings as the single Prometheus.
+    single = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    assert config["otlp"] == single["otlp"]
+    rendered = tmp_path / "agent.yml"
+    rendered.write_text(yaml.safe_dump(render_prometheus_agent_config(
+        config, "http://127.0.0.1:19291/api/v1/receive")))
+    result = subprocess.run([str(require(components.PROMTOOL)), "check", "config", "--agent",
+                             str(rendered)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_hashring_replicates_each_series_to_every_ingestor() -> None:
+    rings = json.loads(HASHRINGS.read_text())
+    assert len(rings) == 1 and rings[0]["algorithm"] == "ketama"
+    assert len(rings[0]["endpoints"]) == REPLICATION_FACTOR == 3
+
+
+def test_thanos_is_the_pinned_release() -> None:
+    out = subprocess.run([str(require(components.THANOS)), "--version"], capture_output=True,
+                         text=True, timeout=30)
+    version = components.pinned_versions()["THANOS_VERSION"]
+    assert re.search(rf"version {re.escape(version)}\b", out.stdout + out.stderr)
+
+
+@pytest.fixture
+def thanos_query(tmp_path: Path):
+    require(components.THANOS)
+    query = ThanosQuery(tmp_path / "query", endpoints=[])
+    with query:
+        yield query
+
+
+def test_thanos_query_takes_anchored_ranges(thanos_query: ThanosQuery) -> None:
+    result, _ = instant_query(thanos_query.url, ANCHORED)
+    assert result == []  # no store: nothing, but parsed and evaluated
+
+
+def test_without_the_switch_thanos_query_refuses_anchored(tmp_path: Path) -> None:
+    """What components/patches/thanos-extended-range-selectors.patch is for."""
+    port = free_port()
+    binary = require(components.THANOS)
+    with ManagedProcess("thanos-query-plain", [
+            binary, "query", f"--http-address=127.0.0.1:{port}",
+            f"--grpc-address=127.0.0.1:{free_port()}"], tmp_path / "plain.log",
+            ready_url=f"http://127.0.0.1:{port}/-/ready"):
+        with pytest.raises(QueryError, match="anchored modifier is experimental and not enabled"):
+            instant_query(f"http://127.0.0.1:{port}", ANCHORED)
+
+
+def test_thanos_rule_loads_every_rule_of_the_repository_unchanged(tmp_path: Path,
+                                                                   thanos_query: ThanosQuery) -> None:
+    rules_glob = write_rules(tmp_path / "rules")
+    rule = ThanosRule(tmp_path / "rule", thanos_query.url, rules_glob, alertmanager_url=None)
+    with rule:
+        assert EXTENDED_RANGE_SELECTORS in rule.process.argv
+        groups = get_json(f"{rule.url}/api/v1/rules")["data"]["groups"]
+    loaded = {(g["name"], r["name"]) for g in groups for r in g["rules"]}
+    shipped = set()
+    for path in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            shipped |= {(group["name"], r.get("record") or r["alert"]) for r in group["rules"]}
+    assert loaded == shipped
