@@ -53,7 +53,9 @@ def test_the_agent_side_collector_routes_everything_by_service() -> None:
     delta_to_cumulative): each service must always reach the same gateway."""
     config = _agent_collector()
     exporter = config["exporters"]["load_balancing"]
-    assert exporter["routing_key"] == "service"
+    # (not `routing_key: service`, which keys spans and metrics differently: see the config)
+    assert (exporter["routing_key"], exporter["routing_attributes"]) == ("attributes",
+                                                                         ["service.name"])
     for name, pipeline in config["service"]["pipelines"].items():
         assert pipeline["exporters"] == ["load_balancing"], name
     assert set(config["service"]["pipelines"]) == {"metrics", "traces"}

@@ -90,6 +90,9 @@ class ThanosReceive(ProcessOwner):
             f"--grpc-address={self.grpc_address}", f"--http-address={_addr(self.ports['http'])}",
             f"--remote-write.address={_addr(self.ports['remote_write'])}",
             f"--receive.capnproto-address={_addr(self.ports['capnproto'])}",
+            # (required of every receive node; a router stores nothing, so on it no series
+            # ever carries it)
+            f'--label={RECEIVE_REPLICA_LABEL}="{name}"',
         ]
         if self.is_router:
             path = self.workdir / "hashrings.json"
@@ -101,7 +104,6 @@ class ThanosReceive(ProcessOwner):
                      f"--receive.replication-factor={REPLICATION_FACTOR}"]
         else:
             argv += [f"--tsdb.path={self.workdir / 'data'}",
-                     f'--label={RECEIVE_REPLICA_LABEL}="{name}"',
                      f"--tsdb.out-of-order.time-window={OUT_OF_ORDER_WINDOW}"]
         self.process = ManagedProcess(name, argv, self.workdir / f"{name}.log",
                                       ready_url=f"{self.http_url}/-/ready", cwd=self.workdir)
