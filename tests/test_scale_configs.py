@@ -114,6 +114,13 @@ def test_thanos_query_takes_anchored_ranges(thanos_query: ThanosQuery) -> None:
     assert result == []  # no store: nothing, but parsed and evaluated
 
 
+def test_thanos_query_takes_the_apis_experimental_functions(thanos_query: ThanosQuery) -> None:
+    """/dashboard's freshness verdicts use ts_of_first_over_time: Grafana and the api can point
+    at Thanos query instead of Prometheus."""
+    result, _ = instant_query(thanos_query.url, "ts_of_first_over_time(up[5m])")
+    assert result == []
+
+
 def test_without_the_switch_thanos_query_refuses_anchored(tmp_path: Path) -> None:
     """What components/patches/thanos-extended-range-selectors.patch is for."""
     port = free_port()

@@ -47,6 +47,9 @@ OUT_OF_ORDER_WINDOW = "10m"
 # Our rules and dashboards count with `increase(x[w] anchored)`: Prometheus' switch for it, which
 # components/patches/thanos-extended-range-selectors.patch adds to thanos query and rule.
 EXTENDED_RANGE_SELECTORS = "--enable-feature=promql-extended-range-selectors"
+# And the experimental functions the api's freshness verdicts use (ts_of_first_over_time, see
+# services/monitoring/queries.py), which Thanos query has a switch for of its own.
+EXPERIMENTAL_FUNCTIONS = "--enable-feature=promql-experimental-functions"
 PROMETHEUS_AGENT_FLAGS = ("--agent", "--web.enable-otlp-receiver",
                           "--enable-feature=created-timestamp-zero-ingestion")
 
@@ -131,7 +134,7 @@ class ThanosQuery(ProcessOwner):
             *(f"--endpoint={e}" for e in endpoints),
             f"--query.replica-label={RECEIVE_REPLICA_LABEL}",
             f"--query.replica-label={RULE_REPLICA_LABEL}",
-            EXTENDED_RANGE_SELECTORS,
+            EXTENDED_RANGE_SELECTORS, EXPERIMENTAL_FUNCTIONS,
         ], self.workdir / f"{name}.log", ready_url=f"{self.url}/-/ready", cwd=self.workdir)
 
 
