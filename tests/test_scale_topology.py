@@ -18,7 +18,7 @@ Then, with everything back, a third-party GenAI agent's spans through both agent
 must give exactly their count in the counters the gateways derive from spans (which needs every
 span of a service on one gateway).
 
-One scenario (module fixture, about 65 s here) and several tests that each check one property
+One scenario (module fixture, about 70 s here) and several tests that each check one property
 of what it observed. docs/scaling.md lists which broken variant each test catches.
 """
 
