@@ -132,6 +132,16 @@ def test_the_genai_connector_sees_only_spans_it_can_count() -> None:
                        'span.attributes["gen_ai.system"] == nil)']
 
 
+@pytest.mark.parametrize("override", OVERRIDES, ids=lambda p: p.name)
+def test_no_override_feeds_the_genai_connector_twice(override: Path) -> None:
+    """A pipeline list replaces the main config's: an override that also put the connector
+    behind `traces` would count every GenAI span twice (traces and traces/genai)."""
+    pipelines = (yaml.safe_load(override.read_text()) or {}).get("service", {}).get("pipelines", {})
+    feeding = [name for name, p in pipelines.items() if name != "traces/genai"
+               and "signal_to_metrics/genai" in (p or {}).get("exporters", [])]
+    assert feeding == [], f"{override.name}: {feeding} export to signal_to_metrics/genai"
+
+
 def test_metrics_are_pushed_into_prometheus_otlp_receiver() -> None:
     config = _config()
     assert config["service"]["pipelines"]["metrics"]["exporters"] == ["otlp_http/prometheus"]
