@@ -2,10 +2,12 @@
 # Builds the pipeline's third-party programs from their official Go modules, at the versions
 # pinned in components/versions.env: prometheus + promtool, alertmanager + amtool, jaeger.
 #
-#   bash components/build.sh [prometheus|alertmanager|jaeger|telemetrygen|thanos ...]
+#   bash components/build.sh [prometheus|alertmanager|jaeger|telemetrygen|thanos|kubeconform ...]
 #                                     (default: the first three; telemetrygen, the OpenTelemetry
 #                                      load generator, only for the pipeline benchmark, and thanos,
-#                                      the scale-out store of docs/scaling.md, on demand)
+#                                      the scale-out store of docs/scaling.md, on demand;
+#                                      kubeconform, with the pinned Kubernetes API's schemas, for
+#                                      the manifests of docs/kubernetes.md)
 #
 # Each build is cached outside the work tree, keyed by its pins and this script, in
 # ${CUGAR_CACHE_DIR:-~/.cache/cugar}/<name>/<key>/; components/_build/<program> links to it, so
@@ -38,10 +40,10 @@ module_source() {
 
 # A build is keyed by its own pins and its recipe (the function that builds it), so editing one
 # recipe or pin rebuilds only that component.
-declare -A pins_of=([prometheus]="PROMETHEUS|PNPM" [alertmanager]="ALERTMANAGER" [jaeger]="JAEGER" [telemetrygen]="TELEMETRYGEN" [thanos]="THANOS")
+declare -A pins_of=([prometheus]="PROMETHEUS|PNPM" [alertmanager]="ALERTMANAGER" [jaeger]="JAEGER" [telemetrygen]="TELEMETRYGEN" [thanos]="THANOS" [kubeconform]="KUBECONFORM|KUBERNETES")
 cache_key() {
   { grep -E "^(${pins_of[$1]})_" "$here/versions.env"; declare -f "recipe_$1" with_progress module_source prometheus_version_ldflags
-    cat "$here/patches/$1"-*.patch 2>/dev/null || true; } |
+    cat "$here/patches/$1"-*.patch "$here/$1"-*.py 2>/dev/null || true; } |
     sha256sum | cut -c1-16
 }
 
@@ -166,6 +168,21 @@ recipe_thanos() {  # recipe_thanos WORKDIR: the program into WORKDIR
   rm -rf "$src"
 }
 
+recipe_kubeconform() {  # recipe_kubeconform WORKDIR: the validator and the schemas into WORKDIR
+  local out="$1" src="$1/src" spec
+  say "kubeconform: cold build of kubeconform $KUBECONFORM_VERSION ($KUBECONFORM_MODULE) and the schemas of Kubernetes $KUBERNETES_VERSION ($KUBERNETES_MODULE api/openapi-spec/v3)"
+  module_source "$KUBECONFORM_MODULE" "$src"
+  ( cd "$src" && with_progress "kubeconform $KUBECONFORM_VERSION (go build)" go build \
+      -ldflags "-X main.version=v$KUBECONFORM_VERSION" -o "$out/kubeconform" ./cmd/kubeconform )
+  rm -rf "$src"
+  # The schemas from the pinned Kubernetes release's own OpenAPI v3 spec (in its module), in
+  # kubeconform's layout, by our converter (components/kubeconform-schemas.py, in the cache key).
+  spec="$(cd "$(mktemp -d)" && go mod download -json "$KUBERNETES_MODULE" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')/api/openapi-spec/v3"
+  [[ -d "$spec" ]] || { say "no OpenAPI v3 spec in $KUBERNETES_MODULE"; return 1; }
+  with_progress "kubernetes $KUBERNETES_VERSION schemas" python3 "$here/kubeconform-schemas.py" \
+    "$spec" "$KUBERNETES_VERSION" "$out/kubernetes-schemas"
+}
+
 targets=("$@")
 ((${#targets[@]})) || targets=(prometheus alertmanager jaeger)
 for target in "${targets[@]}"; do
@@ -175,6 +192,7 @@ for target in "${targets[@]}"; do
     jaeger) build jaeger jaeger ;;
     telemetrygen) build telemetrygen telemetrygen ;;
     thanos) build thanos thanos ;;
-    *) say "unknown component '$target' (expected prometheus, alertmanager, jaeger, telemetrygen or thanos)"; exit 2 ;;
+    kubeconform) build kubeconform kubeconform kubernetes-schemas ;;
+    *) say "unknown component '$target' (expected prometheus, alertmanager, jaeger, telemetrygen, thanos or kubeconform)"; exit 2 ;;
   esac
 done

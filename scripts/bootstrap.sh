@@ -3,7 +3,7 @@
 # Debian packages (docker-compose, Chromium), a Python virtualenv with the project's
 # dependencies, our collector build and the pinned Prometheus, Alertmanager and Jaeger
 # (components/build.sh, from their Go modules), telemetrygen for the pipeline benchmark and
-# Thanos for the scale-out topology (docs/scaling.md).
+# Thanos for the scale-out topology (docs/scaling.md), kubeconform for its Kubernetes manifests.
 # Idempotent and cached outside the work tree.
 # In CI (CI=true) any missing piece is an error; elsewhere it is a warning.
 set -euo pipefail
@@ -64,4 +64,8 @@ bash components/build.sh telemetrygen ||
 # The scale-out store (docs/scaling.md; tests/test_scale_topology.py runs it; about 10 min cold).
 bash components/build.sh thanos ||
   warn_or_die "Thanos could not be built (see above; only the scale-out topology needs it)"
+# The Kubernetes manifests' validator and the pinned Kubernetes API's schemas (docs/kubernetes.md;
+# tests/test_k8s_*.py; seconds with a warm Go build cache).
+bash components/build.sh kubeconform ||
+  warn_or_die "kubeconform could not be built (see above; only the Kubernetes manifest tests need it)"
 echo "bootstrap: ready"

@@ -77,6 +77,11 @@ TELEMETRYGEN = Component("telemetrygen (the OpenTelemetry load generator, for be
 THANOS = Component("thanos (receive, query and rule: the scale-out store of docs/scaling.md)",
                    "CUGAR_THANOS_BIN", (str(BUILDS / "thanos"),),
                    "run `bash components/build.sh thanos` (needs Go)")
+KUBECONFORM = Component("kubeconform (validates deploy/k8s against the pinned Kubernetes API)",
+                        "CUGAR_KUBECONFORM_BIN", (str(BUILDS / "kubeconform"),),
+                        "run `bash components/build.sh kubeconform` (needs Go)")
+# Its schemas (components/kubeconform-schemas.py), built beside it.
+KUBERNETES_SCHEMAS = BUILDS / "kubernetes-schemas"
 CHROMIUM = Component("chromium", "CUGAR_CHROMIUM_BIN", ("chromium", "chromium-browser"),
                      "run `apt-get install chromium` (or `make deps`)")
 DOCKER_COMPOSE = Component("docker-compose", "CUGAR_DOCKER_COMPOSE_BIN", ("docker-compose",),
