@@ -12,8 +12,8 @@ import yaml
 
 from services.stack import components, pipeline
 from services.stack.collector import COLLECTOR_CONFIG
-from services.stack.components import DOCKER_COMPOSE
 from tests.support import require
+from tests.support.deployment import resolve_compose
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -26,13 +26,7 @@ OUR_IMAGES = {"otel-collector": "docker/collector.Dockerfile",
 @pytest.fixture(scope="module")
 def resolved() -> dict:
     """The compose file as docker-compose itself resolves it (anchors, defaults, paths)."""
-    binary = require(DOCKER_COMPOSE)
-    check = subprocess.run([binary, "-f", COMPOSE_FILE, "config", "-q"], cwd=REPO,
-                           capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0, f"docker-compose rejects the file:\n{check.stderr}"
-    out = subprocess.run([binary, "-f", COMPOSE_FILE, "config"], cwd=REPO, capture_output=True,
-                         text=True, timeout=60, check=True)
-    return yaml.safe_load(out.stdout)
+    return resolve_compose(COMPOSE_FILE)
 
 
 PINS = components.pinned_versions()

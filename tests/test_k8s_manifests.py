@@ -5,7 +5,6 @@ do not expose; every hostname the configs name is a Service with that port."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from services.stack import components
 from services.stack.pipeline import ALERTMANAGER_FLAGS
 from services.stack.scale import (EXTENDED_RANGE_SELECTORS, PROMETHEUS_AGENT_FLAGS,
                                   REPLICATION_FACTOR)
+from tests.support.deployment import (arg_destinations, config_destinations, env_default,
+                                      url_host_port)
 from tests.support.kubernetes import kubeconform
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,10 +208,6 @@ def _flag(args: list[str], flag: str, default: str) -> str:
     return next((a.split("=", 1)[1] for a in args if a.startswith(flag + "=")), default)
 
 
-def _env_default(path: Path, variable: str) -> str:
-    return re.search(r"\$\{env:" + variable + r":-([^}]*)\}", path.read_text()).group(1)
-
-
 def listeners(container: dict) -> set[str]:
     """Every address the container's program listens on, as configured here."""
     args = container.get("args", [])
@@ -235,10 +232,10 @@ def listeners(container: dict) -> set[str]:
     for variable in set(re.findall(r"\$\{env:(" + prefix + r"[A-Z_]+_ENDPOINT):-", text)):
         if "OTLP_ENDPOINT" in variable and "TRACES" in variable:
             continue  # a destination, not a listener
-        found.add(env.get(variable) or _env_default(config, variable))
+        found.add(env.get(variable) or env_default(config, variable))
     host_var, port_var = prefix + "TELEMETRY_HOST", prefix + "TELEMETRY_PORT"
-    found.add(f"{env.get(host_var) or _env_default(config, host_var)}:"
-              f"{env.get(port_var) or _env_default(config, port_var)}")
+    found.add(f"{env.get(host_var) or env_default(config, host_var)}:"
+              f"{env.get(port_var) or env_default(config, port_var)}")
     return found
 
 
@@ -285,33 +282,15 @@ def _service_port(host_port: str) -> None:
         assert workload["kind"] == "StatefulSet" and int(index) < workload["spec"]["replicas"]
 
 
-def _url_host_port(url: str) -> str:
-    match = re.match(r"https?://([^/]+)", url)
-    return match.group(1)
-
-
 def destinations() -> list[str]:
     """Every host:port the shipped configs and the manifests' flags and variables send to."""
-    agent_collector = REPO / "deploy" / "scale" / "agent-collector.yaml"
-    found = yaml.safe_load(_env_default(agent_collector, "CUGAR_COLLECTOR_GATEWAY_ENDPOINTS"))
-    found += [e[k] for ring in json.loads((REPO / "deploy" / "scale" / "hashrings.json").read_text())
-              for e in ring["endpoints"] for k in ("address", "capnproto_address")]
-    agent = yaml.safe_load((REPO / "deploy" / "scale" / "prometheus-agent.yml").read_text())
-    found += [_url_host_port(rw["url"]) for rw in agent["remote_write"]]
-    datasources = yaml.safe_load(SOURCES["grafana-datasources"][0].read_text())["datasources"]
-    found += [_url_host_port(d["url"]) for d in datasources]
-    am = yaml.safe_load(SOURCES["alertmanager-config"][0].read_text())
-    found += [_url_host_port(h["url"]) for r in am["receivers"] for h in r.get("webhook_configs", [])]
+    found = config_destinations()
     for _, container in containers():
-        for arg in container.get("args", []):
-            if arg.startswith(("--endpoint=", "--query=")):
-                found.append(arg.split("=", 1)[1])
-            elif arg.startswith("--alertmanagers.url="):
-                found.append(_url_host_port(arg.split("=", 1)[1]))
+        found += arg_destinations(container.get("args", []))
         for env in container.get("env", []):
             value = env.get("value", "")
             if value.startswith("http://") and "127.0.0.1" not in value:
-                found.append(_url_host_port(value))
+                found.append(url_host_port(value))
             elif env["name"].endswith("TRACES_OTLP_ENDPOINT"):
                 found.append(value)
     return found
