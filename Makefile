@@ -1,4 +1,4 @@
-.PHONY: run test deps collector bench monitoring clean
+.PHONY: run test deps collector bench monitoring k8s clean
 
 run:        ## bring the whole pipeline up with a simulated agent workload (Ctrl-C stops it)
 	bash scripts/run.sh $(ARGS)
@@ -17,6 +17,9 @@ bench:      ## overhead benchmark (see docs/benchmarks.md)
 
 monitoring: ## regenerate rules, dashboards and the collector config's generated blocks (ARGS=--check: fail if stale)
 	.venv/bin/python -m services.monitoring $(ARGS)
+
+k8s:        ## regenerate the Kubernetes manifests in deploy/k8s from the configs (ARGS=--check: fail if stale)
+	.venv/bin/python -m deploy $(ARGS)
 
 
 clean:

@@ -65,7 +65,7 @@ bash components/build.sh telemetrygen ||
 bash components/build.sh thanos ||
   warn_or_die "Thanos could not be built (see above; only the scale-out topology needs it)"
 # The Kubernetes manifests' validator and the pinned Kubernetes API's schemas (docs/kubernetes.md;
-# tests/test_k8s_*.py; seconds with a warm Go build cache).
+# tests/test_k8s_*.py; about 30 s cold, seconds with a warm Go build cache).
 bash components/build.sh kubeconform ||
   warn_or_die "kubeconform could not be built (see above; only the Kubernetes manifest tests need it)"
 echo "bootstrap: ready"
