@@ -225,8 +225,10 @@ def listeners(container: dict) -> set[str]:
         return {"0.0.0.0:3000"}
     if name == "api":
         return {f"{args[args.index('--host') + 1]}:{args[args.index('--port') + 1]}"}
-    prefix, config = {"collector": ("CUGAR_COLLECTOR_", REPO / "otel-collector-config.yaml"),
-                      "jaeger": ("CUGAR_JAEGER_", MONITORING / "jaeger" / "config.yaml")}[name]
+    # the collector's and Jaeger's configs: listen addresses are variables with loopback defaults
+    prefix = {"collector": "CUGAR_COLLECTOR_", "jaeger": "CUGAR_JAEGER_"}[name]
+    (config,) = [f for files in SOURCES.values() for f in files
+                 if f.name == Path(args[args.index("--config") + 1]).name]
     text = config.read_text()
     found = set()
     for variable in set(re.findall(r"\$\{env:(" + prefix + r"[A-Z_]+_ENDPOINT):-", text)):
