@@ -27,7 +27,8 @@ import yaml
 
 from services.stack.components import REPO_ROOT, pinned_versions
 from services.stack.pipeline import ALERTMANAGER_CONFIG, ALERTMANAGER_FLAGS
-from services.stack.scale import (AGENT_COLLECTOR_CONFIG, EXTENDED_RANGE_SELECTORS, HASHRINGS,
+from services.stack.scale import (AGENT_COLLECTOR_CONFIG, EXPERIMENTAL_FUNCTIONS,
+                                  EXTENDED_RANGE_SELECTORS, HASHRINGS,
                                   OUT_OF_ORDER_WINDOW, PROMETHEUS_AGENT_CONFIG,
                                   PROMETHEUS_AGENT_FLAGS, RECEIVE_REPLICA_LABEL,
                                   REPLICATION_FACTOR, RULE_REPLICA_LABEL)
@@ -278,7 +279,8 @@ def query_and_rule() -> list[Manifest]:
         ["query", "--http-address=0.0.0.0:9090", "--grpc-address=127.0.0.1:10901",
          *(f"--endpoint={name}:10901" for name in ingestor_names()), "--endpoint=thanos-rule:10901",
          f"--query.replica-label={RECEIVE_REPLICA_LABEL}",
-         f"--query.replica-label={RULE_REPLICA_LABEL}", EXTENDED_RANGE_SELECTORS],
+         f"--query.replica-label={RULE_REPLICA_LABEL}", EXTENDED_RANGE_SELECTORS,
+         EXPERIMENTAL_FUNCTIONS],
         ports={"http": 9090}, probe=THANOS_PROBE, cpu="250m", memory="1Gi")
     rule = container(
         "thanos", "thanos",

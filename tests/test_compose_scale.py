@@ -14,7 +14,8 @@ import yaml
 
 from services.stack import components
 from services.stack.pipeline import ALERTMANAGER_CONFIG, ALERTMANAGER_FLAGS
-from services.stack.scale import (AGENT_COLLECTOR_CONFIG, EXTENDED_RANGE_SELECTORS, HASHRINGS,
+from services.stack.scale import (AGENT_COLLECTOR_CONFIG, EXPERIMENTAL_FUNCTIONS,
+                                  EXTENDED_RANGE_SELECTORS, HASHRINGS,
                                   OUT_OF_ORDER_WINDOW, PROMETHEUS_AGENT_CONFIG,
                                   PROMETHEUS_AGENT_FLAGS, REPLICATION_FACTOR)
 from tests.support.deployment import (arg_destinations, config_destinations, resolve_compose,
@@ -140,6 +141,7 @@ def test_the_flags_are_the_harness_flags(resolved: dict) -> None:
         assert f"--tsdb.out-of-order.time-window={OUT_OF_ORDER_WINDOW}" in argv(resolved[ingestor])
     for name in ("thanos-query", "thanos-rule"):
         assert EXTENDED_RANGE_SELECTORS in argv(resolved[name])
+    assert EXPERIMENTAL_FUNCTIONS in argv(resolved["thanos-query"])  # the api's queries
     assert set(ALERTMANAGER_FLAGS) <= set(argv(resolved["alertmanager"]))
     replicas = [re.search(r'--label=\w+="?([\w-]+)', a).group(1)
                 for s in resolved.values() for a in argv(s) if a.startswith("--label=")]

@@ -15,8 +15,8 @@ import yaml
 
 from services.stack import components
 from services.stack.pipeline import ALERTMANAGER_FLAGS
-from services.stack.scale import (EXTENDED_RANGE_SELECTORS, PROMETHEUS_AGENT_FLAGS,
-                                  REPLICATION_FACTOR)
+from services.stack.scale import (EXPERIMENTAL_FUNCTIONS, EXTENDED_RANGE_SELECTORS,
+                                  PROMETHEUS_AGENT_FLAGS, REPLICATION_FACTOR)
 from tests.support.deployment import (arg_destinations, config_destinations, env_default,
                                       url_host_port)
 from tests.support.kubernetes import kubeconform
@@ -311,6 +311,7 @@ def test_the_flags_are_the_harness_flags() -> None:
     assert set(ALERTMANAGER_FLAGS) <= set(by_name["alertmanager/alertmanager"])
     for name in ("thanos-query/thanos", "thanos-rule/thanos"):
         assert EXTENDED_RANGE_SELECTORS in by_name[name]
+    assert EXPERIMENTAL_FUNCTIONS in by_name["thanos-query/thanos"]  # the api's queries
     assert f"--receive.replication-factor={REPLICATION_FACTOR}" in by_name[
         "thanos-receive-router/thanos"]
     # the gateway pushes into the Prometheus agent beside it
