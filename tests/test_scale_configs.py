@@ -1,7 +1,8 @@
 """The scale-out topology's shipped configs (deploy/scale/, docs/scaling.md) are valid for the
 programs that run them, and say what the design needs: agent-side collectors routed by service,
-Prometheus agents that add no label, three-way replication, and Thanos query and rule that take
-the repository's rules unchanged (the `anchored` counting included).
+Prometheus agents that add no label, a gateway telemetry scraper with one `instance` per gateway,
+three-way replication, and Thanos query and rule that take the repository's rules unchanged (the
+`anchored` counting included).
 
 The whole topology under load is tests/test_scale_topology.py."""
 
@@ -16,15 +17,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services.monitoring.tunables import COLLECTOR_TELEMETRY_JOB
 from services.stack import components
-from services.stack.components import PROMETHEUS_DIR
+from services.stack.components import PROMETHEUS_DIR, REPO_ROOT
 from services.stack.pipeline import write_rules
 from services.stack.prometheus_api import QueryError, get_json
 from services.stack.process import ManagedProcess, free_port
-from services.stack.scale import (AGENT_COLLECTOR_CONFIG, EXTENDED_RANGE_SELECTORS, HASHRINGS,
-                                  PROMETHEUS_AGENT_CONFIG, REPLICATION_FACTOR, ThanosQuery,
-                                  ThanosRule, instant_query, render_prometheus_agent_config)
+from services.stack.scale import (AGENT_COLLECTOR_CONFIG, EXTENDED_RANGE_SELECTORS,
+                                  GATEWAY_SCRAPER_CONFIG, HASHRINGS, PROMETHEUS_AGENT_CONFIG,
+                                  REPLICATION_FACTOR, ThanosQuery, ThanosRule, instant_query,
+                                  render_gateway_scraper_config, render_prometheus_agent_config)
 from tests.support import require
+from tests.support.deployment import env_default
 
 ANCHORED = "sum(increase(cugar_executions_total[5m] anchored))"
 
@@ -86,6 +90,55 @@ def test_the_prometheus_agent_config_is_valid_and_adds_no_label(tmp_path: Path) 
     result = subprocess.run([str(require(components.PROMTOOL)), "check", "config", "--agent",
                              str(rendered)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _promtool_check_agent(config: dict, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run([str(require(components.PROMTOOL)), "check", "config", "--agent",
+                             str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_gateway_telemetry_scraper_scrapes_each_gateway_as_its_own_instance(
+        tmp_path: Path) -> None:
+    """The single Prometheus' collector-telemetry job, one target per gateway of the agent-side
+    collectors' list, on the gateways' telemetry port, `instance` the gateway's name; the same
+    intervals as the single Prometheus; the same store as the Prometheus agents; no label of
+    its own."""
+    config = yaml.safe_load(GATEWAY_SCRAPER_CONFIG.read_text())
+    assert "external_labels" not in config["global"]
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == COLLECTOR_TELEMETRY_JOB
+    assert set(job) == {"job_name", "static_configs"}  # no relabelling, no interval of its own
+    gateways = [e.rsplit(":", 1)[0] for e in yaml.safe_load(env_default(
+        AGENT_COLLECTOR_CONFIG, "CUGAR_COLLECTOR_GATEWAY_ENDPOINTS"))]
+    port = env_default(REPO_ROOT / "otel-collector-config.yaml", "CUGAR_COLLECTOR_TELEMETRY_PORT")
+    assert [(s["targets"], s["labels"]) for s in job["static_configs"]] == [
+        ([f"{g}:{port}"], {"instance": g}) for g in gateways]
+    single = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    (single_job,) = [j for j in single["scrape_configs"] if j["job_name"] == COLLECTOR_TELEMETRY_JOB]
+    for key in ("scrape_interval", "scrape_timeout"):
+        assert single_job.get(key, single["global"][key]) == config["global"][key], key
+    agent = yaml.safe_load(PROMETHEUS_AGENT_CONFIG.read_text())
+    assert config["remote_write"] == agent["remote_write"]
+    _promtool_check_agent(config, tmp_path / "shipped.yml")
+
+
+def test_the_gateway_telemetry_scraper_is_rendered_with_loopback_targets(tmp_path: Path) -> None:
+    config = yaml.safe_load(GATEWAY_SCRAPER_CONFIG.read_text())
+    loopback = {"gateway-0": "127.0.0.1:18888", "gateway-1": "127.0.0.1:28888"}
+    rendered = render_gateway_scraper_config(config, "http://127.0.0.1:19291/api/v1/receive",
+                                             loopback, scrape_interval="1s")
+    statics = rendered["scrape_configs"][0]["static_configs"]
+    assert [(s["targets"], s["labels"]["instance"]) for s in statics] == [
+        (["127.0.0.1:18888"], "gateway-0"), (["127.0.0.1:28888"], "gateway-1")]
+    assert rendered["global"]["scrape_timeout"] == "1s"
+    _promtool_check_agent(rendered, tmp_path / "rendered.yml")
+    with pytest.raises(ValueError, match="gateway-1"):
+        render_gateway_scraper_config(config, "http://127.0.0.1:1/", {"gateway-0": "127.0.0.1:1"})
+    with pytest.raises(ValueError, match="gateway-2"):
+        render_gateway_scraper_config(config, "http://127.0.0.1:1/",
+                                      {**loopback, "gateway-2": "127.0.0.1:1"})
 
 
 def test_the_hashring_replicates_each_series_to_every_ingestor() -> None:

@@ -14,6 +14,10 @@ equal the agents' own ground truth exactly, in the merged answer and in each rep
 series per identity; and golden-signal and Grafana panel queries must give exactly what the
 single Prometheus gives for the same workload.
 
+The gateways' own telemetry (otelcol_*, scrape job otel-collector-telemetry) reaches the store
+through the gateway telemetry scraper, one `instance` per gateway: the killed gateway is `up == 0`
+there and Thanos rule raises ScrapeTargetDown for it.
+
 Then, with everything back, a third-party GenAI agent's spans through both agent-side collectors
 must give exactly their count in the counters the gateways derive from spans (which needs every
 span of a service on one gateway).
@@ -37,9 +41,10 @@ import pytest
 
 from otel import catalogue
 from services.agent.summary import merge
+from services.monitoring.tunables import COLLECTOR_TELEMETRY_JOB
 from services.stack import components
 from services.stack.process import wait_until
-from services.stack.prometheus_api import QueryError
+from services.stack.prometheus_api import QueryError, get_json
 from services.stack.scale import (RECEIVE_REPLICA_LABEL, REPLICATION_FACTOR, instant_query,
                                   kill)
 from services.stack.scale_topology import ScaleTopology
@@ -66,6 +71,14 @@ RUNS = [
 LOAD_S = 50
 TIME_SCALE = "0.02"
 STORE_TIMEOUT_S = 90
+# The gateways' self-metrics in the store, per instance (what the pipeline-health rules and
+# dashboard read): scraped, receiving spans, exporting metric points.
+TELEMETRY = f'job="{COLLECTOR_TELEMETRY_JOB}"'
+GATEWAY_TELEMETRY = {
+    "up": f"up{{{TELEMETRY}}}",
+    "accepted spans": f"sum by (instance) (otelcol_receiver_accepted_spans{{{TELEMETRY}}})",
+    "sent metric points": f"sum by (instance) (otelcol_exporter_sent_metric_points{{{TELEMETRY}}})",
+}
 
 
 # Counter series and the ground-truth key that each one's fleet total must equal.
@@ -84,6 +97,7 @@ class Sample:
     elapsed: float  # seconds since the kill
     counts: dict[tuple[str, str], float]  # (job, instance) -> executions
     warnings: list[str]
+    gateways_up: dict[str, float] = field(default_factory=dict)  # instance -> up (telemetry job)
 
     @property
     def instances(self) -> set[str]:
@@ -110,6 +124,10 @@ class Observed:
     during_outage: list[Sample] = field(default_factory=list)
     alert_during_outage: tuple[str, dict] | None = None
     settled_at: float = 0.0
+    # ScrapeTargetDown for the killed gateway in Thanos rule while it was down: (seconds after
+    # the kill, the ruler's alert with its state); and at the webhook, if it got there by then
+    target_down: list[tuple[float, dict]] = field(default_factory=list)
+    target_down_notified: tuple[str, dict] | None = None
 
 
 def _services_in(traces_file: Path) -> set[str]:
@@ -199,16 +217,18 @@ def _under_load(topo: ScaleTopology, webhook: WebhookReceiver,
 
     wait_until(routed, 30, interval=1, what="every service's spans at a gateway")
 
+
     # Kill one ingestor and the gateway that carries the most services, mid-load.
     busiest = max(topo.gateways, key=lambda g: len(gateway_services[g.process.name]))
     ingestor = topo.store.ingestors[1]
     def sample(elapsed: float) -> Sample:
         try:
             result, warnings = topo.query(f"sum by (job, instance) ({executions})")
+            up = _values(topo.query(GATEWAY_TELEMETRY["up"])[0], "instance")
         except QueryError as exc:  # a failed query is recorded: a test below rejects it
-            result, warnings = [], [f"query failed: {exc}"]
+            result, warnings, up = [], [f"query failed: {exc}"], {}
         return Sample(elapsed, {(r["metric"]["job"], r["metric"]["instance"]): float(r["value"][1])
-                                for r in result}, warnings)
+                                for r in result}, warnings, up)
 
     obs_before = sample(0.0)
     kill(ingestor.process)
@@ -218,13 +238,20 @@ def _under_load(topo: ScaleTopology, webhook: WebhookReceiver,
                    ingestor.process.name, [obs_before])
 
     # While they are down: the store answers for every instance (or says it is partial), its
-    # totals never go back, and the ruler pages from its data through Alertmanager.
+    # totals never go back, and the ruler pages from its data through Alertmanager; it also has
+    # the killed gateway's ScrapeTargetDown (recorded; the outage is not made longer for it).
     def paged() -> bool:
-        obs.during_outage.append(sample(time.monotonic() - killed_at))
-        return bool(webhook.firing("HighErrorRate")) and time.monotonic() - killed_at > 15
+        elapsed = time.monotonic() - killed_at
+        obs.during_outage.append(sample(elapsed))
+        obs.target_down += [(elapsed, a) for a in _rule_alerts(topo, "ScrapeTargetDown")
+                            if a["labels"].get("instance") == busiest.process.name]
+        return bool(webhook.firing("HighErrorRate")) and elapsed > 15
 
     wait_until(paged, 90, interval=1, what="HighErrorRate at the webhook with nodes down")
     obs.alert_during_outage = webhook.firing("HighErrorRate")[0]
+    obs.target_down_notified = next((n for n in webhook.firing("ScrapeTargetDown")
+                                     if n[1]["labels"].get("instance") == busiest.process.name),
+                                    None)
 
     busiest.process.start(timeout=60)
     ingestor.process.start(timeout=60)
@@ -255,6 +282,17 @@ def _under_load(topo: ScaleTopology, webhook: WebhookReceiver,
     return obs
 
 
+def _rule_alerts(topo: ScaleTopology, name: str) -> list[dict]:
+    """Thanos rule's active alerts of that rule (pending or firing), [] when it does not answer.
+    (From its rules API: its /api/v1/alerts answers under "Alerts", not Prometheus' "alerts".)"""
+    try:
+        groups = get_json(f"{topo.store.rule.url}/api/v1/rules", {"type": "alert"})["data"]["groups"]
+    except QueryError:
+        return []
+    return [a for g in groups for r in g["rules"] if r["name"] == name
+            for a in r.get("alerts") or []]
+
+
 def _write_report(path: Path, obs: Observed, series_per_instance: list[dict]) -> None:
     """What the scenario saw, for a person reading a failure (or docs/scaling.md's numbers)."""
     path.write_text(json.dumps({
@@ -268,6 +306,10 @@ def _write_report(path: Path, obs: Observed, series_per_instance: list[dict]) ->
                            "of_killed_gateway": x.of(obs.gateway_services[obs.killed_gateway]),
                            "warnings": x.warnings} for x in obs.during_outage],
         "alert": obs.alert_during_outage,
+        "gateways_up_during_outage": [{"s": round(x.elapsed, 1), **x.gateways_up}
+                                      for x in obs.during_outage],
+        "target_down": [(round(t, 1), a["state"]) for t, a in obs.target_down],
+        "target_down_notified": obs.target_down_notified,
     }, indent=1))
 
 
@@ -376,6 +418,49 @@ def test_the_alert_fires_from_the_store_through_the_same_routing(observed: Obser
     assert alert["labels"]["severity"] == "warning"
     assert alert["annotations"]["runbook_url"] == "docs/runbooks.md#higherrorrate"
     assert not {"rule_replica", RECEIVE_REPLICA_LABEL} & set(alert["labels"])
+
+
+def test_each_gateways_own_telemetry_reaches_the_store(observed: Observed) -> None:
+    """The gateway telemetry scraper: job otel-collector-telemetry, one target and one `instance`
+    per gateway (the killed one scraped again since its restart), with the self-metrics the
+    pipeline-health rules and dashboard read. Asked after the scenario (bounded), so that a
+    broken scraper does not change the scenario's timing."""
+    topo = observed.topology
+    gateways = {g.process.name for g in topo.gateways}
+    assert len(gateways) == 2 and set(observed.gateway_services) == gateways
+    # with random ports a gateway may carry no service: its up is 1, but it counts nothing
+    carrying = {g for g, services in observed.gateway_services.items() if services}
+    seen: dict[str, object] = {}
+
+    def complete() -> bool:
+        for name, promql in GATEWAY_TELEMETRY.items():
+            result, _ = topo.query(promql)
+            seen[name] = _values(result, "instance")
+            if name == "up":
+                seen["up series"] = sorted(r["metric"].get("instance", "") for r in result)
+        return (seen["up series"] == sorted(gateways) and seen["up"] == {g: 1.0 for g in gateways}
+                and all(seen[n].get(g, 0) > 0 for n in GATEWAY_TELEMETRY for g in carrying))
+
+    try:
+        wait_until(complete, 30, interval=1, what="every gateway's telemetry in the store")
+    except TimeoutError:
+        pytest.fail(f"the gateways' telemetry in the store: {seen}", pytrace=False)
+
+
+def test_a_killed_gateway_is_down_in_the_store_and_alerts(observed: Observed) -> None:
+    """While the gateway is down: `up == 0` for it in the store (the other still 1), and Thanos
+    rule has ScrapeTargetDown for that instance of the telemetry job (pending or firing: the
+    scenario does not wait longer for it)."""
+    killed = observed.killed_gateway
+    others = {g.process.name for g in observed.topology.gateways} - {killed}
+    assert others and any(s.gateways_up.get(killed) == 0.0 and
+                          all(s.gateways_up.get(g) == 1.0 for g in others)
+                          for s in observed.during_outage), [
+        s.gateways_up for s in observed.during_outage]
+    assert observed.target_down, "no ScrapeTargetDown for the killed gateway in Thanos rule"
+    for _, alert in observed.target_down:
+        assert alert["state"] in ("pending", "firing")
+        assert alert["labels"]["job"] == COLLECTOR_TELEMETRY_JOB
 
 
 def _golden_queries() -> dict[str, str]:

@@ -32,6 +32,7 @@ from services.stack.process import ManagedProcess, ProcessOwner, free_port, wait
 SCALE_DIR = REPO_ROOT / "deploy" / "scale"
 AGENT_COLLECTOR_CONFIG = SCALE_DIR / "agent-collector.yaml"
 PROMETHEUS_AGENT_CONFIG = SCALE_DIR / "prometheus-agent.yml"
+GATEWAY_SCRAPER_CONFIG = SCALE_DIR / "gateway-telemetry-scraper.yml"
 HASHRINGS = SCALE_DIR / "hashrings.json"
 
 # Every series is written to this many ingestors; a write succeeds once a quorum
@@ -52,6 +53,9 @@ EXTENDED_RANGE_SELECTORS = "--enable-feature=promql-extended-range-selectors"
 EXPERIMENTAL_FUNCTIONS = "--enable-feature=promql-experimental-functions"
 PROMETHEUS_AGENT_FLAGS = ("--agent", "--web.enable-otlp-receiver",
                           "--enable-feature=created-timestamp-zero-ingestion")
+# The gateways' telemetry scraper: an agent that scrapes (no OTLP receiver), with the single
+# Prometheus' 0 sample at a scraped counter's start time.
+GATEWAY_SCRAPER_FLAGS = ("--agent", "--enable-feature=created-timestamp-zero-ingestion")
 
 
 class Startable(Protocol):
@@ -172,8 +176,36 @@ def render_prometheus_agent_config(base: dict, remote_write_url: str,
     return config
 
 
+def render_gateway_scraper_config(base: dict, remote_write_url: str, gateways: Mapping[str, str],
+                                  scrape_interval: str | None = None,
+                                  batch_send_deadline: str | None = None) -> dict:
+    """deploy/scale/gateway-telemetry-scraper.yml writing to `remote_write_url`, each target
+    `host:port` replaced by `gateways[host]` (the gateway of that name on loopback); the labels
+    (`instance` among them) stay as shipped. With `scrape_interval`, the timeout is the same."""
+    config = render_prometheus_agent_config(base, remote_write_url, batch_send_deadline)
+    if scrape_interval:
+        config["global"].update(scrape_interval=scrape_interval, scrape_timeout=scrape_interval)
+    named = set()
+    for job in config["scrape_configs"]:
+        for static in job["static_configs"]:
+            hosts = [t.rsplit(":", 1)[0] for t in static["targets"]]
+            missing = [h for h in hosts if h not in gateways]
+            if missing:
+                raise ValueError(f"{GATEWAY_SCRAPER_CONFIG.name} names {missing}, the topology "
+                                 f"has {sorted(gateways)}")
+            static["targets"] = [gateways[h] for h in hosts]
+            named |= set(hosts)
+    if named != set(gateways):
+        raise ValueError(f"{GATEWAY_SCRAPER_CONFIG.name} scrapes {sorted(named)}, the topology "
+                         f"has {sorted(gateways)}")
+    return config
+
+
 class PrometheusAgent(ProcessOwner):
     """Prometheus in agent mode beside a gateway: OTLP in at `otlp_url`, remote write out."""
+
+    config_file = PROMETHEUS_AGENT_CONFIG
+    flags = PROMETHEUS_AGENT_FLAGS
 
     def __init__(self, workdir: Path, remote_write_url: str, name: str = "prometheus-agent",
                  batch_send_deadline: str | None = "1s") -> None:
@@ -182,15 +214,38 @@ class PrometheusAgent(ProcessOwner):
         self.url = f"http://{_addr(self.port)}"
         self.otlp_url = f"{self.url}/api/v1/otlp/v1/metrics"
         self.workdir.mkdir(parents=True, exist_ok=True)
-        config = self.workdir / "prometheus-agent.yml"
-        config.write_text(yaml.safe_dump(render_prometheus_agent_config(
-            yaml.safe_load(PROMETHEUS_AGENT_CONFIG.read_text()), remote_write_url,
-            batch_send_deadline), sort_keys=False))
+        config = self.workdir / self.config_file.name
+        config.write_text(yaml.safe_dump(self.render(
+            yaml.safe_load(self.config_file.read_text()), remote_write_url, batch_send_deadline),
+            sort_keys=False))
         self.process = ManagedProcess(name, [
             components.PROMETHEUS.require(), f"--config.file={config}",
             f"--storage.agent.path={self.workdir / 'wal'}",
-            f"--web.listen-address={_addr(self.port)}", *PROMETHEUS_AGENT_FLAGS,
+            f"--web.listen-address={_addr(self.port)}", *self.flags,
         ], self.workdir / f"{name}.log", ready_url=f"{self.url}/-/ready", cwd=self.workdir)
+
+    def render(self, base: dict, remote_write_url: str, batch_send_deadline: str | None) -> dict:
+        return render_prometheus_agent_config(base, remote_write_url, batch_send_deadline)
+
+
+class GatewayTelemetryScraper(PrometheusAgent):
+    """The Prometheus agent that scrapes every gateway's telemetry endpoint (job
+    otel-collector-telemetry, `instance` the gateway's name) and remote-writes it to the store.
+    `gateways` maps each gateway's name to its telemetry address."""
+
+    config_file = GATEWAY_SCRAPER_CONFIG
+    flags = GATEWAY_SCRAPER_FLAGS
+
+    def __init__(self, workdir: Path, remote_write_url: str, gateways: Mapping[str, str],
+                 name: str = "gateway-telemetry-scraper", scrape_interval: str | None = "1s",
+                 batch_send_deadline: str | None = "1s") -> None:
+        self.gateways = dict(gateways)
+        self.scrape_interval = scrape_interval
+        super().__init__(workdir, remote_write_url, name, batch_send_deadline)
+
+    def render(self, base: dict, remote_write_url: str, batch_send_deadline: str | None) -> dict:
+        return render_gateway_scraper_config(base, remote_write_url, self.gateways,
+                                             self.scrape_interval, batch_send_deadline)
 
 
 class ProcessGroup:

@@ -4,6 +4,7 @@
       ──OTLP──> gateways (otel-collector-config.yaml, unchanged)
       ──OTLP──> Prometheus agents ──remote write──> Thanos receive routers
       ──(replication factor 3)──> ingestors <── Thanos query <── Thanos rule ──> Alertmanager
+    gateways' telemetry (:8888) <──scrape── gateway telemetry scraper ──remote write──> routers
 
 With `reference=True` every gateway also pushes the same points into one single Prometheus
 (the single-machine pipeline's Prometheus, same flags and rules), so a test can compare what the
@@ -34,8 +35,9 @@ from services.stack.pipeline import (ALERTMANAGER_CONFIG, ALERTMANAGER_FLAGS, AP
                                      render_prometheus_config, write_rules)
 from services.stack.process import ManagedProcess, free_port
 from services.stack.prometheus_api import Result
-from services.stack.scale import (AGENT_COLLECTOR_CONFIG, THANOS_QUERY_PARAMS, ProcessGroup,
-                                  PrometheusAgent, Startable, ThanosStore, instant_query)
+from services.stack.scale import (AGENT_COLLECTOR_CONFIG, THANOS_QUERY_PARAMS,
+                                  GatewayTelemetryScraper, ProcessGroup, PrometheusAgent,
+                                  Startable, ThanosStore, instant_query)
 
 # A test-only collector override (written into the work directory): the gateways' metrics also
 # go to the reference Prometheus, with the same exporter settings as otlp_http/prometheus.
@@ -119,6 +121,10 @@ class ScaleTopology(ProcessGroup):
                 **({"CUGAR_COLLECTOR_REFERENCE_OTLP_URL":
                     f"{self.reference_url}/api/v1/otlp/v1/metrics"} if reference else {})})
             for i, agent in enumerate(self.prometheus_agents)]
+        # deploy/scale/gateway-telemetry-scraper.yml names the gateways gateway-0, gateway-1, ...
+        self.gateway_scraper = GatewayTelemetryScraper(
+            self.workdir / "gateway-telemetry-scraper", routers[0].remote_write_url,
+            {g.process.name: g.telemetry_address for g in self.gateways})
         gateway_endpoints = [f"127.0.0.1:{g.ports['otlp_grpc']}" for g in self.gateways]
         self.agent_collectors = [
             AgentSideCollector(self.workdir / f"agent-collector-{i}", gateway_endpoints,
@@ -142,7 +148,8 @@ class ScaleTopology(ProcessGroup):
 
     def members(self) -> list[Startable]:
         return [self._alertmanager(), self.store, *([self.reference] if self.reference else []),
-                *self.prometheus_agents, *self.gateways, *self.agent_collectors]
+                *self.prometheus_agents, *self.gateways, self.gateway_scraper,
+                *self.agent_collectors]
 
     # --- clients -------------------------------------------------------------------------------
     def agent_env(self, host: int, export_interval_ms: int = 500) -> dict[str, str]:
@@ -167,7 +174,8 @@ class ScaleTopology(ProcessGroup):
     def log_tails(self, lines: int = 15) -> str:
         """The last lines of every process' log, for a failure message."""
         procs = [m.process for m in [*self.store.members(), *self.prometheus_agents,
-                                     *self.gateways, *self.agent_collectors]]
+                                     *self.gateways, self.gateway_scraper,
+                                     *self.agent_collectors]]
         if self.reference:
             procs.append(self.reference)
         return "\n".join(f"--- {p.name} (running={p.running()}) ---\n{p.log_tail(lines)}"
