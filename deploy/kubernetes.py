@@ -2,7 +2,8 @@
 
 Every config a pod reads is a ConfigMap holding the repository's file verbatim: the very files
 the loopback tests run (otel-collector-config.yaml for the gateways, deploy/scale/* for the
-agent-side collectors, the Prometheus agents and the receive hashring, monitoring/prometheus/rules
+agent-side collectors, the Prometheus agents, the gateway telemetry scraper and the receive
+hashring, monitoring/prometheus/rules
 for Thanos rule, monitoring/alertmanager, monitoring/jaeger, monitoring/grafana). The flags are
 the harness' own (services/stack/scale.py, services/stack/pipeline.py), and the hostnames those
 files name (gateway-0, thanos-receive-ingestor-0, thanos-receive-router, prometheus, jaeger,
@@ -13,6 +14,7 @@ alertmanager, api) are Services here, so no file needs a Kubernetes-only copy.
       ──remote write──> thanos-receive-router (Deployment) ──> thanos-receive-ingestor-N
       (StatefulSet, replication factor 3) <── thanos-query ("prometheus") <── thanos-rule
       ──> alertmanager ──> api;  gateways ──traces──> jaeger;  grafana ──> prometheus, jaeger
+    gateway-telemetry-scraper (Deployment) ──scrapes──> gateway-N:8888; ──remote write──> router
 
 `python -m deploy` writes them to deploy/k8s/; `python -m deploy --check` fails when they differ.
 """
@@ -28,10 +30,10 @@ import yaml
 from services.stack.components import REPO_ROOT, pinned_versions
 from services.stack.pipeline import ALERTMANAGER_CONFIG, ALERTMANAGER_FLAGS
 from services.stack.scale import (AGENT_COLLECTOR_CONFIG, EXPERIMENTAL_FUNCTIONS,
-                                  EXTENDED_RANGE_SELECTORS, HASHRINGS,
-                                  OUT_OF_ORDER_WINDOW, PROMETHEUS_AGENT_CONFIG,
-                                  PROMETHEUS_AGENT_FLAGS, RECEIVE_REPLICA_LABEL,
-                                  REPLICATION_FACTOR, RULE_REPLICA_LABEL)
+                                  EXTENDED_RANGE_SELECTORS, GATEWAY_SCRAPER_CONFIG,
+                                  GATEWAY_SCRAPER_FLAGS, HASHRINGS, OUT_OF_ORDER_WINDOW,
+                                  PROMETHEUS_AGENT_CONFIG, PROMETHEUS_AGENT_FLAGS,
+                                  RECEIVE_REPLICA_LABEL, REPLICATION_FACTOR, RULE_REPLICA_LABEL)
 
 OUT_DIR = REPO_ROOT / "deploy" / "k8s"
 NAMESPACE = "cugar"
@@ -199,6 +201,18 @@ def agent_collector() -> list[Manifest]:
     ]
 
 
+def prometheus_agent(config: Path, flags: tuple[str, ...], config_volume: str, *, cpu: str,
+                     memory: str) -> dict:
+    """Prometheus in agent mode listening on the pod's loopback only (nothing outside the pod
+    pushes to it), `config` from the volume `config_volume`, its WAL in the volume wal-data."""
+    return container(
+        "prometheus-agent", "prometheus",
+        [f"--config.file=/etc/prometheus/{config.name}", "--storage.agent.path=/prometheus",
+         "--web.listen-address=127.0.0.1:9090", *flags],
+        ports={}, probe=exec_probe("http://127.0.0.1:9090/-/ready"), cpu=cpu, memory=memory,
+        mounts={config_volume: "/etc/prometheus", "wal-data": "/prometheus"})
+
+
 def gateway() -> list[Manifest]:
     collector = container(
         "collector", "collector", ["--config", f"/etc/cugar/{GATEWAY_CONFIG.name}"],
@@ -209,15 +223,11 @@ def gateway() -> list[Manifest]:
              # as docker-compose.yml: the memory_limiter's limit and GOMEMLIMIT at 80 % of it
              "CUGAR_COLLECTOR_MEMORY_LIMIT_MIB": "512", "GOMEMLIMIT": "409MiB"},
         mounts={"config": "/etc/cugar", "queue-data": "/var/lib/otelcol/file_storage"})
-    agent = container(
-        "prometheus-agent", "prometheus",
-        [f"--config.file=/etc/prometheus/{PROMETHEUS_AGENT_CONFIG.name}",
-         "--storage.agent.path=/prometheus", "--web.listen-address=127.0.0.1:9090",
-         *PROMETHEUS_AGENT_FLAGS],
-        ports={}, probe=exec_probe("http://127.0.0.1:9090/-/ready"), cpu="100m", memory="512Mi",
-        mounts={"agent-config": "/etc/prometheus", "wal-data": "/prometheus"})
-    per_pod = [service(f"gateway-{i}", "gateway", {"otlp-grpc": 4317}, pod=f"gateway-{i}")
-               for i in range(GATEWAYS)]
+    agent = prometheus_agent(PROMETHEUS_AGENT_CONFIG, PROMETHEUS_AGENT_FLAGS, "agent-config",
+                             cpu="100m", memory="512Mi")
+    # OTLP for the agent-side collectors, telemetry for the gateway telemetry scraper
+    per_pod = [service(f"gateway-{i}", "gateway", {"otlp-grpc": 4317, "telemetry": 8888},
+                       pod=f"gateway-{i}") for i in range(GATEWAYS)]
     return [
         config_map("gateway-collector-config", [GATEWAY_CONFIG]),
         config_map("prometheus-agent-config", [PROMETHEUS_AGENT_CONFIG]),
@@ -227,9 +237,24 @@ def gateway() -> list[Manifest]:
             fs_group=NOBODY),
             replicas=GATEWAYS, service_name="gateway", claims={"wal-data": "10Gi"}),
         service("gateway", "gateway", COLLECTOR_PORTS, headless=True),
-        # deploy/scale/agent-collector.yaml routes to gateway-0:4317, gateway-1:4317
+        # deploy/scale/agent-collector.yaml routes to gateway-0:4317, gateway-1:4317, and
+        # deploy/scale/gateway-telemetry-scraper.yml scrapes gateway-0:8888, gateway-1:8888
         *per_pod,
     ]
+
+
+def gateway_telemetry_scraper() -> list[Manifest]:
+    """One Prometheus agent scraping every gateway's telemetry through its per-pod Service (static
+    targets: no Kubernetes API access, no service-account token); its WAL on an emptyDir (a
+    rescheduled pod loses at most the self-metrics not yet written to the store)."""
+    scraper = prometheus_agent(GATEWAY_SCRAPER_CONFIG, GATEWAY_SCRAPER_FLAGS, "config",
+                               cpu="50m", memory="256Mi")
+    deployment = workload("Deployment", "gateway-telemetry-scraper", pod_spec([scraper], {
+        "config": from_config_map("gateway-telemetry-scraper-config"), "wal-data": EMPTY}),
+        replicas=1)
+    # one scraper at a time, also during a rollout: two would write the same series
+    deployment["spec"]["strategy"] = {"type": "Recreate"}
+    return [config_map("gateway-telemetry-scraper-config", [GATEWAY_SCRAPER_CONFIG]), deployment]
 
 
 THANOS_PROBE = http_probe("http", "/-/ready")
@@ -371,8 +396,8 @@ def alerting_and_ui() -> list[Manifest]:
 def manifests() -> list[Manifest]:
     namespace = {"apiVersion": "v1", "kind": "Namespace",
                  "metadata": {"name": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "cugar"}}}
-    return [namespace, *agent_collector(), *gateway(), *receive(), *query_and_rule(),
-            *alerting_and_ui()]
+    return [namespace, *agent_collector(), *gateway(), *gateway_telemetry_scraper(), *receive(),
+            *query_and_rule(), *alerting_and_ui()]
 
 
 # --- files -------------------------------------------------------------------------------------

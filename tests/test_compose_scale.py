@@ -15,9 +15,10 @@ import yaml
 from services.stack import components
 from services.stack.pipeline import ALERTMANAGER_CONFIG, ALERTMANAGER_FLAGS
 from services.stack.scale import (AGENT_COLLECTOR_CONFIG, EXPERIMENTAL_FUNCTIONS,
-                                  EXTENDED_RANGE_SELECTORS, HASHRINGS,
-                                  OUT_OF_ORDER_WINDOW, PROMETHEUS_AGENT_CONFIG,
-                                  PROMETHEUS_AGENT_FLAGS, REPLICATION_FACTOR)
+                                  EXTENDED_RANGE_SELECTORS, GATEWAY_SCRAPER_CONFIG,
+                                  GATEWAY_SCRAPER_FLAGS, HASHRINGS, OUT_OF_ORDER_WINDOW,
+                                  PROMETHEUS_AGENT_CONFIG, PROMETHEUS_AGENT_FLAGS,
+                                  REPLICATION_FACTOR)
 from tests.support.deployment import (arg_destinations, config_destinations, resolve_compose,
                                       url_host_port)
 
@@ -35,7 +36,7 @@ def resolved() -> dict:
 
 def expected_image(service: str) -> tuple[str, str | None]:
     """(image, Dockerfile it is built from, or None for a pinned upstream release)."""
-    if service == "agent-collector" or service.startswith("gateway-"):
+    if service == "agent-collector" or re.fullmatch(r"gateway-\d+", service):
         return MAIN["otel-collector"]["image"], "docker/collector.Dockerfile"
     if service.startswith("thanos-"):
         return f"cugar/thanos:{PINS['THANOS_VERSION']}", "docker/thanos.Dockerfile"
@@ -50,6 +51,7 @@ def expected_image(service: str) -> tuple[str, str | None]:
 def test_the_topology_is_complete(resolved: dict) -> None:
     assert set(resolved) == {
         "agent-collector", "gateway-0", "gateway-1", "prometheus-agent-0", "prometheus-agent-1",
+        "gateway-telemetry-scraper",
         "thanos-receive-router-0", "thanos-receive-router-1", *INGESTORS, "thanos-query",
         "thanos-rule", "alertmanager", "jaeger", "grafana", "api", "agent"}
 
@@ -108,6 +110,7 @@ CONFIGS = {
     "agent-collector": AGENT_COLLECTOR_CONFIG, "gateway-0": REPO / "otel-collector-config.yaml",
     "gateway-1": REPO / "otel-collector-config.yaml", "prometheus-agent-0": PROMETHEUS_AGENT_CONFIG,
     "prometheus-agent-1": PROMETHEUS_AGENT_CONFIG, "thanos-receive-router-0": HASHRINGS,
+    "gateway-telemetry-scraper": GATEWAY_SCRAPER_CONFIG,
     "thanos-receive-router-1": HASHRINGS, "thanos-rule": REPO / "monitoring" / "prometheus" / "rules",
     "alertmanager": ALERTMANAGER_CONFIG, "jaeger": REPO / "monitoring" / "jaeger" / "config.yaml",
 }
@@ -137,6 +140,7 @@ def test_the_flags_are_the_harness_flags(resolved: dict) -> None:
         assert set(PROMETHEUS_AGENT_FLAGS) <= set(argv(resolved[f"prometheus-agent-{i}"]))
         assert (f"--receive.replication-factor={REPLICATION_FACTOR}"
                 in argv(resolved[f"thanos-receive-router-{i}"]))
+    assert set(GATEWAY_SCRAPER_FLAGS) <= set(argv(resolved["gateway-telemetry-scraper"]))
     for ingestor in INGESTORS:
         assert f"--tsdb.out-of-order.time-window={OUT_OF_ORDER_WINDOW}" in argv(resolved[ingestor])
     for name in ("thanos-query", "thanos-rule"):

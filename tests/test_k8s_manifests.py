@@ -16,7 +16,8 @@ import yaml
 from services.stack import components
 from services.stack.pipeline import ALERTMANAGER_FLAGS
 from services.stack.scale import (EXPERIMENTAL_FUNCTIONS, EXTENDED_RANGE_SELECTORS,
-                                  PROMETHEUS_AGENT_FLAGS, REPLICATION_FACTOR)
+                                  GATEWAY_SCRAPER_FLAGS, PROMETHEUS_AGENT_FLAGS,
+                                  REPLICATION_FACTOR)
 from tests.support.deployment import (arg_destinations, config_destinations, env_default,
                                       url_host_port)
 from tests.support.kubernetes import kubeconform
@@ -36,6 +37,7 @@ SOURCES = {
     "gateway-collector-config": [REPO / "otel-collector-config.yaml"],
     "agent-collector-config": [REPO / "deploy" / "scale" / "agent-collector.yaml"],
     "prometheus-agent-config": [REPO / "deploy" / "scale" / "prometheus-agent.yml"],
+    "gateway-telemetry-scraper-config": [REPO / "deploy" / "scale" / "gateway-telemetry-scraper.yml"],
     "thanos-hashrings": [REPO / "deploy" / "scale" / "hashrings.json"],
     "prometheus-rules": sorted((MONITORING / "prometheus" / "rules").glob("*.yml")),
     "alertmanager-config": [MONITORING / "alertmanager" / "alertmanager.yml"],
@@ -90,7 +92,7 @@ def test_every_manifest_is_valid_for_the_pinned_kubernetes_api() -> None:
 def test_the_topology_is_complete() -> None:
     kinds = {(o["kind"], o["metadata"]["name"]) for o in OBJECTS}
     assert {("DaemonSet", "agent-collector"), ("StatefulSet", "gateway"),
-            ("StatefulSet", "thanos-receive-ingestor"), ("Deployment", "thanos-receive-router"),
+            ("Deployment", "gateway-telemetry-scraper"), ("StatefulSet", "thanos-receive-ingestor"), ("Deployment", "thanos-receive-router"),
             ("Deployment", "thanos-query"), ("StatefulSet", "thanos-rule"),
             ("Deployment", "alertmanager"), ("Deployment", "grafana"),
             ("Deployment", "jaeger")} <= kinds
@@ -142,7 +144,7 @@ def test_every_config_path_a_container_reads_is_mounted() -> None:
                 else:
                     assert path in files, f"{workload['metadata']['name']}: {path} not mounted"
                 checked += 1
-    assert checked == 7
+    assert checked == 8
 
 
 def test_grafana_finds_its_provisioning_and_dashboards() -> None:
@@ -308,6 +310,7 @@ def test_every_host_the_configs_name_is_a_service_with_that_port() -> None:
 def test_the_flags_are_the_harness_flags() -> None:
     by_name = {ident(i): i[1]["args"] for i in containers() if i[1].get("args")}
     assert set(PROMETHEUS_AGENT_FLAGS) <= set(by_name["gateway/prometheus-agent"])
+    assert set(GATEWAY_SCRAPER_FLAGS) <= set(by_name["gateway-telemetry-scraper/prometheus-agent"])
     assert set(ALERTMANAGER_FLAGS) <= set(by_name["alertmanager/alertmanager"])
     for name in ("thanos-query/thanos", "thanos-rule/thanos"):
         assert EXTENDED_RANGE_SELECTORS in by_name[name]
@@ -319,6 +322,26 @@ def test_the_flags_are_the_harness_flags() -> None:
                if ident((w, c)) == "gateway/collector" for e in c["env"]}
     agent_listen = _flag(by_name["gateway/prometheus-agent"], "--web.listen-address", "")
     assert gateway["CUGAR_COLLECTOR_PROMETHEUS_OTLP_URL"].startswith(f"http://{agent_listen}/")
+
+
+def test_the_gateway_telemetry_scraper_reaches_every_gateway_pod() -> None:
+    """Its targets are the per-pod Services of the gateways the StatefulSet has, on the port the
+    collector's telemetry listens on; one scraper, also during a rollout."""
+    (scraper,) = [w for w in WORKLOADS if w["metadata"]["name"] == "gateway-telemetry-scraper"]
+    assert scraper["spec"]["replicas"] == 1 and scraper["spec"]["strategy"]["type"] == "Recreate"
+    (gateways,) = [w for w in WORKLOADS if w["metadata"]["name"] == "gateway"]
+    config = yaml.safe_load(CONFIG_MAPS["gateway-telemetry-scraper-config"]["data"][
+        "gateway-telemetry-scraper.yml"])
+    targets = [t for s in config["scrape_configs"][0]["static_configs"] for t in s["targets"]]
+    assert sorted(t.split(":")[0] for t in targets) == [
+        f"gateway-{i}" for i in range(gateways["spec"]["replicas"])]
+    (collector,) = [c for c in gateways["spec"]["template"]["spec"]["containers"]
+                    if c["name"] == "collector"]
+    telemetry = {p["name"]: p["containerPort"] for p in collector["ports"]}["telemetry"]
+    for target in targets:
+        host, port = target.split(":")
+        assert {(p["port"], p["targetPort"]) for p in SERVICES[host]["spec"]["ports"]} >= {
+            (int(port), "telemetry")} and int(port) == telemetry, target
 
 
 def test_stateful_tiers_keep_their_data_on_volume_claims() -> None:

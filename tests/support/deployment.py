@@ -12,7 +12,8 @@ import yaml
 
 from services.stack.components import DOCKER_COMPOSE, REPO_ROOT
 from services.stack.pipeline import ALERTMANAGER_CONFIG
-from services.stack.scale import AGENT_COLLECTOR_CONFIG, HASHRINGS, PROMETHEUS_AGENT_CONFIG
+from services.stack.scale import (AGENT_COLLECTOR_CONFIG, GATEWAY_SCRAPER_CONFIG, HASHRINGS,
+                                  PROMETHEUS_AGENT_CONFIG)
 from tests.support import require
 
 GRAFANA_DATASOURCES = REPO_ROOT / "monitoring" / "grafana" / "provisioning" / "datasources"
@@ -29,14 +30,17 @@ def url_host_port(url: str) -> str:
 
 def config_destinations() -> list[str]:
     """host:port of every destination the shipped configs name: the agent-side collector's
-    gateways, the hashring's ingestors, the Prometheus agents' remote write, Grafana's
-    datasources, Alertmanager's webhooks."""
+    gateways, the hashring's ingestors, the Prometheus agents' remote write, the gateway telemetry
+    scraper's targets and remote write, Grafana's datasources, Alertmanager's webhooks."""
     found = list(yaml.safe_load(env_default(AGENT_COLLECTOR_CONFIG,
                                             "CUGAR_COLLECTOR_GATEWAY_ENDPOINTS")))
     found += [e[k] for ring in json.loads(HASHRINGS.read_text())
               for e in ring["endpoints"] for k in ("address", "capnproto_address")]
-    agent = yaml.safe_load(PROMETHEUS_AGENT_CONFIG.read_text())
-    found += [url_host_port(rw["url"]) for rw in agent["remote_write"]]
+    for path in (PROMETHEUS_AGENT_CONFIG, GATEWAY_SCRAPER_CONFIG):
+        agent = yaml.safe_load(path.read_text())
+        found += [url_host_port(rw["url"]) for rw in agent["remote_write"]]
+        found += [t for job in agent.get("scrape_configs") or []
+                  for static in job.get("static_configs", []) for t in static["targets"]]
     for datasources in sorted(GRAFANA_DATASOURCES.iterdir()):
         found += [url_host_port(d["url"])
                   for d in yaml.safe_load(datasources.read_text())["datasources"]]
