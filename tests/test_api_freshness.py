@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from otel.catalogue import EXECUTIONS
 from services.api import freshness as f
@@ -21,7 +20,7 @@ from services.stack.components import PROMETHEUS
 from services.stack.pipeline import prometheus_process
 from services.stack.process import free_port
 from tests.support import require
-from tests.support.otlp_raw import attr, metrics_request
+from tests.support.otlp_raw import push_counter
 
 
 def test_down_since_is_the_first_failed_scrape_after_the_last_good_one() -> None:
@@ -73,22 +72,6 @@ def test_a_hole_across_the_window_start_makes_the_counts_inexact() -> None:
 
 
 # --- on a real Prometheus --------------------------------------------------------------------
-def _push_executions(prometheus_url: str, instance: str, times: list[float], start: float) -> None:
-    """One OTLP export per time: an agent process's cumulative `cugar.executions`, one more each
-    export, with those sample times (and `start` as the series' start time)."""
-    for n, t in enumerate(times, start=1):
-        point = metrics_pb2.NumberDataPoint(
-            time_unix_nano=int(t * 1e9), start_time_unix_nano=int(start * 1e9), as_int=n,
-            attributes=[attr("outcome", "success"), attr("profile", "smb")])
-        metric = metrics_pb2.Metric(name=EXECUTIONS.name, unit=EXECUTIONS.unit, sum=metrics_pb2.Sum(
-            data_points=[point], is_monotonic=True,
-            aggregation_temporality=metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE))
-        r = httpx.post(f"{prometheus_url}/api/v1/otlp/v1/metrics",
-                       content=metrics_request("cugar-sales", [metric], instance).SerializeToString(),
-                       headers={"Content-Type": "application/x-protobuf"}, timeout=10)
-        assert r.status_code == 200, r.text
-
-
 async def _assess(prometheus_url: str, at: float) -> f.Freshness:
     async with httpx.AsyncClient() as client:
         prom = PrometheusClient(prometheus_url, 10.0, client, lambda *_: None)
@@ -110,7 +93,11 @@ def test_a_young_source_is_judged_by_its_own_export_interval(tmp_path: Path) -> 
     start = math.floor((time.time() - 30) / 5) * 5 + 0.25
     times = [start + 0.5 * i for i in range(1, 6)]
     with prometheus_process(tmp_path, port, config):
-        _push_executions(url, "young", times, start)
+        answers = push_counter(f"{url}/api/v1/otlp/v1/metrics", "cugar-sales", "young",
+                               EXECUTIONS.name, EXECUTIONS.unit,
+                               [(t, n) for n, t in enumerate(times, start=1)], start,
+                               {"outcome": "success", "profile": "smb"})
+        assert [r.status_code for r in answers] == [200] * len(times), answers[-1].text
         assessed = asyncio.run(_assess(url, at=times[-1] + 10))
     assert f.STALE_EXPORTS * 0.5 + f.STALE_SLACK_S < 10
     assert [(s["instance"], s["export_interval_s"]) for s in assessed.stale] == [("young", 0.5)]

@@ -12,11 +12,13 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from otel.catalogue import EXECUTIONS
 from services.monitoring.tunables import COLLECTOR_TELEMETRY_JOB
 from services.stack import components
 from services.stack.components import PROMETHEUS_DIR, REPO_ROOT
@@ -25,10 +27,12 @@ from services.stack.prometheus_api import QueryError, get_json
 from services.stack.process import ManagedProcess, free_port
 from services.stack.scale import (AGENT_COLLECTOR_CONFIG, EXTENDED_RANGE_SELECTORS,
                                   GATEWAY_SCRAPER_CONFIG, HASHRINGS, PROMETHEUS_AGENT_CONFIG,
-                                  REPLICATION_FACTOR, ThanosQuery, ThanosRule, instant_query,
+                                  REPLICATION_FACTOR, PrometheusAgent, ThanosQuery, ThanosRule,
+                                  instant_query,
                                   render_gateway_scraper_config, render_prometheus_agent_config)
 from tests.support import require
 from tests.support.deployment import env_default
+from tests.support.otlp_raw import push_counter
 
 ANCHORED = "sum(increase(cugar_executions_total[5m] anchored))"
 
@@ -84,6 +88,8 @@ def test_the_prometheus_agent_config_is_valid_and_adds_no_label(tmp_path: Path) 
     # The same OTLP translation settings as the single Prometheus.
     single = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     assert config["otlp"] == single["otlp"]
+    assert config["storage"]["tsdb"] == {
+        "out_of_order_time_window": single["storage"]["tsdb"]["out_of_order_time_window"]}
     rendered = tmp_path / "agent.yml"
     rendered.write_text(yaml.safe_dump(render_prometheus_agent_config(
         config, "http://127.0.0.1:19291/api/v1/receive")))
@@ -199,3 +205,16 @@ def test_thanos_rule_loads_every_rule_of_the_repository_unchanged(tmp_path: Path
         for group in yaml.safe_load(path.read_text())["groups"]:
             shipped |= {(group["name"], r.get("record") or r["alert"]) for r in group["rules"]}
     assert loaded == shipped
+
+
+def test_the_prometheus_agent_takes_a_late_point(tmp_path: Path) -> None:
+    """A gateway replaying its queue after a restart sends points older than ones the agent
+    already holds for the series (they came the other way meanwhile): taken, as the single
+    Prometheus takes them, not refused with HTTP 400."""
+    require(components.PROMETHEUS)
+    with PrometheusAgent(tmp_path, f"http://127.0.0.1:{free_port()}/api/v1/receive") as agent:
+        now = time.time()
+        newer, late = push_counter(agent.otlp_url, "cugar-sales", "late-1", EXECUTIONS.name,
+                                   EXECUTIONS.unit, [(now, 5), (now - 60, 3)], now - 120)
+    assert newer.status_code == 200, newer.text
+    assert late.status_code == 200, late.text

@@ -21,6 +21,7 @@ import time
 from collections import Counter
 
 import grpc
+import httpx
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
@@ -72,6 +73,25 @@ def metrics_request(service: str, metrics: list[metrics_pb2.Metric],
     return metrics_service_pb2.ExportMetricsServiceRequest(resource_metrics=[
         metrics_pb2.ResourceMetrics(resource=resource(service, instance),
                                     scope_metrics=[metrics_pb2.ScopeMetrics(metrics=metrics)])])
+
+
+def push_counter(url: str, service: str, instance: str, name: str, unit: str,
+                 points: list[tuple[float, int]], start: float,
+                 attributes: dict[str, str] | None = None) -> list[httpx.Response]:
+    """One OTLP/HTTP export per (time, value) point of a cumulative counter `name` to `url`
+    (a Prometheus OTLP receiver), each with `start` as the series' start time; the responses."""
+    answers = []
+    for t, value in points:
+        point = metrics_pb2.NumberDataPoint(
+            time_unix_nano=int(t * 1e9), start_time_unix_nano=int(start * 1e9), as_int=value,
+            attributes=[attr(k, v) for k, v in (attributes or {}).items()])
+        metric = metrics_pb2.Metric(name=name, unit=unit, sum=metrics_pb2.Sum(
+            data_points=[point], is_monotonic=True,
+            aggregation_temporality=metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE))
+        answers.append(httpx.post(url, content=metrics_request(service, [metric], instance)
+                                  .SerializeToString(),
+                                  headers={"Content-Type": "application/x-protobuf"}, timeout=10))
+    return answers
 
 
 def grpc_call(channel: grpc.Channel, method: str):
