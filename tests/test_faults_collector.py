@@ -31,7 +31,7 @@ from services.stack.process import wait_until
 from tests.support.promql import alert_expr
 from tests.support.faults import (
     SETTLE_S, Agents, expect_spans, expect_totals, fault_pipeline, queue_sizes, restored,
-    sigkill, unaffected,
+    unaffected,
 )
 
 pytestmark = pytest.mark.integration
@@ -51,7 +51,7 @@ def test_collector_sigkilled_mid_load_totals_stay_exact(pipeline: Pipeline,
     env = {**pipeline.agent_env(), "OTEL_EXPORTER_OTLP_TIMEOUT": "2000"}
     with restored(collector), Agents(tmp_path, service, env, count=3, pace_ms=5) as agents:
         agents.wait_stats("metrics delivered", lambda s: s.get("metric_exports", 0) >= 1)
-        sigkill(collector)
+        collector.kill()
         # The agents keep working while it is down, until each has seen its exports fail.
         agents.wait_stats("exports failing", lambda s: s.get("metric_exports_failed", 0) >= 1
                           and s.get("span_exports_failed", 0) >= 1)
@@ -91,7 +91,7 @@ def test_accepted_spans_and_points_survive_a_sigkill_in_the_persistent_queue(
         wait_until(lambda: all(queue_sizes(pipeline).get(e, 0) > 0 for e in
                                ("otlp_grpc/traces", "otlp_http/prometheus")), 30,
                    what="the collector to hold spans and points in its sending queues")
-        sigkill(collector)
+        collector.kill()
     expect_spans(pipeline, service, t)
     expect_totals(pipeline, service, t)
     wait_until(lambda: not any(queue_sizes(pipeline).values()), SETTLE_S,

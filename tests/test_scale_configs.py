@@ -23,12 +23,11 @@ from services.monitoring.tunables import COLLECTOR_TELEMETRY_JOB
 from services.stack import components
 from services.stack.components import PROMETHEUS_DIR, REPO_ROOT
 from services.stack.pipeline import write_rules
-from services.stack.prometheus_api import QueryError, get_json
+from services.stack.prometheus_api import QueryError, get_json, instant_query
 from services.stack.process import ManagedProcess, free_port
 from services.stack.scale import (AGENT_COLLECTOR_CONFIG, EXTENDED_RANGE_SELECTORS,
                                   GATEWAY_SCRAPER_CONFIG, HASHRINGS, PROMETHEUS_AGENT_CONFIG,
                                   REPLICATION_FACTOR, PrometheusAgent, ThanosQuery, ThanosRule,
-                                  instant_query,
                                   render_gateway_scraper_config, render_prometheus_agent_config)
 from tests.support import require
 from tests.support.deployment import env_default

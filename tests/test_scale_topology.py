@@ -44,9 +44,8 @@ from services.agent.summary import merge
 from services.monitoring.tunables import COLLECTOR_TELEMETRY_JOB
 from services.stack import components
 from services.stack.process import wait_until
-from services.stack.prometheus_api import QueryError, get_json
-from services.stack.scale import (RECEIVE_REPLICA_LABEL, REPLICATION_FACTOR, instant_query,
-                                  kill)
+from services.stack.prometheus_api import QueryError, get_json, instant_query
+from services.stack.scale import RECEIVE_REPLICA_LABEL, REPLICATION_FACTOR
 from services.stack.scale_topology import ScaleTopology
 from tests.support import require
 from tests.support.grafana import GOLDEN, targets
@@ -231,8 +230,8 @@ def _under_load(topo: ScaleTopology, webhook: WebhookReceiver,
                                 for r in result}, warnings, up)
 
     obs_before = sample(0.0)
-    kill(ingestor.process)
-    kill(busiest.process)
+    ingestor.process.kill()
+    busiest.process.kill()
     killed_at = time.monotonic()
     obs = Observed(topo, {}, {}, expected_instances, gateway_services, busiest.process.name,
                    ingestor.process.name, [obs_before])

@@ -167,6 +167,32 @@ def prometheus_process(workdir: Path, port: int, config_path: Path, *extra_args:
         workdir / "prometheus.log", ready_url=f"http://127.0.0.1:{port}/-/ready", cwd=workdir)
 
 
+def alertmanager_process(workdir: Path, port: int, config: dict) -> ManagedProcess:
+    """Alertmanager on 127.0.0.1:`port` with `config` (a rendered alertmanager.yml), its data
+    and log in `workdir`, clustering off; ready at /-/ready."""
+    path = workdir / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return ManagedProcess(
+        "alertmanager",
+        [components.ALERTMANAGER.require(), f"--config.file={path}",
+         f"--storage.path={workdir / 'alertmanager-data'}", f"--web.listen-address=127.0.0.1:{port}",
+         "--cluster.listen-address=", *ALERTMANAGER_FLAGS],
+        workdir / "alertmanager.log", ready_url=f"http://127.0.0.1:{port}/-/ready", cwd=workdir)
+
+
+def agent_otlp_env(endpoint: str, protocol: str = "grpc",
+                   export_interval_ms: int = 500) -> dict[str, str]:
+    """Standard OTEL_* variables pointing an agent process at the collector at `endpoint`, with
+    the short export intervals the tests and `make run` use."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+        "OTEL_METRIC_EXPORT_INTERVAL": str(export_interval_ms),
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_SDK_DISABLED": "false",
+    }
+
+
 def _rebase(url: str, base_url: str) -> str:
     """`url` with the scheme and host of `base_url`, keeping its own path and query."""
     base, own = urlsplit(base_url), urlsplit(url)
@@ -305,20 +331,11 @@ class Pipeline:
         self._launch(self.collector.process)
 
     def _start_alertmanager(self) -> None:
-        binary = components.ALERTMANAGER.require()
         config = render_alertmanager_config(
             yaml.safe_load(ALERTMANAGER_CONFIG.read_text()), webhook_url=self.webhook_url,
             group_wait=self.alert_group_wait, webhook_base_url=self.webhook_base_url,
             credentials_file=self._api_key_file)
-        path = self.workdir / "alertmanager.yml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        self._launch(ManagedProcess(
-            "alertmanager",
-            [binary, f"--config.file={path}", f"--storage.path={self.workdir / 'alertmanager-data'}",
-             f"--web.listen-address=127.0.0.1:{self.ports['alertmanager']}",
-             "--cluster.listen-address=", *ALERTMANAGER_FLAGS],
-            self.workdir / "alertmanager.log", ready_url=f"{self.alertmanager_url}/-/ready",
-            cwd=self.workdir))
+        self._launch(alertmanager_process(self.workdir, self.ports["alertmanager"], config))
 
     def _render_prometheus(self) -> Path:
         p = self.ports
@@ -379,13 +396,7 @@ class Pipeline:
     def agent_env(self, protocol: str = "grpc", export_interval_ms: int = 500) -> dict[str, str]:
         """Standard OTEL_* variables pointing an agent process at this collector."""
         endpoint = self.otlp_grpc_endpoint if protocol == "grpc" else self.otlp_http_endpoint
-        return {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
-            "OTEL_METRIC_EXPORT_INTERVAL": str(export_interval_ms),
-            "OTEL_BSP_SCHEDULE_DELAY": "200",
-            "OTEL_SDK_DISABLED": "false",
-        }
+        return agent_otlp_env(endpoint, protocol, export_interval_ms)
 
     def query(self, promql: str) -> Result:
         """Instant query; the result vector (list of {"metric": {...}, "value": [t, "v"]})."""

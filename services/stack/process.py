@@ -147,6 +147,16 @@ class ManagedProcess:
                                     f"--- log tail ({self.log_path}) ---\n{self.log_tail()}")
         return self
 
+    def kill(self, timeout: float = 15.0) -> None:
+        """SIGKILL the process group (a crash, not a shutdown) and wait until it is gone."""
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        try:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._proc.wait(timeout=timeout)
+
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM the process group, SIGKILL after `timeout`; returns the exit code."""
         proc = self._proc

@@ -32,19 +32,28 @@ def get_json(url: str, params: Mapping[str, str] | None = None, timeout: float =
         raise QueryError(f"GET {url} failed: {exc}") from None
 
 
+def instant_query(url: str, promql: str, at: float | None = None,
+                  params: Mapping[str, str] | None = None) -> tuple[Result, list[str]]:
+    """An instant query against a Prometheus-compatible API: (result vector, warnings); a scalar
+    comes back as one sample without labels. A partial answer (a store that did not respond) is
+    reported by Thanos in the warnings."""
+    args = {"query": promql, **({"time": f"{at:.3f}"} if at is not None else {}), **(params or {})}
+    body = get_json(f"{url.rstrip('/')}/api/v1/query", args)
+    if body.get("status") != "success":
+        raise QueryError(f"query {promql!r} failed: {body}")
+    data = body["data"]
+    result = ([{"metric": {}, "value": data["result"]}] if data["resultType"] == "scalar"
+              else data["result"])
+    return result, list(body.get("warnings") or [])
+
+
 class PrometheusClient:
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
 
     def query(self, promql: str) -> Result:
         """Instant query; the result vector (list of {"metric": {...}, "value": [t, "v"]})."""
-        body = get_json(f"{self.url}/api/v1/query", {"query": promql})
-        if body.get("status") != "success":
-            raise QueryError(f"query {promql!r} failed: {body}")
-        data = body["data"]
-        if data["resultType"] == "scalar":
-            return [{"metric": {}, "value": data["result"]}]
-        return data["result"]
+        return instant_query(self.url, promql)[0]
 
     def query_range(self, promql: str, start: float, end: float, step: float) -> Result:
         """Range query; the result matrix (list of {"metric": {...}, "values": [[t, "v"]...]})."""

@@ -10,24 +10,21 @@ Thanos rule.
 The flags below are the ones the topology runs with wherever it runs (docs/scaling.md lists
 them); the configs are the shipped ones in deploy/scale/, rendered with loopback addresses. Each
 process is a ManagedProcess: ready when its /-/ready answers, its log in its own directory, and
-`kill()` / `start()` again on the same ports and data for failure tests.
+`process.kill()` / `start()` again on the same ports and data for failure tests.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Protocol, Self
 
 import yaml
 
 from services.stack import components
 from services.stack.components import REPO_ROOT
-from services.stack.prometheus_api import QueryError, Result, get_json
-from services.stack.process import ManagedProcess, ProcessOwner, free_port, wait_until
+from services.stack.process import ManagedProcess, ProcessOwner, free_port
 
 SCALE_DIR = REPO_ROOT / "deploy" / "scale"
 AGENT_COLLECTOR_CONFIG = SCALE_DIR / "agent-collector.yaml"
@@ -62,17 +59,6 @@ class Startable(Protocol):
     def start(self, timeout: float = ...) -> object: ...
 
     def stop(self) -> object: ...
-
-
-def kill(process: ManagedProcess, timeout: float = 15.0) -> None:
-    """SIGKILL the process group (a crash, not a shutdown) and wait until it is gone."""
-    if process.pid is None or not process.running():
-        return
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    wait_until(lambda: not process.running(), timeout, what=f"{process.name} to die")
 
 
 def _addr(port: int) -> str:
@@ -300,20 +286,6 @@ class ThanosStore(ProcessGroup):
 
     def members(self) -> list[Startable]:
         return [*self.ingestors, *self.routers, self.query, self.rule]
-
-
-def instant_query(url: str, promql: str, at: float | None = None,
-                  params: Mapping[str, str] | None = None) -> tuple[Result, list[str]]:
-    """An instant query against a Prometheus-compatible API: (result vector, warnings). A
-    partial answer (a store that did not respond) is reported by Thanos in the warnings."""
-    args = {"query": promql, **({"time": f"{at:.3f}"} if at is not None else {}), **(params or {})}
-    body: dict[str, Any] = get_json(f"{url.rstrip('/')}/api/v1/query", args)
-    if body.get("status") != "success":
-        raise QueryError(f"query {promql!r} failed: {body}")
-    data = body["data"]
-    result = ([{"metric": {}, "value": data["result"]}] if data["resultType"] == "scalar"
-              else data["result"])
-    return result, list(body.get("warnings") or [])
 
 
 # What Thanos query is asked for: replicas merged, and an answer that says so when a store did

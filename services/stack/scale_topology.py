@@ -30,14 +30,15 @@ from services.monitoring.tunables import (ALERTMANAGER_JOB, COLLECTOR_TELEMETRY_
 from services.stack import components
 from services.stack.collector import TRACES_TO_FILE, Collector
 from services.stack.components import PROMETHEUS_DIR
-from services.stack.pipeline import (ALERTMANAGER_CONFIG, ALERTMANAGER_FLAGS, API_JOB, JAEGER_JOB,
-                                     prometheus_process, render_alertmanager_config,
-                                     render_prometheus_config, write_rules)
+from services.stack.pipeline import (ALERTMANAGER_CONFIG, API_JOB, JAEGER_JOB, agent_otlp_env,
+                                     alertmanager_process, prometheus_process,
+                                     render_alertmanager_config, render_prometheus_config,
+                                     write_rules)
 from services.stack.process import ManagedProcess, free_port
-from services.stack.prometheus_api import Result
+from services.stack.prometheus_api import Result, instant_query
 from services.stack.scale import (AGENT_COLLECTOR_CONFIG, THANOS_QUERY_PARAMS,
                                   GatewayTelemetryScraper, ProcessGroup, PrometheusAgent,
-                                  Startable, ThanosStore, instant_query)
+                                  Startable, ThanosStore)
 
 # A test-only collector override (written into the work directory): the gateways' metrics also
 # go to the reference Prometheus, with the same exporter settings as otlp_http/prometheus.
@@ -132,19 +133,9 @@ class ScaleTopology(ProcessGroup):
 
     # --- lifecycle ---------------------------------------------------------------------------
     def _alertmanager(self) -> ManagedProcess:
-        config = render_alertmanager_config(
+        return alertmanager_process(self.workdir, self.alertmanager_port, render_alertmanager_config(
             yaml.safe_load(ALERTMANAGER_CONFIG.read_text()), webhook_url=self.webhook_url,
-            group_wait=self.alert_group_wait)
-        path = self.workdir / "alertmanager.yml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        return ManagedProcess(
-            "alertmanager",
-            [components.ALERTMANAGER.require(), f"--config.file={path}",
-             f"--storage.path={self.workdir / 'alertmanager-data'}",
-             f"--web.listen-address=127.0.0.1:{self.alertmanager_port}",
-             "--cluster.listen-address=", *ALERTMANAGER_FLAGS],
-            self.workdir / "alertmanager.log", ready_url=f"{self.alertmanager_url}/-/ready",
-            cwd=self.workdir)
+            group_wait=self.alert_group_wait))
 
     def members(self) -> list[Startable]:
         return [self._alertmanager(), self.store, *([self.reference] if self.reference else []),
@@ -156,10 +147,8 @@ class ScaleTopology(ProcessGroup):
         """OTEL_* variables for an agent process on `host` (its agent-side collector)."""
         collector = self.agent_collectors[host % len(self.agent_collectors)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        return {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_grpc_endpoint,
-                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-                "OTEL_METRIC_EXPORT_INTERVAL": str(export_interval_ms),
-                "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_SDK_DISABLED": "false"}
+        return {**env, **agent_otlp_env(collector.otlp_grpc_endpoint,
+                                        export_interval_ms=export_interval_ms)}
 
     def query(self, promql: str, at: float | None = None) -> tuple[Result, list[str]]:
         """The store's answer (Thanos query, replicas merged): (result, partial-response

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -157,11 +156,6 @@ def restored(*procs: ManagedProcess) -> Iterator[None]:
         for proc in procs:
             if not proc.running():
                 proc.start(timeout=60)
-
-
-def sigkill(proc: ManagedProcess) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
-    wait_until(lambda: not proc.running(), 10, what=f"{proc.name} to die")
 
 
 def expect_totals(pipeline: Pipeline, service: str, t: dict) -> None:
