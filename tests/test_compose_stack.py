@@ -12,6 +12,7 @@ import yaml
 
 from services.stack import components, pipeline
 from services.stack.collector import COLLECTOR_CONFIG
+from services.stack.scale import AGENT_COLLECTOR_CONFIG
 from tests.support import require
 from tests.support.deployment import resolve_compose
 
@@ -237,7 +238,7 @@ def test_the_apis_dependencies_are_compose_services(resolved: dict, variable: st
 DESTINATIONS = {"CUGAR_COLLECTOR_TRACES_OTLP_ENDPOINT", "CUGAR_VENDOR_OTLP_ENDPOINT"}
 LISTEN_DEFAULT = re.compile(r"\$\{env:(CUGAR_[A-Z_]+(?:ENDPOINT|HOST)):-([^}]*)\}")
 SHIPPED_CONFIGS = [COLLECTOR_CONFIG, REPO / "monitoring" / "jaeger" / "config.yaml",
-                   *sorted((REPO / "collector").rglob("*.yaml"))]
+                   *sorted((REPO / "collector").rglob("*.yaml")), AGENT_COLLECTOR_CONFIG]
 
 
 @pytest.mark.parametrize("config", SHIPPED_CONFIGS, ids=lambda p: p.relative_to(REPO).as_posix())

@@ -71,14 +71,6 @@ def test_the_agent_side_collector_routes_everything_by_service() -> None:
     assert exporter["protocol"]["otlp"]["sending_queue"]["enabled"] is True
 
 
-def test_the_agent_side_collector_listens_on_loopback_unless_configured() -> None:
-    text = AGENT_COLLECTOR_CONFIG.read_text()
-    defaults = re.findall(r"\$\{env:(CUGAR_COLLECTOR_\w+(?:ENDPOINT|HOST)):-([^}]*)\}", text)
-    assert defaults
-    for variable, default in defaults:
-        assert default.startswith("127.0.0.1"), f"{variable} defaults to {default}"
-
-
 def test_the_prometheus_agent_config_is_valid_and_adds_no_label(tmp_path: Path) -> None:
     config = yaml.safe_load(PROMETHEUS_AGENT_CONFIG.read_text())
     # A label added here would make a service re-routed to another gateway a second series.
