@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from services.stack.process import wait_until
 
 
 @dataclass
@@ -48,8 +51,18 @@ def sdk_sender(endpoint: str, resource: Mapping[str, str], protocol: str = "grpc
     try:
         yield SdkSender(meters, tracers)
     finally:
+        _leave_the_millisecond()
         meters.shutdown()   # exports the final cumulative values
         tracers.shutdown()
+
+
+def _leave_the_millisecond() -> None:
+    """Wait for the clock's next millisecond. Prometheus stores a series' 0 start sample only when
+    its start time (the first measurement) is older than its first sample; a sender that counts
+    and exports within one millisecond would otherwise lose its whole first increase."""
+    now_ms = time.time_ns() // 1_000_000
+    wait_until(lambda: time.time_ns() // 1_000_000 > now_ms, timeout=1, interval=0.001,
+               what="the next millisecond")
 
 
 @dataclass(frozen=True)
