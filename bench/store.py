@@ -115,8 +115,8 @@ def _baseline(work: Path) -> tuple[ManagedProcess, str]:
 
 
 @contextmanager
-def _cpu_over(processes: dict[str, ManagedProcess], seconds: float) -> Iterator[dict[str, float]]:
-    """CPU seconds each process used during the block (which must last `seconds`)."""
+def _cpu_over(processes: dict[str, ManagedProcess]) -> Iterator[dict[str, float]]:
+    """CPU seconds each process used during the block."""
     before = {name: cpu_seconds(p.pid) for name, p in processes.items()}
     used: dict[str, float] = {}
     yield used
@@ -151,11 +151,11 @@ def run(series: int, warmup_s: float, seconds: float) -> dict:
         with Generator(urls, series) as generator:
             wait_until(lambda: generator.value >= warmup_s, timeout=warmup_s + 60,
                        what="the warm-up")
-            sent_before = generator.value
-            with _cpu_over(processes, seconds) as used:
+            sent_before, began = generator.value, time.monotonic()
+            with _cpu_over(processes) as used:
                 wait_until(lambda: generator.value >= sent_before + seconds,
                            timeout=seconds + 60, what="the measured exports")
-            exports = generator.value - sent_before
+            exports, elapsed = generator.value - sent_before, time.monotonic() - began
         rss = {name: rss_mib(p.pid) for name, p in processes.items()}
         final = generator.value
         selector = f"{METRIC}_total"
@@ -177,10 +177,10 @@ def run(series: int, warmup_s: float, seconds: float) -> dict:
         baseline_count, baseline_sum = settled(prometheus_url)
         store_count, store_sum = settled(query.url, THANOS_QUERY_PARAMS)
 
-    rate = series * exports / seconds   # samples/s actually sent during the measurement
+    rate = series * exports / elapsed   # samples/s actually sent during the measurement
 
     def per_10k(cpu_s: float) -> float:
-        return round(100 * cpu_s / seconds / (rate / 10_000), 2)
+        return round(100 * cpu_s / elapsed / (rate / 10_000), 2)
 
     def kib_per_series(name: str) -> float:
         return round((rss[name] - idle_rss[name]) * 1024 / series, 2)
@@ -189,7 +189,7 @@ def run(series: int, warmup_s: float, seconds: float) -> dict:
     store_cpu = used["prometheus_agent"] + used["router"] + sum(ingestor_cpu)
     ingestor = max((f"ingestor_{i}" for i in range(INGESTORS)), key=rss.get)
     return {
-        "series": series, "samples_per_s": round(rate), "seconds": seconds,
+        "series": series, "samples_per_s": round(rate), "seconds": round(elapsed, 1),
         "prometheus_cpu_pct_per_10k_samples": per_10k(used["prometheus"]),
         "prometheus_rss_mib": round(rss["prometheus"], 1),
         "store_cpu_pct_per_10k_samples": per_10k(store_cpu),
