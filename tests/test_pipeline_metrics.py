@@ -14,6 +14,7 @@ import pytest
 from otel import catalogue
 from services.agent.summary import merge
 from services.stack.pipeline import Pipeline
+from services.stack.process import wait_until
 from services.stack.prometheus_api import Result, value
 from tests.support.promql import total
 
@@ -75,10 +76,20 @@ def expect_eventually(pipeline: Pipeline, promql: str, expected: Any,
 
 
 def test_every_catalogue_series_exists(pipeline: Pipeline, truth: dict) -> None:
-    pipeline.wait_for("cugar_success_rate", bool, timeout=SETTLE_S)
-    missing = sorted(name for name in catalogue.all_series_names()
-                     if not pipeline.query(f'count({{__name__="{name}"}})'))
-    assert not missing, f"series missing from Prometheus after the workload: {missing}"
+    """Polled as a whole: recording rules live in several groups, each evaluated on its own
+    schedule, so one group's series may appear an evaluation after another's."""
+    missing: list[str] = []
+
+    def none_missing() -> bool:
+        missing[:] = sorted(name for name in catalogue.all_series_names()
+                            if not pipeline.query(f'count({{__name__="{name}"}})'))
+        return not missing
+
+    try:
+        wait_until(none_missing, SETTLE_S, interval=1, what="every catalogue series")
+    except TimeoutError:
+        pytest.fail(f"series missing from Prometheus after the workload: {missing}",
+                    pytrace=False)
 
 
 def test_execution_counts_match_ground_truth(pipeline: Pipeline, truth: dict) -> None:

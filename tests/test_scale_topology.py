@@ -37,15 +37,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from otel import catalogue
 from services.agent.summary import merge
 from services.monitoring.tunables import COLLECTOR_TELEMETRY_JOB
 from services.stack import components
-from services.stack.process import wait_until
+from services.stack.process import free_port, wait_until
 from services.stack.prometheus_api import QueryError, get_json, instant_query
 from services.stack.scale import RECEIVE_REPLICA_LABEL, REPLICATION_FACTOR
+from services.stack.run import api_process
 from services.stack.scale_topology import ScaleTopology
 from tests.support import require
 from tests.support.grafana import GOLDEN, targets
@@ -518,6 +520,59 @@ def test_the_stores_recording_rules_give_the_workloads_golden_signals(observed: 
     wait_until(lambda: (r := topo.query("cugar_error_rate")[0]) and
                float(r[0]["value"][1]) == pytest.approx(want, rel=1e-9), 30, interval=1,
                what=f"cugar_error_rate from the store's ruler to be {want}")
+
+
+def _close(a: object, b: object) -> bool:
+    """Equal, floats to 1e-9 relative (the store may add the same samples in another order)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_close, a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and \
+            a == pytest.approx(b, rel=1e-9)
+    return a == b
+
+
+def test_the_api_answers_from_the_store_as_from_a_single_prometheus(
+        observed: Observed, tmp_path: Path) -> None:
+    """The api pointed at Thanos query, as docs/scaling.md tells users to do, gives the
+    /dashboard it gives pointed at the single Prometheus. That includes the freshness verdicts,
+    whose `ts_of_first_over_time` needs query's experimental functions, and the alerting rules,
+    which query takes from Thanos rule."""
+    topo, truth = observed.topology, observed.truth
+    apis = {}
+    for name, prometheus_url in (("store", topo.query_url), ("reference", topo.reference_url)):
+        port = free_port()
+        apis[name] = (api_process(tmp_path / name, port, prometheus_url, None,
+                                  {"OTEL_SDK_DISABLED": "true"}, name=f"api-{name}"),
+                      f"http://127.0.0.1:{port}")
+    answers: dict[str, dict] = {}
+
+    def both_counted() -> bool:
+        for name, (_, base) in apis.items():
+            r = httpx.get(f"{base}/dashboard", params={"window": "30m"}, timeout=10)
+            answers[name] = r.json() if r.status_code == 200 else {"http": r.status_code,
+                                                                    "body": r.text[:500]}
+        return all(a.get("executions", {}).get("total") == truth["executions"]
+                   for a in answers.values())
+
+    with apis["store"][0], apis["reference"][0]:
+        try:
+            wait_until(both_counted, 30, interval=1, what="both /dashboard answers to count "
+                       f"the agents' {truth['executions']} executions")
+        except TimeoutError as exc:
+            pytest.fail(f"{exc}: {json.dumps(answers)[:3000]}", pytrace=False)
+    store, reference = answers["store"], answers["reference"]
+    for section in ("executions", "golden_signals", "tools", "budget", "approvals"):
+        assert _close(store[section], reference[section]), (section, store[section],
+                                                           reference[section])
+    assert store["freshness"]["sources"] == reference["freshness"]["sources"] == len(
+        observed.instances)
+    stale = [{(s["job"], s["instance"]) for s in a["freshness"]["stale"]} for a in answers.values()]
+    assert stale[0] == stale[1], stale
+    assert not [d for d in store["degraded"] if d["component"] == "prometheus"], store["degraded"]
+    assert store["alerts"] is not None and "unavailable" not in json.dumps(store["alerts"])
 
 
 # A third-party GenAI agent, as any framework's instrumentation sends it: `invoke_agent` spans
