@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -114,19 +114,32 @@ def _baseline(work: Path) -> tuple[ManagedProcess, str]:
     return prometheus_process(work, port, config), f"http://127.0.0.1:{port}"
 
 
-@contextmanager
-def _cpu_over(processes: dict[str, ManagedProcess]) -> Iterator[dict[str, float]]:
-    """CPU seconds each process used during the block."""
-    before = {name: cpu_seconds(p.pid) for name, p in processes.items()}
-    used: dict[str, float] = {}
-    yield used
-    used.update({name: cpu_seconds(p.pid) - before[name] for name, p in processes.items()})
+def _cpu(processes: dict[str, ManagedProcess]) -> dict[str, float]:
+    return {name: cpu_seconds(p.pid) for name, p in processes.items()}
 
 
 def _answer(url: str, expr: str, params: dict[str, str] | None = None) -> float | None:
     """The single value `expr` has now, None while it has none or the answer is partial."""
     result, warnings = instant_query(url, expr, params=params)
     return float(result[0]["value"][1]) if result and not warnings else None
+
+
+def _settled(url: str, want: tuple[float, float],
+             params: dict[str, str] | None = None) -> tuple[float, float]:
+    """`count()` and `sum()` of the counters at `url` once they equal `want`, or as they are
+    after 60 s (then `lost` says what is missing)."""
+    selector = f"{METRIC}_total"
+    last: list[tuple[float, float]] = []
+
+    def complete() -> bool:
+        last[:] = [(_answer(url, f"count({selector})", params) or 0.0,
+                    _answer(url, f"sum({selector})", params) or 0.0)]
+        return last[0] == want
+    try:
+        wait_until(complete, timeout=60, interval=1, what=f"all samples at {url}")
+    except TimeoutError:
+        pass
+    return last[0]
 
 
 def run(series: int, warmup_s: float, seconds: float) -> dict:
@@ -151,31 +164,16 @@ def run(series: int, warmup_s: float, seconds: float) -> dict:
         with Generator(urls, series) as generator:
             wait_until(lambda: generator.value >= warmup_s, timeout=warmup_s + 60,
                        what="the warm-up")
-            sent_before, began = generator.value, time.monotonic()
-            with _cpu_over(processes) as used:
-                wait_until(lambda: generator.value >= sent_before + seconds,
-                           timeout=seconds + 60, what="the measured exports")
+            sent_before, began, cpu_before = generator.value, time.monotonic(), _cpu(processes)
+            wait_until(lambda: generator.value >= sent_before + seconds,
+                       timeout=seconds + 60, what="the measured exports")
+            used = {name: cpu - cpu_before[name] for name, cpu in _cpu(processes).items()}
             exports, elapsed = generator.value - sent_before, time.monotonic() - began
         rss = {name: rss_mib(p.pid) for name, p in processes.items()}
         final = generator.value
-        selector = f"{METRIC}_total"
-
-        def settled(url: str, params: dict[str, str] | None = None) -> tuple[float, float]:
-            answers: list[tuple[float | None, float | None]] = []
-
-            def complete() -> bool:
-                answers.append((_answer(url, f"count({selector})", params),
-                                _answer(url, f"sum({selector})", params)))
-                return answers[-1] == (series, series * final)
-            try:
-                wait_until(complete, timeout=60, interval=1, what=f"all samples at {url}")
-            except TimeoutError:
-                pass
-            count, total = answers[-1]
-            return count or 0.0, total or 0.0
-
-        baseline_count, baseline_sum = settled(prometheus_url)
-        store_count, store_sum = settled(query.url, THANOS_QUERY_PARAMS)
+        want = (float(series), float(series * final))
+        baseline_count, baseline_sum = _settled(prometheus_url, want)
+        store_count, store_sum = _settled(query.url, want, THANOS_QUERY_PARAMS)
 
     rate = series * exports / elapsed   # samples/s actually sent during the measurement
 

@@ -16,6 +16,7 @@ process is a ManagedProcess: ready when its /-/ready answers, its log in its own
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, Self
@@ -234,14 +235,14 @@ class GatewayTelemetryScraper(PrometheusAgent):
                                              self.scrape_interval, batch_send_deadline)
 
 
-class ProcessGroup:
+class ProcessGroup(ABC):
     """Components started in the order `members()` gives (each ready before the next starts)
     and stopped in reverse; a start that fails stops what it had started."""
 
     start_timeout: float = 60.0
 
-    def members(self) -> list[Startable]:
-        raise NotImplementedError
+    @abstractmethod
+    def members(self) -> list[Startable]: ...
 
     def start(self, timeout: float | None = None) -> Self:
         self._started: list[Startable] = []
